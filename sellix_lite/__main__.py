@@ -1,0 +1,5 @@
+"""`python -m sellix_lite` runs the command line."""
+
+from .cli import main
+
+main()

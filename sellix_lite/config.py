@@ -1,0 +1,225 @@
+"""Configuration: one TOML file read into frozen dataclasses.
+
+Every key has a default, so a missing file (or an empty one) is a valid configuration.
+Unknown keys and wrong types are refused with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A configuration file that can't be used; the message names the key or line."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int = 8
+    public_url: str = ""
+    trusted_proxy: str = ""
+    log_format: str = "text"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: str = "sellix-data/sellix.db"
+
+
+@dataclass(frozen=True)
+class ShopConfig:
+    name: str = "sellix-lite shop"
+    currency: str = "USD"
+    owner_email: str = ""
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    secret_key: str = ""
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    reads_per_minute: int = 600
+    writes_per_minute: int = 120
+    failed_auths_per_minute_per_ip: int = 60
+    checkouts_per_minute_per_ip: int = 10
+    max_qty_per_order: int = 100
+
+
+@dataclass(frozen=True)
+class BlockpnConfig:
+    base_url: str = ""
+    api_key: str = ""
+    ipn_secret: str = ""
+    accepted: tuple[str, ...] = ("tron:USDT", "ethereum:USDC", "bitcoin:BTC", "solana:USDC")
+    invoice_ttl_minutes: int = 60
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    timeout_seconds: int = 10
+    retry_schedule: tuple[int, ...] = (60, 120, 300, 900, 3600, 21600, 86400)
+    disable_after_hours: int = 48
+    allow_private_targets: bool = False
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    tick_seconds: int = 1
+    payment_poll_seconds: int = 30
+    payout_poll_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    payout_confirm_seconds: int = 2
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = ""
+    starttls: bool = True
+    from_: str = "shop@localhost"
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    shop: ShopConfig = field(default_factory=ShopConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    blockpn: BlockpnConfig = field(default_factory=BlockpnConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    # Folder that relative paths are resolved against (the config file's folder).
+    base_dir: Path = field(default_factory=Path.cwd, compare=False)
+
+    @property
+    def database_path(self) -> Path:
+        """Absolute path of the SQLite file."""
+        return (self.base_dir / self.storage.path).resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        """The folder holding the database, the secret key and other files of the shop."""
+        return self.database_path.parent
+
+    @property
+    def public_url(self) -> str:
+        """Base URL used in links that leave the server (emails, checkout URLs)."""
+        url = self.server.public_url or f"http://{self.server.host}:{self.server.port}"
+        return url.rstrip("/")
+
+
+# Constraints beyond the type, checked after types: (section, key) -> (test, message).
+_CHOICES = {
+    ("server", "log_format"): ("text", "json"),
+}
+_POSITIVE = {
+    ("server", "port"), ("server", "threads"), ("limits", "reads_per_minute"),
+    ("limits", "writes_per_minute"), ("limits", "failed_auths_per_minute_per_ip"),
+    ("limits", "checkouts_per_minute_per_ip"), ("limits", "max_qty_per_order"),
+    ("blockpn", "invoice_ttl_minutes"), ("webhooks", "timeout_seconds"),
+    ("webhooks", "disable_after_hours"), ("jobs", "tick_seconds"),
+    ("jobs", "payment_poll_seconds"), ("jobs", "payout_poll_seconds"),
+    ("email", "smtp_port"),
+}
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read the TOML file at `path`; `None` gives the embedded defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} can't be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not valid UTF-8") from None
+    return config_from_dict(raw, base_dir=path.resolve().parent)
+
+
+def config_from_dict(raw: dict, base_dir: Path | None = None) -> Config:
+    """Build a Config from parsed TOML, refusing unknown sections, keys and wrong types."""
+    sections = {}
+    hints = typing.get_type_hints(Config)
+    for section, values in raw.items():
+        section_type = hints.get(section)
+        if section_type is None or section == "base_dir":
+            raise ConfigError(f"unknown config section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config [{section}] must be a table")
+        sections[section] = _build_section(section, section_type, values)
+    return Config(**sections, base_dir=base_dir or Path.cwd())
+
+
+def _build_section(section: str, section_type: type, values: dict):
+    hints = typing.get_type_hints(section_type)
+    kwargs = {}
+    for key, value in values.items():
+        attr = "from_" if key == "from" else key
+        if attr not in hints or key == "from_":
+            raise ConfigError(f"unknown config key {section}.{key}")
+        kwargs[attr] = _check_value(f"{section}.{key}", hints[attr], value)
+        _check_constraint(section, key, kwargs[attr])
+    return section_type(**kwargs)
+
+
+def _check_value(name: str, expected, value):
+    origin = typing.get_origin(expected)
+    if origin is tuple:
+        item_type = typing.get_args(expected)[0]
+        if not isinstance(value, list) or not all(_is_type(v, item_type) for v in value):
+            raise ConfigError(f"config key {name} must be a list of {_type_name(item_type)}")
+        return tuple(value)
+    if not _is_type(value, expected):
+        raise ConfigError(f"config key {name} must be {_type_name(expected)}, got {value!r}")
+    return value
+
+
+def _is_type(value, expected) -> bool:
+    # TOML booleans are Python bools, and bool is a subclass of int: keep them apart.
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _type_name(expected) -> str:
+    return {int: "an integer", str: "a string", bool: "true or false"}[expected]
+
+
+def _check_constraint(section: str, key: str, value) -> None:
+    choices = _CHOICES.get((section, key))
+    if choices and value not in choices:
+        raise ConfigError(f"config key {section}.{key} must be one of {', '.join(choices)}")
+    if (section, key) in _POSITIVE and value <= 0:
+        raise ConfigError(f"config key {section}.{key} must be greater than 0")
+
+
+def all_keys() -> dict[str, list[str]]:
+    """Every section and its keys, as they are spelled in TOML (used to check the sample)."""
+    hints = typing.get_type_hints(Config)
+    return {
+        section: [f.name.rstrip("_") for f in dataclasses.fields(section_type)]
+        for section, section_type in hints.items()
+        if section != "base_dir"
+    }

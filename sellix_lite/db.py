@@ -1,0 +1,59 @@
+"""The only place that opens SQLite connections and write transactions.
+
+Each thread (a request, a job run, a CLI command) opens its own connection; connections are
+never shared across threads. Writes that read first must hold the write lock from the start,
+so every write transaction is opened with BEGIN IMMEDIATE: a deferred transaction upgrading
+its lock fails at once with "database is locked" and ignores the busy timeout.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import sqlite_utils
+
+BUSY_TIMEOUT_SECONDS = 30
+
+
+def connect(path: str | Path) -> sqlite_utils.Database:
+    """Open a connection in autocommit mode: transactions are only the ones we open."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    db = sqlite_utils.Database(conn)
+    # Callables run inside every write transaction just before it commits (see write_txn).
+    db.before_commit = []
+    return db
+
+
+@contextmanager
+def write_txn(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """Run the block as one BEGIN IMMEDIATE transaction: all of it commits, or none.
+
+    The connection's `before_commit` hooks run inside the transaction, so what they write
+    commits together with the block (the idempotency layer uses this to note that a
+    request has taken effect).
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        for hook in db.before_commit:
+            hook(db)
+    except BaseException:
+        db.rollback()
+        raise
+    else:
+        db.commit()
+
+
+def query_one(db: sqlite_utils.Database, sql: str, params=()) -> dict | None:
+    """The first row of a query as a dict, or None."""
+    return next(iter(db.query(sql, params)), None)
+
+
+def enable_wal(db: sqlite_utils.Database) -> None:
+    """Switch the file to write-ahead logging; it is a property of the file, set once."""
+    db.execute("PRAGMA journal_mode = WAL")
