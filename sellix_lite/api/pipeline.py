@@ -1,0 +1,226 @@
+"""The request pipeline every /v1 operation goes through (CONTRACT §5–§7).
+
+Order of checks: authentication, rate limit, ability, idempotency, then body and query
+validation and execution, so a 401, 403 or 429 is never stored under an idempotency key.
+Routes are declared with `operation`, which also records what the OpenAPI document says of
+them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import partial, wraps
+from typing import Callable
+
+from flask import Blueprint, Response, g, request
+
+from ..app import get_db, runtime
+from ..errors import (ApiError, ForbiddenScope, InvalidRequest, RateLimited,
+                      Unauthenticated, UnsupportedMediaType)
+from ..http import problem_response
+from ..services import api_keys, idempotency
+from ..services.scope import Scope
+from ..validation import Schema
+
+READ_METHODS = ("GET", "HEAD")
+WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one route does, for the pipeline and for the OpenAPI document."""
+
+    method: str
+    rule: str
+    endpoint: str
+    summary: str
+    description: str
+    ability: str | None
+    tag: str
+    body: Schema | None = None
+    query: Schema = field(default_factory=Schema)
+    status: int = 200
+    idempotency_required: bool = False
+    # A field of the response shown once (a new secret): never kept in idempotency records.
+    secret_field: str | None = None
+
+
+OPERATIONS: list[Operation] = []
+
+
+def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
+              ability: str | None, body: Schema | None = None, query: Schema | None = None,
+              status: int = 200, idempotency_required: bool = False,
+              secret_field: str | None = None) -> Callable:
+    """Register `view` for `method rule` on `bp`, running it through the pipeline.
+
+    The view receives the path parameters, `query` (validated) and, for writes, `body`
+    (the parsed JSON object, validated by the service that owns the rule).
+    """
+
+    def decorate(view: Callable) -> Callable:
+        op = Operation(method, rule, view.__name__, summary, (view.__doc__ or "").strip(),
+                       ability, tag, body, query or Schema(), status, idempotency_required,
+                       secret_field)
+
+        @wraps(view)
+        def run(**path_args):
+            _require_ability(op.ability)
+            if method in WRITE_METHODS:
+                return _idempotent(op, lambda: _execute(op, view, path_args))
+            return _execute(op, view, path_args)
+
+        bp.add_url_rule(rule, endpoint=view.__name__, view_func=run, methods=[method])
+        OPERATIONS.append(op)
+        return view
+
+    return decorate
+
+
+def scope() -> Scope:
+    """The mode-bound database of the authenticated key."""
+    return g.scope
+
+
+def caller() -> dict:
+    """The authenticated API key's row."""
+    return g.api_key
+
+
+def authenticate_request() -> None:
+    """Blueprint hook: resolve the bearer key and count the request against its limit."""
+    limits = runtime().config.limits
+    ip_bucket = f"auth-failures:{request.remote_addr}"
+    failures = runtime().limiter.peek(ip_bucket, limits.failed_auths_per_minute_per_ip)
+    if not failures.allowed:
+        raise RateLimited("too many failed authentications from this address",
+                          headers={"Retry-After": str(failures.reset_seconds)})
+    key = api_keys.authenticate(get_db(), _bearer_secret())
+    if key is None:
+        runtime().limiter.hit(ip_bucket, limits.failed_auths_per_minute_per_ip)
+        raise Unauthenticated("the API key is unknown or revoked")
+    g.api_key, g.api_key_id = key, key["id"]
+    g.scope = Scope(get_db(), key["mode"], runtime().signer)
+    _count_request(key["id"])
+    api_keys.touch(get_db(), key)
+
+
+def add_rate_limit_headers(response: Response) -> Response:
+    """Blueprint hook: the IETF RateLimit fields for the bucket the request counted in."""
+    response.headers.update(g.get("rate_limit_headers", {}))
+    return response
+
+
+def _bearer_secret() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if not header:
+        raise Unauthenticated("send your API key as `Authorization: Bearer sx_...`")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated("the Authorization header must be `Bearer <secret>`")
+    return secret.strip()
+
+
+def _count_request(key_id: str) -> None:
+    limits = runtime().config.limits
+    bucket, limit = (("reads", limits.reads_per_minute) if request.method in READ_METHODS
+                     else ("writes", limits.writes_per_minute))
+    decision = runtime().limiter.hit(f"{bucket}:{key_id}", limit)
+    window = runtime().limiter.window
+    g.rate_limit_headers = {
+        "RateLimit-Policy": f'"{bucket}";q={limit};w={window}',
+        "RateLimit": f'"{bucket}";r={decision.remaining};t={decision.reset_seconds}',
+    }
+    if not decision.allowed:
+        raise RateLimited(f"more than {limit} {bucket} in {window} seconds; slow down",
+                          headers={"Retry-After": str(decision.reset_seconds)})
+
+
+def _require_ability(ability: str | None) -> None:
+    if ability and ability not in g.api_key["abilities"]:
+        raise ForbiddenScope(f"this API key lacks the ability {ability}", ability=ability)
+
+
+def _execute(op: Operation, view: Callable, path_args: dict) -> Response:
+    kwargs = dict(path_args)
+    kwargs["query"] = op.query.validate(request.args.to_dict(), from_query=True)
+    if op.method in WRITE_METHODS:
+        kwargs["body"] = json_body()
+    return view(**kwargs)
+
+
+def json_body() -> dict:
+    """The request body as a JSON object; an empty body is `{}`.
+
+    Bodies over the app's MAX_CONTENT_LENGTH (1 MiB) make `get_data` raise a 413.
+    """
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"send the body as application/json, not {request.mimetype or 'no content type'}")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {_short(exc)}") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return value
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).split("\n")[0][:200] if isinstance(exc, ValueError) else "nested too deeply"
+
+
+def _idempotent(op: Operation, handler: Callable[[], Response]) -> Response:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        if op.idempotency_required:
+            raise InvalidRequest("this request moves money: send an Idempotency-Key header",
+                                 errors={"Idempotency-Key": "is required"})
+        return handler()
+    idempotency.check_key(key)
+    db = get_db()
+    outcome = idempotency.claim(
+        db, g.api_key["id"], key,
+        idempotency.fingerprint(request.method, request.path, request.get_data(cache=True)),
+        runtime().boot_id)
+    if isinstance(outcome, idempotency.StoredResponse):
+        return Response(outcome.body, status=outcome.status,
+                        headers={**outcome.headers, "Idempotent-Replayed": "true"})
+    mark = partial(idempotency.mark_effects, held=outcome)
+    db.before_commit.append(mark)
+    try:
+        response = _as_response(handler)
+    except BaseException:
+        db.before_commit.remove(mark)
+        idempotency.release(db, outcome)
+        raise
+    db.before_commit.remove(mark)
+    if response.status_code >= 500 or response.status_code == 429:
+        idempotency.release(db, outcome)
+    else:
+        idempotency.store(db, outcome, idempotency.StoredResponse(
+            response.status_code, {"Content-Type": response.content_type},
+            _storable_body(op, response)))
+    return response
+
+
+def _storable_body(op: Operation, response: Response) -> bytes:
+    """The body to replay; a secret shown once is withheld (null) from the stored copy."""
+    body = response.get_data()
+    if op.secret_field and response.status_code < 300:
+        payload = json.loads(body)
+        payload[op.secret_field] = None
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return body
+
+
+def _as_response(handler: Callable[[], Response]) -> Response:
+    """Run the handler, turning an expected error into its response so it can be stored."""
+    try:
+        return handler()
+    except ApiError as error:
+        return problem_response(error)

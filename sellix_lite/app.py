@@ -1,0 +1,81 @@
+"""The Flask application factory.
+
+`create_app` is pure: it reads no file or environment and starts no thread, so tests and
+`serve` build the same app from a Config. The scheduler and waitress live in `server.py`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Flask, current_app, g
+
+from . import __version__, db as storage
+from .config import Config
+from .ratelimit import SlidingWindowLimiter
+from .security import Signer
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Largest request body the app reads (CONTRACT §6: 1 MiB for JSON).
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass
+class Runtime:
+    """What the app shares across requests: config, signer, limiters, this process's id."""
+
+    config: Config
+    signer: Signer
+    boot_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    limiter: SlidingWindowLimiter = field(default_factory=SlidingWindowLimiter)
+
+
+def resource_dir(name: str) -> Path:
+    """`templates` or `static`: inside the installed package, else beside it in a checkout."""
+    installed = PACKAGE_DIR / name
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / name
+
+
+def create_app(config: Config, secret_key: str) -> Flask:
+    """Build the app for `config`, signing with `secret_key`."""
+    app = Flask(__name__, template_folder=str(resource_dir("templates")),
+                static_folder=str(resource_dir("static")))
+    app.config["SECRET_KEY"] = secret_key
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+    app.extensions["sellix"] = Runtime(config=config, signer=Signer(secret_key))
+
+    from . import http, requestlog
+    from .api import bp as api_bp
+
+    http.install(app)
+    requestlog.install(app)
+    app.register_blueprint(api_bp)
+    app.teardown_appcontext(_close_db)
+    app.add_url_rule("/healthz", "healthz", _healthz)
+    return app
+
+
+def runtime() -> Runtime:
+    """The Runtime of the current app."""
+    return current_app.extensions["sellix"]
+
+
+def get_db():
+    """This request's database connection, opened on first use and closed at teardown."""
+    if "db" not in g:
+        g.db = storage.connect(runtime().config.database_path)
+    return g.db
+
+
+def _close_db(_exc=None) -> None:
+    connection = g.pop("db", None)
+    if connection is not None:
+        connection.close()
+
+
+def _healthz():
+    get_db().execute("SELECT 1").fetchone()
+    return {"status": "ok", "version": __version__}

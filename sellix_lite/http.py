@@ -1,0 +1,113 @@
+"""HTTP plumbing shared by every area: request ids, JSON responses and the one error handler.
+
+Under /v1 and /ipn every error, including unknown paths, wrong methods, oversized bodies and
+crashes, is rendered as RFC 9457 problem JSON; elsewhere as a small HTML page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Flask, Response, g, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from . import errors
+from .errors import ApiError
+from .ids import new_id
+
+log = logging.getLogger("sellix_lite")
+
+PROBLEM_PREFIXES = ("/v1", "/ipn")
+# Werkzeug's own HTTP errors, mapped onto the contract's slugs.
+_HTTP_ERRORS = {
+    400: errors.InvalidRequest,
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
+}
+
+
+def request_id() -> str:
+    """This request's id (`req_` + ULID), made on first use."""
+    if "request_id" not in g:
+        g.request_id = new_id("req")
+    return g.request_id
+
+
+def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
+    """A JSON response, keys in the order the object was built."""
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status=status, headers=headers, mimetype="application/json")
+
+
+def problem_response(error: ApiError) -> Response:
+    """The problem+json response for `error`."""
+    body = errors.problem(error, instance=request.path, request_id=request_id())
+    response = Response(json.dumps(body, ensure_ascii=False), status=error.status,
+                        mimetype="application/problem+json")
+    response.headers.update(error.headers)
+    return response
+
+
+def wants_problem_json() -> bool:
+    return request.path.startswith(PROBLEM_PREFIXES)
+
+
+def render_error(error: ApiError) -> Response:
+    """Problem JSON for API paths, an HTML page elsewhere."""
+    if wants_problem_json():
+        return problem_response(error)
+    html = render_template("error.html", error=error)
+    response = Response(html, status=error.status, mimetype="text/html")
+    response.headers.update(error.headers)
+    return response
+
+
+def _handle_api_error(error: ApiError):
+    return render_error(error)
+
+
+def _handle_http_exception(exc: HTTPException):
+    error_class = _HTTP_ERRORS.get(exc.code)
+    if error_class is None:
+        error = ApiError(exc.description)
+        error.status, error.title = exc.code or 500, exc.name
+    else:
+        error = error_class(_describe(exc))
+    if exc.code == 405 and getattr(exc, "valid_methods", None):
+        error.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    return render_error(error)
+
+
+def _describe(exc: HTTPException) -> str:
+    if exc.code == 404:
+        return f"no resource at {request.path}"
+    if exc.code == 405:
+        return f"{request.method} is not allowed on {request.path}"
+    if exc.code == 413:
+        return "the request body is larger than the limit of 1 MiB"
+    return exc.description or exc.name
+
+
+def _handle_crash(exc: Exception):
+    trace_id = request_id()
+    log.error("unhandled error in %s %s (trace_id %s)", request.method, request.path, trace_id,
+              exc_info=exc)
+    return render_error(errors.ServerError(
+        "something went wrong on our side; quote the trace_id when you report it",
+        trace_id=trace_id))
+
+
+def _add_request_id(response: Response) -> Response:
+    response.headers["X-Request-Id"] = request_id()
+    return response
+
+
+def install(app: Flask) -> None:
+    """Register the error handlers and the request-id header on `app`."""
+    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_crash)
+    app.after_request(_add_request_id)

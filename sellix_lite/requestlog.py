@@ -1,0 +1,42 @@
+"""One log line per request on stderr (CONTRACT §18).
+
+The line names the API key by id, never by secret. The fields travel with the record, so the
+JSON formatter of `logsetup` writes them as keys and the text formatter as one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, g, request
+
+from .http import request_id
+
+access_log = logging.getLogger("sellix_lite.access")
+
+
+def install(app: Flask) -> None:
+    """Time every request of `app` and log it when the response is ready."""
+
+    @app.before_request
+    def _start_clock():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _log(response: Response) -> Response:
+        started = g.get("started", time.perf_counter())
+        fields = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "request_id": request_id(),
+            "api_key_id": g.get("api_key_id"),
+            "client_ip": request.remote_addr,
+        }
+        access_log.info(
+            "%(method)s %(path)s %(status)s %(duration_ms)sms %(request_id)s key=%(key)s "
+            "ip=%(client_ip)s", {**fields, "key": fields["api_key_id"] or "-"},
+            extra={"fields": fields})
+        return response

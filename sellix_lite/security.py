@@ -1,0 +1,89 @@
+"""Secrets, hashes and signed tokens.
+
+API key secrets are long random strings, so one SHA-256 is enough to store them safely; the
+database is searched by that hash, so no comparison ever runs over the secret itself.
+Signed values use itsdangerous with one salt per purpose (namespace), so a token made for
+one purpose (a list cursor) is refused for another (a download link).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import string
+from pathlib import Path
+
+from itsdangerous import BadData, URLSafeTimedSerializer
+
+_BASE62 = string.digits + string.ascii_letters
+SECRET_RANDOM_LENGTH = 40
+SECRET_PATTERN = re.compile(r"sx_(live|test)_[0-9A-Za-z]{32,200}")
+
+
+class BadToken(Exception):
+    """A signed value that was tampered with, expired or made for another purpose."""
+
+
+def new_api_secret(mode: str) -> str:
+    """A fresh `sx_<mode>_` secret with 40 random base62 characters (~238 bits)."""
+    body = "".join(secrets.choice(_BASE62) for _ in range(SECRET_RANDOM_LENGTH))
+    return f"sx_{mode}_{body}"
+
+
+def secret_mode(secret: str) -> str | None:
+    """The mode a well-formed secret belongs to, or None for anything malformed."""
+    match = SECRET_PATTERN.fullmatch(secret)
+    return match.group(1) if match else None
+
+
+def hash_secret(secret: str) -> str:
+    """The stored form of an API key secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same_hash(a: str, b: str) -> bool:
+    """Constant-time comparison of two hashes."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def load_secret_key(configured: str, data_dir: Path) -> str:
+    """The configured secret key, or the one kept in the data folder (made on first use)."""
+    if configured:
+        return configured
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # O_EXCL: two processes starting at once can't both write a different key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+class Signer:
+    """Signs JSON-able values for one secret key, namespaced by purpose."""
+
+    def __init__(self, secret_key: str):
+        self._secret_key = secret_key
+
+    def sign(self, value, namespace: str) -> str:
+        """A URL-safe token carrying `value`, valid only for `namespace`."""
+        return self._serializer(namespace).dumps(value)
+
+    def unsign(self, token: str, namespace: str, max_age: int | None = None):
+        """The value inside `token`; BadToken if tampered, expired or of another namespace."""
+        try:
+            return self._serializer(namespace).loads(token, max_age=max_age)
+        except (BadData, UnicodeError, ValueError, TypeError) as exc:
+            raise BadToken(str(exc)) from None
+
+    def _serializer(self, namespace: str) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self._secret_key, salt=f"sellix-lite.{namespace}")

@@ -1,0 +1,261 @@
+"""Declarative input schemas: validate request bodies and query strings, describe them in
+JSON Schema.
+
+One schema serves the API, the dashboard's forms and the OpenAPI document, so a rule is
+written once. Missing required fields are a 400 naming each one; any other bad value,
+including an unknown field, is a 422 with a message per field (CONTRACT §6).
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from typing import Any, Iterable
+
+from .errors import InvalidRequest, Unprocessable
+
+MISSING = object()
+
+
+class FieldError(ValueError):
+    """One field's value is not acceptable; the message is shown to the client."""
+
+
+class Field(ABC):
+    """A field of a schema. Subclasses check and normalise one value."""
+
+    json_type = "string"
+
+    def __init__(self, *, required: bool = False, nullable: bool = False,
+                 default: Any = MISSING, description: str = "", example: Any = MISSING):
+        self.required = required
+        self.nullable = nullable
+        self.default = default
+        self.description = description
+        self.example = example
+
+    def clean(self, value, from_query: bool = False):
+        """The normalised value, or FieldError."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise FieldError(f"must not be null; {self.expects()}")
+        return self.check(value, from_query)
+
+    @abstractmethod
+    def check(self, value, from_query: bool):
+        """The normalised non-null value, or FieldError."""
+
+    @abstractmethod
+    def expects(self) -> str:
+        """What the field wants, in words: the tail of every error message."""
+
+    def json_schema(self) -> dict:
+        schema = dict(self.schema_fragment())
+        if self.nullable:
+            schema["type"] = [schema["type"], "null"]
+            if "enum" in schema:
+                schema["enum"] = [*schema["enum"], None]
+        if self.description:
+            schema["description"] = self.description
+        if self.default is not MISSING:
+            schema["default"] = self.default
+        if self.example is not MISSING:
+            schema["examples"] = [self.example]
+        return schema
+
+    def schema_fragment(self) -> dict:
+        return {"type": self.json_type}
+
+
+class String(Field):
+    def __init__(self, *, min_length: int = 0, max_length: int | None = None,
+                 pattern: str | None = None, pattern_hint: str = "", strip: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.min_length, self.max_length = min_length, max_length
+        self.pattern = re.compile(pattern) if pattern else None
+        self.pattern_hint = pattern_hint
+        self.strip = strip
+
+    def check(self, value, from_query):
+        if not isinstance(value, str):
+            raise FieldError(self.expects())
+        if self.strip:
+            value = value.strip()
+        too_short = len(value) < self.min_length
+        too_long = self.max_length is not None and len(value) > self.max_length
+        if too_short or too_long:
+            raise FieldError(self.expects())
+        if self.pattern and not self.pattern.fullmatch(value):
+            raise FieldError(self.pattern_hint or f"must match {self.pattern.pattern}")
+        return value
+
+    def expects(self):
+        if self.max_length is not None:
+            return f"must be a string of {self.min_length} to {self.max_length} characters"
+        if self.min_length:
+            return f"must be a string of at least {self.min_length} characters"
+        return "must be a string"
+
+    def schema_fragment(self):
+        schema = {"type": "string"}
+        if self.min_length:
+            schema["minLength"] = self.min_length
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        if self.pattern:
+            schema["pattern"] = f"^{self.pattern.pattern}$"
+        return schema
+
+
+class Integer(Field):
+    json_type = "integer"
+
+    def __init__(self, *, minimum: int | None = None, maximum: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.minimum, self.maximum = minimum, maximum
+
+    def check(self, value, from_query):
+        if from_query and isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value):
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise FieldError(self.expects())
+        if (self.minimum is not None and value < self.minimum) or (
+                self.maximum is not None and value > self.maximum):
+            raise FieldError(self.expects())
+        return value
+
+    def expects(self):
+        if self.minimum is not None and self.maximum is not None:
+            return f"must be an integer from {self.minimum} to {self.maximum}"
+        if self.minimum is not None:
+            return f"must be an integer >= {self.minimum}"
+        if self.maximum is not None:
+            return f"must be an integer <= {self.maximum}"
+        return "must be an integer"
+
+    def schema_fragment(self):
+        schema = {"type": "integer"}
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        return schema
+
+
+class Boolean(Field):
+    json_type = "boolean"
+
+    def check(self, value, from_query):
+        if from_query and value in ("true", "false"):
+            return value == "true"
+        if not isinstance(value, bool):
+            raise FieldError(self.expects())
+        return value
+
+    def expects(self):
+        return "must be true or false"
+
+
+class Enum(Field):
+    def __init__(self, choices: Iterable[str], **kwargs):
+        super().__init__(**kwargs)
+        self.choices = tuple(choices)
+
+    def check(self, value, from_query):
+        if value not in self.choices or not isinstance(value, str):
+            raise FieldError(self.expects())
+        return value
+
+    def expects(self):
+        return f"must be one of: {', '.join(self.choices)}"
+
+    def schema_fragment(self):
+        return {"type": "string", "enum": list(self.choices)}
+
+
+class Array(Field):
+    json_type = "array"
+
+    def __init__(self, items: Field, *, min_items: int = 0, max_items: int | None = None,
+                 unique: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.items, self.min_items, self.max_items = items, min_items, max_items
+        self.unique = unique
+
+    def check(self, value, from_query):
+        if not isinstance(value, list):
+            raise FieldError(self.expects())
+        if len(value) < self.min_items or (
+                self.max_items is not None and len(value) > self.max_items):
+            raise FieldError(self.expects())
+        cleaned = []
+        for index, item in enumerate(value):
+            try:
+                cleaned.append(self.items.clean(item))
+            except FieldError as exc:
+                raise FieldError(f"item {index}: {exc}") from None
+        if self.unique:
+            cleaned = list(dict.fromkeys(cleaned))
+        return cleaned
+
+    def expects(self):
+        bounds = f"{self.min_items} to {self.max_items}" if self.max_items else \
+            f"at least {self.min_items}"
+        return f"must be a list of {bounds} items"
+
+    def schema_fragment(self):
+        schema = {"type": "array", "items": self.items.json_schema()}
+        if self.min_items:
+            schema["minItems"] = self.min_items
+        if self.max_items is not None:
+            schema["maxItems"] = self.max_items
+        if self.unique:
+            schema["uniqueItems"] = True
+        return schema
+
+
+class Schema:
+    """A set of named fields: a JSON object body or a query string."""
+
+    def __init__(self, description: str = "", **fields: Field):
+        self.description = description
+        self.fields = fields
+
+    def validate(self, data: dict, *, from_query: bool = False) -> dict:
+        """Clean values for the fields given (plus defaults); 400 or 422 otherwise."""
+        missing = {name: "is required" for name, field in self.fields.items()
+                   if field.required and name not in data}
+        if missing:
+            raise InvalidRequest(
+                f"missing required parameter{'s' if len(missing) > 1 else ''}: "
+                + ", ".join(missing), errors=missing)
+        cleaned, errors = {}, {}
+        for name, value in data.items():
+            field = self.fields.get(name)
+            if field is None:
+                errors[name] = "is not a known parameter"
+                continue
+            try:
+                cleaned[name] = field.clean(value, from_query)
+            except FieldError as exc:
+                errors[name] = str(exc)
+        if errors:
+            raise Unprocessable(errors=errors)
+        for name, field in self.fields.items():
+            if name not in cleaned and field.default is not MISSING:
+                cleaned[name] = field.default
+        return cleaned
+
+    def json_schema(self) -> dict:
+        """The schema as a JSON Schema object (for the OpenAPI document)."""
+        schema = {
+            "type": "object",
+            "properties": {name: f.json_schema() for name, f in self.fields.items()},
+            "additionalProperties": False,
+        }
+        required = [name for name, f in self.fields.items() if f.required]
+        if required:
+            schema["required"] = required
+        return schema
