@@ -1,0 +1,187 @@
+"""The `sellix-lite` command line (CONTRACT §2).
+
+Expected failures (a bad config file, a busy port, an unknown key id) print one line on
+stderr and exit 1; usage errors are click's (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, db as storage
+from .config import Config, ConfigError, load_config
+from .errors import ApiError
+from .migrations import SchemaTooNew, migrate
+from .server import StartupError, prepare, serve as run_server
+from .services import api_keys
+from .services.scope import MODES
+
+EXPECTED_ERRORS = (ConfigError, StartupError, SchemaTooNew, ApiError, sqlite3.Error, OSError)
+
+
+class Cli(click.Group):
+    """A click group that turns expected errors into one line and exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EXPECTED_ERRORS as exc:
+            click.echo(f"error: {_one_line(exc)}", err=True)
+            sys.exit(1)
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@click.group(cls=Cli)
+@click.option("--config", "config_path", envvar="SELLIX_LITE_CONFIG",
+              type=click.Path(dir_okay=False), help="TOML configuration file.")
+@click.version_option(__version__, prog_name="sellix-lite")
+@click.pass_context
+def cli(ctx, config_path):
+    """sellix-lite: a self-hosted store engine for selling digital goods for crypto."""
+    ctx.obj = config_path
+
+
+def _config() -> Config:
+    return load_config(click.get_current_context().find_root().obj)
+
+
+def _open_db(config: Config):
+    """The database, created and migrated if need be."""
+    prepare(config)
+    return storage.connect(config.database_path)
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default from config: 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
+def serve(host, port):
+    """Serve the API, storefront and dashboard until SIGINT or SIGTERM."""
+    from .logsetup import configure
+
+    config = _config()
+    configure(config.server.log_format)
+    run_server(config, host or config.server.host,
+               config.server.port if port is None else port)
+
+
+@cli.command()
+def init():
+    """Create the data folder, the database and the secret key."""
+    config = _config()
+    _, version = prepare(config)
+    click.echo(f"data folder: {config.data_dir}")
+    click.echo(f"database:    {config.database_path} (schema version {version})")
+    key_place = "the config file" if config.security.secret_key else \
+        str(config.data_dir / "secret_key")
+    click.echo(f"secret key:  {key_place}")
+
+
+@cli.command("migrate")
+def migrate_command():
+    """Apply pending schema migrations and print the schema version."""
+    config = _config()
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = storage.connect(config.database_path)
+    try:
+        click.echo(f"schema version {migrate(db)}")
+    finally:
+        db.close()
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+def backup(path):
+    """Write a consistent copy of the database to PATH, even while the server runs."""
+    config = _config()
+    target = Path(path).resolve()
+    if target.exists():
+        raise click.UsageError(f"{path} already exists; choose a new file name")
+    if not config.database_path.exists():
+        raise StartupError(f"there is no database at {config.database_path} to back up")
+    partial = target.with_name(target.name + ".partial")
+    db = storage.connect(config.database_path)
+    try:
+        # VACUUM INTO reads one snapshot of the database: writes that go on meanwhile
+        # are either wholly in the copy or not at all.
+        db.execute("VACUUM INTO ?", (str(partial),))
+    finally:
+        db.close()
+    os.replace(partial, target)
+    click.echo(f"backed up {config.database_path} to {target}")
+
+
+@cli.group()
+def keys():
+    """Mint, list and revoke API keys."""
+
+
+@keys.command("mint")
+@click.option("--name", required=True, help="A label for the key.")
+@click.option("--ability", "abilities", multiple=True, type=click.Choice(api_keys.ABILITIES),
+              help="An ability to grant (repeat for several).")
+@click.option("--all", "all_abilities", is_flag=True, help="Grant every ability.")
+@click.option("--mode", type=click.Choice(MODES), default="live", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the key object as JSON.")
+def keys_mint(name, abilities, all_abilities, mode, as_json):
+    """Mint an API key; the secret is printed alone on the last line."""
+    if bool(abilities) == all_abilities:
+        raise click.UsageError("give either --ability (one or more) or --all")
+    chosen = list(api_keys.ABILITIES) if all_abilities else list(dict.fromkeys(abilities))
+    db = _open_db(_config())
+    try:
+        key = api_keys.mint(db, name=name, abilities=chosen, mode=mode)
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps(key, indent=2))
+        return
+    click.echo(f"minted {key['id']} ({mode}) with {', '.join(chosen)}", err=True)
+    click.echo("the secret is shown this once; store it now:", err=True)
+    click.echo(key["secret"])
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+def keys_list(as_json):
+    """List every API key of both modes, newest first."""
+    db = _open_db(_config())
+    try:
+        rows = api_keys.list_all(db)
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        click.echo(f"{row['id']}  {row['mode']:4}  {state:28}  {row['name']}  "
+                   f"[{', '.join(row['abilities'])}]")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id):
+    """Revoke the key KEY_ID; it fails from the next request on."""
+    db = _open_db(_config())
+    try:
+        api_keys.revoke_any(db, key_id)
+    finally:
+        db.close()
+    click.echo(f"revoked {key_id}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="sellix-lite")

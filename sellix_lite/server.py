@@ -1,0 +1,104 @@
+"""`sellix-lite serve`: prepare the data folder, start the scheduler and waitress, stop cleanly.
+
+One process serves one database: a lock file next to it keeps a second `serve` away, since
+two schedulers would deliver the same webhook or send the same payout twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+import waitress
+
+from . import db as storage
+from .app import create_app
+from .config import Config
+from .jobs import JobContext, start_scheduler, stop_scheduler
+from .migrations import migrate
+from .security import load_secret_key
+
+log = logging.getLogger("sellix_lite")
+# waitress refuses bodies over this itself; the app's own limit (1 MiB for JSON) is lower,
+# so every body the API refuses gets a problem+json answer from the app.
+SERVER_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class StartupError(Exception):
+    """The server can't start; the message says why in one line."""
+
+
+def prepare(config: Config) -> tuple[str, int]:
+    """Create the data folder, the secret key and the schema; return (key, schema version)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret_key = load_secret_key(config.security.secret_key, config.data_dir)
+    db = storage.connect(config.database_path)
+    try:
+        version = migrate(db)
+    finally:
+        db.close()
+    return secret_key, version
+
+
+@contextmanager
+def exclusive_lock(database_path: Path):
+    """Hold the database's lock file for as long as this process serves it."""
+    path = database_path.with_name(database_path.name + ".lock")
+    handle = path.open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StartupError(f"another sellix-lite is already serving {database_path}") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def serve(config: Config, host: str, port: int) -> None:
+    """Run until SIGINT or SIGTERM; returns after the scheduler and server have stopped."""
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with exclusive_lock(config.database_path):
+        secret_key, version = prepare(config)
+        app = create_app(config, secret_key)
+        server = _create_server(app, config, host, port)
+        scheduler = start_scheduler(JobContext(config, secret_key))
+        _stop_on_sigterm()
+        url = f"http://{host}:{server.effective_port}"
+        log.info("sellix-lite serving on %s (database %s, schema version %s)",
+                 url, config.database_path, version)
+        try:
+            server.run()
+        except (KeyboardInterrupt, SystemExit):
+            log.info("stopping: waiting for running jobs to finish")
+        finally:
+            server.close()
+            stop_scheduler(scheduler)
+        log.info("sellix-lite stopped")
+
+
+def _create_server(app, config: Config, host: str, port: int):
+    options = {}
+    if config.server.trusted_proxy:
+        options = {"trusted_proxy": config.server.trusted_proxy,
+                   "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto",
+                                             "x-forwarded-host", "x-forwarded-port"},
+                   "clear_untrusted_proxy_headers": True}
+    try:
+        return waitress.create_server(
+            app, host=host, port=port, threads=config.server.threads,
+            max_request_body_size=SERVER_MAX_BODY_BYTES, ident="sellix-lite", **options)
+    except OSError as exc:
+        raise StartupError(f"can't listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)
