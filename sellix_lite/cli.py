@@ -22,7 +22,14 @@ from .server import StartupError, prepare, serve as run_server
 from .services import api_keys
 from .services.scope import MODES
 
-EXPECTED_ERRORS = (ConfigError, StartupError, SchemaTooNew, ApiError, sqlite3.Error, OSError)
+
+
+class CommandError(Exception):
+    """A command can't do what was asked; the message says why in one line."""
+
+
+EXPECTED_ERRORS = (ConfigError, StartupError, CommandError, SchemaTooNew, ApiError,
+                   sqlite3.Error, OSError)
 
 
 class Cli(click.Group):
@@ -107,9 +114,9 @@ def backup(path):
     config = _config()
     target = Path(path).resolve()
     if target.exists():
-        raise click.UsageError(f"{path} already exists; choose a new file name")
+        raise CommandError(f"{path} already exists; choose a new file name")
     if not config.database_path.exists():
-        raise StartupError(f"there is no database at {config.database_path} to back up")
+        raise CommandError(f"there is no database at {config.database_path} to back up")
     partial = target.with_name(target.name + ".partial")
     db = storage.connect(config.database_path)
     try:

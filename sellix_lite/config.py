@@ -213,6 +213,8 @@ def _check_constraint(section: str, key: str, value) -> None:
         raise ConfigError(f"config key {section}.{key} must be one of {', '.join(choices)}")
     if (section, key) in _POSITIVE and value <= 0:
         raise ConfigError(f"config key {section}.{key} must be greater than 0")
+    if key.endswith("port") and value > 65535:
+        raise ConfigError(f"config key {section}.{key} must be a port number from 1 to 65535")
 
 
 def all_keys() -> dict[str, list[str]]:
