@@ -45,7 +45,8 @@ def json_response(payload, status: int = 200, headers: dict | None = None) -> Re
 def problem_response(error: ApiError) -> Response:
     """The problem+json response for `error`."""
     body = errors.problem(error, instance=request.path, request_id=request_id())
-    response = Response(json.dumps(body, ensure_ascii=False), status=error.status,
+    response = Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                        status=error.status,
                         mimetype="application/problem+json")
     response.headers.update(error.headers)
     return response

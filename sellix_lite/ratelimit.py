@@ -66,5 +66,8 @@ class SlidingWindowLimiter:
             del self._hits[key]
 
     def _decision(self, hits: deque, limit: int, now: float, allowed: bool) -> Decision:
-        reset = math.ceil(hits[0] + self.window - now) if hits else 0
-        return Decision(allowed, limit, max(limit - len(hits), 0), max(reset, 1 if hits else 0))
+        if hits:  # at least 1 s, at most the window, whatever the float rounding
+            reset = min(max(math.ceil(hits[0] + self.window - now), 1), self.window)
+        else:
+            reset = 0
+        return Decision(allowed, limit, max(limit - len(hits), 0), reset)

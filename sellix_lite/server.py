@@ -73,10 +73,11 @@ def serve(config: Config, host: str, port: int) -> None:
         log.info("sellix-lite serving on %s (database %s, schema version %s)",
                  url, config.database_path, version)
         try:
-            server.run()
+            server.run()  # returns (or raises) on SIGINT and SIGTERM
         except (KeyboardInterrupt, SystemExit):
-            log.info("stopping: waiting for running jobs to finish")
+            pass
         finally:
+            log.info("stopping: waiting for running jobs to finish")
             server.close()
             stop_scheduler(scheduler)
         log.info("sellix-lite stopped")

@@ -25,6 +25,8 @@ from ..validation import Schema
 
 READ_METHODS = ("GET", "HEAD")
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+# PUT replaces a whole resource: sending it twice already has the effect of sending it once.
+IDEMPOTENCY_METHODS = ("POST", "PATCH", "DELETE")
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,12 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
         @wraps(view)
         def run(**path_args):
             _require_ability(op.ability)
-            if method in WRITE_METHODS:
+            if method in IDEMPOTENCY_METHODS:
                 return _idempotent(op, lambda: _execute(op, view, path_args))
             return _execute(op, view, path_args)
 
-        bp.add_url_rule(rule, endpoint=view.__name__, view_func=run, methods=[method])
+        bp.add_url_rule(rule, endpoint=view.__name__, view_func=run, methods=[method],
+                        provide_automatic_options=False)
         OPERATIONS.append(op)
         return view
 
@@ -96,10 +99,13 @@ def authenticate_request() -> None:
     if not failures.allowed:
         raise RateLimited("too many failed authentications from this address",
                           headers={"Retry-After": str(failures.reset_seconds)})
-    key = api_keys.authenticate(get_db(), _bearer_secret())
-    if key is None:
+    try:
+        key = api_keys.authenticate(get_db(), _bearer_secret())
+        if key is None:
+            raise Unauthenticated("the API key is unknown or revoked")
+    except Unauthenticated:
         runtime().limiter.hit(ip_bucket, limits.failed_auths_per_minute_per_ip)
-        raise Unauthenticated("the API key is unknown or revoked")
+        raise
     g.api_key, g.api_key_id = key, key["id"]
     g.scope = Scope(get_db(), key["mode"], runtime().signer)
     _count_request(key["id"])
@@ -147,6 +153,8 @@ def _execute(op: Operation, view: Callable, path_args: dict) -> Response:
     kwargs["query"] = op.query.validate(request.args.to_dict(), from_query=True)
     if op.method in WRITE_METHODS:
         kwargs["body"] = json_body()
+        if op.body is None:
+            Schema().validate(kwargs["body"])  # this operation takes no body: no field is known
     return view(**kwargs)
 
 
@@ -185,7 +193,8 @@ def _idempotent(op: Operation, handler: Callable[[], Response]) -> Response:
     db = get_db()
     outcome = idempotency.claim(
         db, g.api_key["id"], key,
-        idempotency.fingerprint(request.method, request.path, request.get_data(cache=True)),
+        idempotency.fingerprint(request.method, request.full_path,
+                                request.get_data(cache=True)),
         runtime().boot_id)
     if isinstance(outcome, idempotency.StoredResponse):
         return Response(outcome.body, status=outcome.status,
