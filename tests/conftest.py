@@ -1,0 +1,189 @@
+"""Fixtures: a real `sellix-lite serve` subprocess on a free loopback port, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_env(**extra) -> dict:
+    """The environment for a child process running this checkout's code."""
+    env = {k: v for k, v in os.environ.items() if k != "SELLIX_LITE_CONFIG"}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_cli(*args, cwd: Path, input: str | None = None, timeout: float = 60,
+            **env) -> subprocess.CompletedProcess:
+    """Run `sellix-lite ARGS` in `cwd` and return the finished process."""
+    return subprocess.run([sys.executable, "-m", "sellix_lite", *map(str, args)], cwd=cwd,
+                          env=child_env(**env), input=input, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 30,
+                    output=lambda: "") -> None:
+    """Wait until the server at `url` answers /healthz; fail if the process dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{output()}")
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not start:\n{output()}")
+
+
+class Server:
+    """A `sellix-lite serve` subprocess with its own data folder and config file."""
+
+    def __init__(self, root: Path, config: str = "", server_options: str = ""):
+        """`config`: extra TOML sections; `server_options`: extra keys of [server]."""
+        self.root = root
+        self.port = free_port()
+        self.config_path = root / "config.toml"
+        self.config_path.write_text(
+            f"[server]\nport = {self.port}\n{server_options}\n"
+            f'[storage]\npath = "data/sellix.db"\n{config}\n')
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.log_path = root / f"serve-{self.port}.log"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "data" / "sellix.db"
+
+    def cli(self, *args, **kwargs) -> subprocess.CompletedProcess:
+        return run_cli("--config", self.config_path, *args, cwd=self.root, **kwargs)
+
+    def mint(self, *abilities: str, mode: str = "test", name: str = "test key") -> str:
+        """Mint a key through the CLI and return its secret."""
+        flags = [f"--ability={a}" for a in abilities] or ["--all"]
+        result = self.cli("keys", "mint", "--name", name, "--mode", mode, *flags)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+
+    def start(self, timeout: float = 30) -> "Server":
+        self.log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sellix_lite", "--config", str(self.config_path), "serve"],
+            cwd=self.root, env=child_env(), stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for_health(self.url, self.process, timeout, self.output)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal the server and wait for it; returns its exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        self.log.close()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a power cut or the OOM killer causes."""
+        self.stop(signal.SIGKILL)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, secret: str | None = None) -> "Api":
+        return Api(self.url, secret)
+
+
+class Api(requests.Session):
+    """A requests session bound to the server's URL and an API key."""
+
+    def __init__(self, base_url: str, secret: str | None):
+        super().__init__()
+        self.base_url = base_url
+        if secret:
+            self.headers["Authorization"] = f"Bearer {secret}"
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs.setdefault("timeout", 30)
+        return super().request(method, self.base_url + url, *args, **kwargs)
+
+
+def _start_servers(root_factory):
+    servers = []
+
+    def make(config: str = "", root: Path | None = None, start: bool = True,
+             server_options: str = "") -> Server:
+        server = Server(root or root_factory(), config, server_options)
+        servers.append(server)
+        return server.start() if start else server
+
+    return make, servers
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Factory for servers of one test; each is killed at the end of the test."""
+    counter = iter(range(1000))
+    make, servers = _start_servers(lambda: _fresh_dir(tmp_path, next(counter)))
+    yield make
+    for server in servers:
+        server.stop(signal.SIGKILL)
+
+
+def _fresh_dir(parent: Path, index: int) -> Path:
+    path = parent / f"server{index}"
+    path.mkdir()
+    return path
+
+
+# Limits high enough that a module's many tests never trip them; rate-limit tests start a
+# server of their own.
+GENEROUS_LIMITS = "[limits]\nreads_per_minute = 100000\nwrites_per_minute = 100000\n"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Server:
+    """A running server shared by a test module, with a root key minted through the CLI."""
+    server = Server(tmp_path_factory.mktemp("server"), GENEROUS_LIMITS).start()
+    server.admin = server.client(server.mint(name="root"))
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+def mint_via_api(server: Server, *abilities: str, mode: str = "test") -> str:
+    """A new key minted by the root key (of `mode`'s root when live) — faster than the CLI."""
+    root = server.admin if mode == "test" else server.client(server.mint(mode="live"))
+    from sellix_lite.services.api_keys import ABILITIES
+
+    response = root.post("/v1/api-keys", json={
+        "name": "test key", "abilities": list(abilities or ABILITIES), "mode": mode})
+    assert response.status_code == 201, response.text
+    return response.json()["secret"]
+
+
+@pytest.fixture
+def test_key(server) -> str:
+    """A fresh test-mode key with every ability."""
+    return mint_via_api(server)
+
+
+@pytest.fixture
+def api(server, test_key) -> Api:
+    """A client authenticated with a fresh test-mode key with every ability."""
+    return server.client(test_key)

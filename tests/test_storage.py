@@ -1,0 +1,375 @@
+"""Storage: migrations, connection settings, write transactions and concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+
+import pytest
+
+from sellix_lite import db as storage
+from sellix_lite import migrations as schema
+from sellix_lite.config import config_from_dict
+from sellix_lite.jobs import JobContext, purge_idempotency_keys
+from sellix_lite.migrations import SchemaTooNew, latest_version, migrate, schema_version
+
+
+def table_names(db) -> set[str]:
+    return {row["name"] for row in db.query("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def api_key_row(n: int) -> dict:
+    return {"id": f"apik_{n:026d}", "mode": "test", "name": f"key {n}",
+            "abilities": json.dumps(["orders:read"]), "secret_hash": f"hash{n}",
+            "created_at": "2026-01-01T00:00:00Z", "last_used_at": None, "revoked_at": None}
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "shop.db"
+
+
+@pytest.fixture
+def db(db_path):
+    """A connection to a fully migrated database."""
+    conn = storage.connect(db_path)
+    migrate(conn)
+    yield conn
+    conn.close()
+
+
+# --- (a) migrations ------------------------------------------------------------------------
+
+
+def test_upgrade_from_the_first_migration_keeps_rows(db_path):
+    old = storage.connect(db_path)
+    schema.migrations.apply(old, stop_before="m0002_idempotency")
+    assert schema_version(old) == 1
+    assert "api_keys" in table_names(old)
+    assert "idempotency_keys" not in table_names(old)
+    rows = [api_key_row(n) for n in range(5)]
+    with storage.write_txn(old):
+        old["api_keys"].insert_all(rows)
+    old.close()
+
+    db = storage.connect(db_path)
+    try:
+        assert migrate(db) == latest_version()
+        assert schema_version(db) == latest_version()
+        assert latest_version() >= 2
+        assert "idempotency_keys" in table_names(db)
+        assert list(db.query("SELECT * FROM api_keys ORDER BY id")) == rows
+        # The new table works with the old rows (its foreign key points at them).
+        db.execute("INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, boot_id,"
+                   " created_at) VALUES (?, 'k', 'f', 'done', 'b', '2026-01-01T00:00:00Z')",
+                   (rows[0]["id"],))
+    finally:
+        db.close()
+
+
+def test_migrate_twice_is_a_no_op(db_path):
+    db = storage.connect(db_path)
+    try:
+        assert migrate(db) == latest_version()
+        applied = [m.name for m in schema.migrations.applied(db)]
+        assert migrate(db) == latest_version()
+        assert [m.name for m in schema.migrations.applied(db)] == applied
+    finally:
+        db.close()
+
+
+def test_fresh_database_gets_the_latest_version(db):
+    assert schema_version(db) == latest_version()
+    assert {"api_keys", "settings", "idempotency_keys"} <= table_names(db)
+
+
+def test_database_from_a_newer_version_is_refused(db, db_path):
+    db["_sqlite_migrations"].insert({"migration_set": "sellix_lite", "name": "m9999_future",
+                                     "applied_at": "2099-01-01 00:00:00+00:00"})
+    with pytest.raises(SchemaTooNew) as info:
+        migrate(db)
+    assert "m9999_future" in str(info.value)
+    # A fresh connection (a new process) is refused the same way.
+    other = storage.connect(db_path)
+    try:
+        with pytest.raises(SchemaTooNew):
+            migrate(other)
+    finally:
+        other.close()
+
+
+def test_other_migration_sets_do_not_count_as_newer(db):
+    db["_sqlite_migrations"].insert({"migration_set": "some_plugin", "name": "p0001",
+                                     "applied_at": "2026-01-01 00:00:00+00:00"})
+    assert migrate(db) == latest_version()
+
+
+# --- (b) connection settings ---------------------------------------------------------------
+
+
+def test_migrate_switches_the_file_to_wal(db, db_path):
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # WAL is a property of the file: every later connection sees it.
+    other = storage.connect(db_path)
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        other.close()
+    plain = sqlite3.connect(db_path)
+    try:
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        plain.close()
+
+
+def test_every_connection_has_foreign_keys_and_a_busy_timeout(db, db_path):
+    connections = [db] + [storage.connect(db_path) for _ in range(3)]
+    try:
+        for conn in connections:
+            assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+            assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    finally:
+        for conn in connections[1:]:
+            conn.close()
+
+
+def test_connections_from_other_threads_have_the_same_settings(db_path, db):
+    seen = []
+
+    def check():
+        conn = storage.connect(db_path)
+        try:
+            seen.append((conn.execute("PRAGMA foreign_keys").fetchone()[0],
+                         conn.execute("PRAGMA busy_timeout").fetchone()[0]))
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    thread.join()
+    assert len(seen) == 1 and seen[0][0] == 1 and seen[0][1] > 0
+
+
+def test_foreign_keys_are_enforced(db):
+    with pytest.raises(sqlite3.IntegrityError):
+        with storage.write_txn(db):
+            db.execute("INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state,"
+                       " boot_id, created_at) VALUES ('apik_nobody', 'k', 'f', 'done', 'b',"
+                       " '2026-01-01T00:00:00Z')")
+    assert db.execute("SELECT count(*) FROM idempotency_keys").fetchone()[0] == 0
+
+
+def test_connections_are_in_autocommit_mode(db):
+    assert not db.conn.in_transaction
+    db.execute("SELECT 1").fetchall()
+    assert not db.conn.in_transaction
+
+
+# --- (c) write_txn -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def things(db):
+    db.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+    return db
+
+
+def count(db, table: str = "things") -> int:
+    return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_write_txn_commits_on_success(things, db_path):
+    with storage.write_txn(things) as same:
+        assert same is things
+        assert things.conn.in_transaction
+        things.execute("INSERT INTO things (name) VALUES ('a')")
+        things.execute("INSERT INTO things (name) VALUES ('b')")
+    assert not things.conn.in_transaction
+    other = storage.connect(db_path)
+    try:
+        assert count(other) == 2
+    finally:
+        other.close()
+
+
+def test_write_txn_rolls_back_on_exception(things, db_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        with storage.write_txn(things):
+            things.execute("INSERT INTO things (name) VALUES ('a')")
+            raise RuntimeError("boom")
+    assert not things.conn.in_transaction
+    assert count(things) == 0
+    # The connection is usable afterwards.
+    with storage.write_txn(things):
+        things.execute("INSERT INTO things (name) VALUES ('b')")
+    assert count(things) == 1
+
+
+def test_write_txn_rolls_back_on_a_failing_statement(things):
+    with pytest.raises(sqlite3.IntegrityError):
+        with storage.write_txn(things):
+            things.execute("INSERT INTO things (name) VALUES ('a')")
+            things.execute("INSERT INTO things (name) VALUES (NULL)")
+    assert count(things) == 0
+    assert not things.conn.in_transaction
+
+
+def test_write_txn_rolls_back_on_base_exceptions(things):
+    with pytest.raises(KeyboardInterrupt):
+        with storage.write_txn(things):
+            things.execute("INSERT INTO things (name) VALUES ('a')")
+            raise KeyboardInterrupt
+    assert count(things) == 0
+
+
+def test_before_commit_hooks_run_inside_the_transaction(things, db_path):
+    calls = []
+
+    def hook(conn):
+        calls.append(conn.conn.in_transaction)
+        # What a hook writes sees the block's writes and commits with them.
+        seen = count(conn)
+        conn.execute("INSERT INTO things (name) VALUES (?)", (f"hook saw {seen}",))
+
+    things.before_commit.append(hook)
+    with storage.write_txn(things):
+        things.execute("INSERT INTO things (name) VALUES ('a')")
+        assert calls == []  # not before the block has finished
+    assert calls == [True]
+    assert [r["name"] for r in things.query("SELECT name FROM things ORDER BY id")] == \
+        ["a", "hook saw 1"]
+
+
+def test_before_commit_hook_failure_rolls_back_everything(things):
+    def hook(conn):
+        conn.execute("INSERT INTO things (name) VALUES ('hook')")
+        raise ValueError("hook failed")
+
+    things.before_commit.append(hook)
+    with pytest.raises(ValueError, match="hook failed"):
+        with storage.write_txn(things):
+            things.execute("INSERT INTO things (name) VALUES ('a')")
+    assert count(things) == 0
+    assert not things.conn.in_transaction
+
+
+def test_before_commit_hooks_do_not_run_when_the_block_fails(things):
+    calls = []
+    things.before_commit.append(lambda conn: calls.append(1))
+    with pytest.raises(RuntimeError):
+        with storage.write_txn(things):
+            raise RuntimeError("no")
+    assert calls == []
+
+
+def test_before_commit_hooks_belong_to_one_connection(things, db_path):
+    calls = []
+    things.before_commit.append(lambda conn: calls.append(1))
+    other = storage.connect(db_path)
+    try:
+        assert other.before_commit == []
+        with storage.write_txn(other):
+            other.execute("INSERT INTO things (name) VALUES ('x')")
+    finally:
+        other.close()
+    assert calls == []
+
+
+def test_write_txn_takes_the_write_lock_at_once(things, db_path):
+    """BEGIN IMMEDIATE: another writer can't start even before the block writes."""
+    impatient = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+    try:
+        with storage.write_txn(things):
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                impatient.execute("BEGIN IMMEDIATE")
+            # Readers are not blocked (WAL).
+            assert impatient.execute("SELECT count(*) FROM things").fetchone()[0] == 0
+        impatient.execute("BEGIN IMMEDIATE")
+        impatient.execute("ROLLBACK")
+    finally:
+        impatient.close()
+
+
+def test_query_one(things):
+    assert storage.query_one(things, "SELECT * FROM things") is None
+    with storage.write_txn(things):
+        things.execute("INSERT INTO things (name) VALUES ('a'), ('b')")
+    assert storage.query_one(things, "SELECT name FROM things WHERE name = ?", ("b",)) == \
+        {"name": "b"}
+
+
+# --- (d) many writers at once --------------------------------------------------------------
+
+WORKERS = 16
+TXNS_PER_WORKER = 200
+
+
+def test_concurrent_writers_lose_nothing(db, db_path, tmp_path):
+    db.execute("CREATE TABLE counter (id INTEGER PRIMARY KEY, value INTEGER NOT NULL)")
+    db.execute("CREATE TABLE log (id INTEGER PRIMARY KEY, worker INTEGER NOT NULL,"
+               " seen INTEGER NOT NULL UNIQUE)")
+    db.execute("CREATE TABLE ticks (id INTEGER PRIMARY KEY)")
+    db.execute("INSERT INTO counter (id, value) VALUES (1, 0)")
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(WORKERS + 1)
+    workers_done = threading.Event()
+    ticks = []
+
+    def worker(n: int):
+        try:
+            conn = storage.connect(db_path)
+            try:
+                start.wait()
+                for _ in range(TXNS_PER_WORKER):
+                    with storage.write_txn(conn):
+                        value = storage.query_one(
+                            conn, "SELECT value FROM counter WHERE id = 1")["value"]
+                        conn.execute("UPDATE counter SET value = ? WHERE id = 1", (value + 1,))
+                        # UNIQUE(seen): two writers reading the same value would collide.
+                        conn.execute("INSERT INTO log (worker, seen) VALUES (?, ?)", (n, value))
+            finally:
+                conn.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    def scheduler_like():
+        """What the scheduler does meanwhile: its own connections, short write jobs."""
+        ctx = JobContext(config_from_dict({"storage": {"path": str(db_path)}},
+                                          base_dir=tmp_path), "secret")
+        try:
+            start.wait()
+            while not workers_done.is_set():
+                purge_idempotency_keys(ctx)
+                conn = ctx.connect()
+                try:
+                    with storage.write_txn(conn):
+                        conn.execute("INSERT INTO ticks DEFAULT VALUES")
+                    ticks.append(1)
+                finally:
+                    conn.close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(WORKERS)]
+    jobs = threading.Thread(target=scheduler_like)
+    for thread in threads + [jobs]:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    workers_done.set()
+    jobs.join(timeout=60)
+
+    assert not any(t.is_alive() for t in threads + [jobs]), "a writer hung"
+    assert errors == [], errors[:3]
+    total = WORKERS * TXNS_PER_WORKER
+    assert storage.query_one(db, "SELECT value FROM counter WHERE id = 1")["value"] == total
+    assert count(db, "log") == total
+    assert storage.query_one(db, "SELECT min(seen) AS lo, max(seen) AS hi FROM log") == \
+        {"lo": 0, "hi": total - 1}
+    per_worker = {r["worker"]: r["n"] for r in
+                  db.query("SELECT worker, count(*) AS n FROM log GROUP BY worker")}
+    assert per_worker == {n: TXNS_PER_WORKER for n in range(WORKERS)}
+    assert ticks and count(db, "ticks") == len(ticks)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
