@@ -73,6 +73,84 @@ def m0002_idempotency(db):
     )
 
 
+@migration
+def m0003_catalog(db):
+    _run(
+        db,
+        """CREATE TABLE products (
+            id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+            name TEXT NOT NULL,
+            slug TEXT NOT NULL,
+            type TEXT NOT NULL,
+            price_cents INTEGER NOT NULL CHECK (price_cents >= 0),
+            currency TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            stock INTEGER CHECK (stock >= 0),
+            status TEXT NOT NULL CHECK (status IN ('active', 'draft', 'archived')),
+            delivery_text TEXT,
+            dynamic_url TEXT,
+            interval TEXT CHECK (interval IN ('month', 'year')),
+            file_name TEXT,
+            file_size INTEGER,
+            file_sha256 TEXT,
+            file_updated_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            archived_at TEXT,
+            UNIQUE (mode, slug)
+        )""",
+        "CREATE INDEX products_list ON products (mode, id)",
+        "CREATE INDEX products_by_status ON products (mode, status, id)",
+        "CREATE INDEX products_by_type ON products (mode, type, id)",
+        # One row per key; UNIQUE keeps a key out of a pool twice, and the single order_id
+        # column means a key can belong to one order only.
+        """CREATE TABLE license_keys (
+            id INTEGER PRIMARY KEY,
+            product_id TEXT NOT NULL REFERENCES products (id),
+            key TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'available'
+                CHECK (state IN ('available', 'reserved', 'delivered')),
+            order_id TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (product_id, key),
+            CHECK ((state = 'available') = (order_id IS NULL))
+        )""",
+        "CREATE INDEX license_keys_by_state ON license_keys (product_id, state, id)",
+        "CREATE INDEX license_keys_by_order ON license_keys (order_id)",
+        # A delivered key is final: it can never move to another order or back to the pool.
+        """CREATE TRIGGER license_keys_delivered_are_final
+           BEFORE UPDATE ON license_keys WHEN OLD.state = 'delivered'
+           BEGIN SELECT RAISE(ABORT, 'a delivered license key can not change'); END""",
+        """CREATE TRIGGER license_keys_delivered_stay
+           BEFORE DELETE ON license_keys WHEN OLD.state = 'delivered'
+           BEGIN SELECT RAISE(ABORT, 'a delivered license key can not be deleted'); END""",
+        # products.stock of a license-key product is the number of available keys, kept by
+        # the database itself so no code path can let it drift.
+        """CREATE TRIGGER license_keys_stock_insert AFTER INSERT ON license_keys
+           WHEN NEW.state = 'available'
+           BEGIN UPDATE products SET stock = stock + 1 WHERE id = NEW.product_id; END""",
+        """CREATE TRIGGER license_keys_stock_update AFTER UPDATE OF state ON license_keys
+           WHEN (OLD.state = 'available') != (NEW.state = 'available')
+           BEGIN UPDATE products
+                 SET stock = stock + (CASE WHEN NEW.state = 'available' THEN 1 ELSE -1 END)
+                 WHERE id = NEW.product_id; END""",
+        """CREATE TRIGGER license_keys_stock_delete AFTER DELETE ON license_keys
+           WHEN OLD.state = 'available'
+           BEGIN UPDATE products SET stock = stock - 1 WHERE id = OLD.product_id; END""",
+        # The outbox: every event is written in the transaction of the change it reports.
+        """CREATE TABLE events (
+            id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+            type TEXT NOT NULL,
+            data TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX events_list ON events (mode, id)",
+        "CREATE INDEX events_by_type ON events (mode, type, id)",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]

@@ -219,7 +219,7 @@ class Array(Field):
 class Schema:
     """A set of named fields: a JSON object body or a query string."""
 
-    def __init__(self, description: str = "", **fields: Field):
+    def __init__(self, description: str = "", /, **fields: Field):
         self.description = description
         self.fields = fields
 
