@@ -30,6 +30,11 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     path: str = "sellix-data/sellix.db"
+    max_upload_mb: int = 100
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,11 @@ class Config:
         return self.database_path.parent
 
     @property
+    def files_dir(self) -> Path:
+        """Where the files of file_download products are kept."""
+        return self.data_dir / "files"
+
+    @property
     def public_url(self) -> str:
         """Base URL used in links that leave the server (emails, checkout URLs)."""
         url = self.server.public_url or f"http://{self.server.host}:{self.server.port}"
@@ -129,7 +139,8 @@ _CHOICES = {
     ("server", "log_format"): ("text", "json"),
 }
 _POSITIVE = {
-    ("server", "port"), ("server", "threads"), ("limits", "reads_per_minute"),
+    ("server", "port"), ("server", "threads"), ("storage", "max_upload_mb"),
+    ("limits", "reads_per_minute"),
     ("limits", "writes_per_minute"), ("limits", "failed_auths_per_minute_per_ip"),
     ("limits", "checkouts_per_minute_per_ip"), ("limits", "max_qty_per_order"),
     ("blockpn", "invoice_ttl_minutes"), ("webhooks", "timeout_seconds"),

@@ -88,7 +88,7 @@ def _describe(exc: HTTPException) -> str:
     if exc.code == 405:
         return f"{request.method} is not allowed on {request.path}"
     if exc.code == 413:
-        return "the request body is larger than the limit of 1 MiB"
+        return f"the request body is larger than the limit of {request.max_content_length} bytes"
     return exc.description or exc.name
 
 

@@ -22,9 +22,10 @@ from .migrations import migrate
 from .security import load_secret_key
 
 log = logging.getLogger("sellix_lite")
-# waitress refuses bodies over this itself; the app's own limit (1 MiB for JSON) is lower,
-# so every body the API refuses gets a problem+json answer from the app.
-SERVER_MAX_BODY_BYTES = 64 * 1024 * 1024
+# waitress refuses bodies over its limit itself, as plain text. Its limit sits well above the
+# app's own (1 MiB for JSON, `max_upload_mb` for files), so that every body the API refuses
+# gets a problem+json answer from the app.
+SERVER_BODY_HEADROOM_BYTES = 64 * 1024 * 1024
 
 
 class StartupError(Exception):
@@ -93,7 +94,8 @@ def _create_server(app, config: Config, host: str, port: int):
     try:
         return waitress.create_server(
             app, host=host, port=port, threads=config.server.threads,
-            max_request_body_size=SERVER_MAX_BODY_BYTES, ident="sellix-lite", **options)
+            max_request_body_size=config.storage.max_upload_bytes + SERVER_BODY_HEADROOM_BYTES,
+            ident="sellix-lite", **options)
     except OSError as exc:
         raise StartupError(f"can't listen on {host}:{port}: {exc.strerror}") from None
 

@@ -46,6 +46,8 @@ class Operation:
     idempotency_required: bool = False
     # A field of the response shown once (a new secret): never kept in idempotency records.
     secret_field: str | None = None
+    # The body is a file the view streams itself, not a JSON object.
+    upload: bool = False
 
 
 OPERATIONS: list[Operation] = []
@@ -54,7 +56,7 @@ OPERATIONS: list[Operation] = []
 def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
               ability: str | None, body: Schema | None = None, query: Schema | None = None,
               status: int = 200, idempotency_required: bool = False,
-              secret_field: str | None = None) -> Callable:
+              secret_field: str | None = None, upload: bool = False) -> Callable:
     """Register `view` for `method rule` on `bp`, running it through the pipeline.
 
     The view receives the path parameters, `query` (validated) and, for writes, `body`
@@ -64,7 +66,7 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
     def decorate(view: Callable) -> Callable:
         op = Operation(method, rule, view.__name__, summary, (view.__doc__ or "").strip(),
                        ability, tag, body, query or Schema(), status, idempotency_required,
-                       secret_field)
+                       secret_field, upload)
 
         @wraps(view)
         def run(**path_args):
@@ -151,7 +153,7 @@ def _require_ability(ability: str | None) -> None:
 def _execute(op: Operation, view: Callable, path_args: dict) -> Response:
     kwargs = dict(path_args)
     kwargs["query"] = op.query.validate(request.args.to_dict(), from_query=True)
-    if op.method in WRITE_METHODS:
+    if op.method in WRITE_METHODS and not op.upload:
         kwargs["body"] = json_body()
         if op.body is None:
             Schema().validate(kwargs["body"])  # this operation takes no body: no field is known

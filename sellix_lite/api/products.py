@@ -1,0 +1,101 @@
+"""/v1/products: the catalog, license-key pools and product files (CONTRACT §8)."""
+
+from __future__ import annotations
+
+import re
+
+from flask import request
+
+from ..app import runtime
+from ..errors import InvalidRequest
+from ..http import json_response
+from ..services import license_keys, products
+from ..validation import Schema, String
+from . import bp
+from .pipeline import operation, scope
+
+TAG = "Products"
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+UPLOAD_QUERY = Schema(filename=String(min_length=1, max_length=255,
+                                      description="Name the buyer's download gets "
+                                                  "(raw uploads; multipart sends its own)."))
+
+
+def _allow_private_urls() -> bool:
+    return runtime().config.webhooks.allow_private_targets
+
+
+@operation(bp, "GET", "/products", summary="List products", tag=TAG,
+           ability="products:read", query=products.LIST)
+def list_products(query):
+    """Returns a page of products, newest first, in every status unless `status` is given."""
+    return json_response(products.list_page(scope(), query))
+
+
+@operation(bp, "POST", "/products", summary="Create a product", tag=TAG,
+           ability="products:write", body=products.CREATE, status=201)
+def create_product(query, body):
+    """Publishes a new product; its slug is derived from the name, unique in this mode."""
+    product = products.create(scope(), body, allow_private_urls=_allow_private_urls())
+    return json_response(product, 201)
+
+
+@operation(bp, "GET", "/products/<product_id>", summary="Fetch a product", tag=TAG,
+           ability="products:read")
+def get_product(product_id, query):
+    """Returns one product, including its stock."""
+    return json_response(products.get(scope(), product_id))
+
+
+@operation(bp, "PATCH", "/products/<product_id>", summary="Update a product", tag=TAG,
+           ability="products:write", body=products.UPDATE)
+def update_product(product_id, query, body):
+    """Changes any subset of the editable fields and returns the whole product."""
+    product = products.update(scope(), product_id, body,
+                              allow_private_urls=_allow_private_urls())
+    return json_response(product)
+
+
+@operation(bp, "DELETE", "/products/<product_id>", summary="Archive a product", tag=TAG,
+           ability="products:write")
+def archive_product(product_id, query, body):
+    """Archives the product: it stays readable, orders keep working, the shop hides it."""
+    return json_response(products.archive(scope(), product_id))
+
+
+@operation(bp, "POST", "/products/<product_id>/keys", summary="Bulk-import license keys",
+           tag=TAG, ability="products:write", body=license_keys.IMPORT, status=201)
+def import_license_keys(product_id, query, body):
+    """Adds up to 5,000 keys to a license_key product's pool in one transaction."""
+    return json_response(license_keys.import_keys(scope(), product_id, body), 201)
+
+
+@operation(bp, "PUT", "/products/<product_id>/file", summary="Upload the product's file",
+           tag=TAG, ability="products:write", query=UPLOAD_QUERY, upload=True)
+def upload_product_file(product_id, query):
+    """Stores the file a file_download product delivers: a raw body or a multipart `file`."""
+    config = runtime().config
+    # Room for a multipart form's own bytes; files.store enforces the file's exact size.
+    request.max_content_length = config.storage.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+    source, filename = _upload_source(query)
+    product = products.replace_file(scope(), product_id, source, filename, config.files_dir,
+                                    config.storage.max_upload_bytes)
+    return json_response(product)
+
+
+def _upload_source(query: dict):
+    """The uploaded stream and its file name, from a multipart form or a raw body."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise InvalidRequest("send the file in a multipart field named `file`",
+                                 errors={"file": "is required"})
+        return upload.stream, upload.filename or query.get("filename", "download")
+    if not request.content_length and request.headers.get("Transfer-Encoding") != "chunked":
+        raise InvalidRequest("the request has no file in its body", errors={"file": "is required"})
+    return request.stream, query.get("filename") or _disposition_name() or "download"
+
+
+def _disposition_name() -> str | None:
+    match = re.search(r'filename="?([^";]+)"?', request.headers.get("Content-Disposition", ""))
+    return match.group(1) if match else None

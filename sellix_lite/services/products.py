@@ -1,0 +1,278 @@
+"""Products (CONTRACT §8): the catalog of each mode, with its events.
+
+Every change runs in one write transaction together with the event it causes. The stock of
+a license-key product is not stored by this code at all: database triggers keep it equal to
+the number of available keys in its pool.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from pathlib import Path
+from typing import BinaryIO
+
+from ..clock import now_iso
+from ..currencies import CODES
+from ..db import write_txn
+from ..errors import NotFound, Unprocessable
+from ..ids import new_id
+from ..validation import Boolean, Enum, Integer, Schema, String
+from . import events, files
+from .scope import Scope, list_query
+from .urls import UrlRefused, check_target_url
+
+TYPES = ("license_key", "account", "file_download", "dynamic", "physical", "subscription")
+STATUSES = ("active", "draft", "archived")
+INTERVALS = ("month", "year")
+MAX_PRICE_CENTS = 10**12
+MAX_STOCK = 10**9
+_upload_lock = threading.Lock()
+
+# Which product types each type-specific field applies to.
+FIELD_TYPES = {
+    "delivery_text": ("account", "subscription", "dynamic"),
+    "dynamic_url": ("dynamic",),
+    "interval": ("subscription",),
+    "requires_shipping": ("physical",),
+}
+
+
+def _editable_fields() -> dict:
+    return {
+        "name": String(min_length=1, max_length=200, strip=True,
+                       description="Display name shown on the storefront.",
+                       example="Adobe Creative Cloud Key"),
+        "price_cents": Integer(minimum=0, maximum=MAX_PRICE_CENTS,
+                               description="Price in the smallest unit of `currency`.",
+                               example=12900),
+        "description": String(max_length=20000, description="Markdown description."),
+        "stock": Integer(minimum=0, maximum=MAX_STOCK, nullable=True,
+                         description="Units for sale; `null` is unlimited. Derived from the "
+                                     "key pool for `license_key` products."),
+        "status": Enum(STATUSES, description="Lifecycle status."),
+        "delivery_text": String(max_length=20000, nullable=True,
+                                description="Text delivered on payment (account, "
+                                            "subscription; dynamic's fallback)."),
+        "dynamic_url": String(min_length=1, max_length=2048, nullable=True,
+                              description="URL called on payment (dynamic)."),
+        "interval": Enum(INTERVALS, description="Billing interval (subscription)."),
+    }
+
+
+CREATE = Schema(
+    **{
+        **_editable_fields(),
+        "name": String(required=True, min_length=1, max_length=200, strip=True,
+                       description="Display name shown on the storefront.",
+                       example="Adobe Creative Cloud Key"),
+        "type": Enum(TYPES, required=True,
+                     description="Decides which delivery strategy runs on payment."),
+        "price_cents": Integer(required=True, minimum=0, maximum=MAX_PRICE_CENTS,
+                               description="Price in the smallest unit of `currency`.",
+                               example=12900),
+        "currency": Enum(CODES, required=True, description="ISO 4217 code.", example="USD"),
+        "requires_shipping": Boolean(description="Physical products always ship."),
+    }
+)
+UPDATE = Schema(**_editable_fields())
+LIST = list_query(status=Enum(STATUSES, description="Only products with this status."),
+                  type=Enum(TYPES, description="Only products of this type."))
+
+
+def render(row: dict) -> dict:
+    """The public product object."""
+    return {
+        "id": row["id"], "name": row["name"], "slug": row["slug"], "type": row["type"],
+        "price_cents": row["price_cents"], "currency": row["currency"],
+        "description": row["description"], "stock": row["stock"], "status": row["status"],
+        "mode": row["mode"], "created_at": row["created_at"], "updated_at": row["updated_at"],
+        "archived_at": row["archived_at"],
+        "delivery_text": row["delivery_text"], "dynamic_url": row["dynamic_url"],
+        "interval": row["interval"], "requires_shipping": row["type"] == "physical",
+        "file": _render_file(row),
+    }
+
+
+def _render_file(row: dict) -> dict | None:
+    if row["file_sha256"] is None:
+        return None
+    return {"name": row["file_name"], "size_bytes": row["file_size"],
+            "sha256": row["file_sha256"], "updated_at": row["file_updated_at"]}
+
+
+def require(scope: Scope, product_id: str) -> dict:
+    """The product row of this mode, or 404."""
+    row = scope.get("products", product_id)
+    if row is None:
+        raise NotFound(f"no product {product_id}")
+    return row
+
+
+def get(scope: Scope, product_id: str) -> dict:
+    """The product object."""
+    return render(require(scope, product_id))
+
+
+def list_page(scope: Scope, query: dict) -> dict:
+    """A page of products, newest first, optionally filtered by status and type."""
+    conditions, params = [], []
+    for name in ("status", "type"):
+        if name in query:
+            conditions.append(f"{name} = ?")
+            params.append(query[name])
+    return scope.page("products", query, render, where=" AND ".join(conditions),
+                      params=tuple(params))
+
+
+def create(scope: Scope, body: dict, *, allow_private_urls: bool = False) -> dict:
+    """Create a product and its `product.created` event."""
+    params = CREATE.validate(body)
+    product_type = params["type"]
+    _check_type_fields(product_type, params, scope.mode, allow_private_urls, creating=True)
+    now = now_iso()
+    row = {
+        "id": new_id("prod"), "mode": scope.mode, "name": params["name"],
+        "type": product_type, "price_cents": params["price_cents"],
+        "currency": params["currency"], "description": params.get("description", ""),
+        "stock": 0 if product_type == "license_key" else params.get("stock"),
+        "status": params.get("status", "active"),
+        "delivery_text": params.get("delivery_text"), "dynamic_url": params.get("dynamic_url"),
+        "interval": params.get("interval", "month" if product_type == "subscription" else None),
+        "file_name": None, "file_size": None, "file_sha256": None, "file_updated_at": None,
+        "created_at": now, "updated_at": now, "archived_at": None,
+    }
+    with write_txn(scope.db):
+        row["slug"] = _unique_slug(scope, row["name"])
+        scope.db["products"].insert(row)
+        product = render(row)
+        events.emit(scope.db, scope.mode, "product.created", product)
+    return product
+
+
+def update(scope: Scope, product_id: str, body: dict, *, allow_private_urls: bool = False) -> dict:
+    """Apply any subset of the editable fields; archiving through `status` archives."""
+    params = UPDATE.validate(body)
+    with write_txn(scope.db):
+        row = require(scope, product_id)
+        _check_type_fields(row["type"], params, scope.mode, allow_private_urls, creating=False)
+        changes = {k: v for k, v in params.items() if row[k] != v}
+        if not changes:
+            return render(row)
+        if "status" in changes:
+            changes["archived_at"] = now_iso() if changes["status"] == "archived" else None
+        return _save(scope, row, changes)
+
+
+def archive(scope: Scope, product_id: str) -> dict:
+    """Archive (soft-delete) a product; archiving twice changes nothing."""
+    with write_txn(scope.db):
+        row = require(scope, product_id)
+        if row["status"] != "archived":
+            row = {**row, **_save_row(scope, row, {"status": "archived",
+                                                   "archived_at": now_iso()})}
+    return {"id": row["id"], "deleted": True, "archived_at": row["archived_at"]}
+
+
+def replace_file(scope: Scope, product_id: str, source: BinaryIO, filename: str,
+                 files_dir: Path, max_bytes: int) -> dict:
+    """Store the file a file_download product delivers, replacing the previous one."""
+    _require_file_product(scope, product_id)
+    # Uploads are rare; one at a time keeps a concurrent upload's new file from being
+    # removed as "not the current one" before it is recorded.
+    with _upload_lock:
+        stored = files.store(files_dir, product_id, source, max_bytes)
+        try:
+            with write_txn(scope.db):
+                row = _require_file_product(scope, product_id)
+                product = _save(scope, row, {
+                    "file_name": clean_filename(filename), "file_size": stored.size,
+                    "file_sha256": stored.sha256, "file_updated_at": now_iso()})
+        finally:
+            # Whatever happened, keep only the file the product points to.
+            current = scope.get("products", product_id)
+            files.remove_others(files_dir, product_id, current and current["file_sha256"])
+    return product
+
+
+def clean_filename(filename: str) -> str:
+    """A safe file name for the download: no folders, no control characters."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip().strip(".")
+    return name[:255] or "download"
+
+
+def _require_file_product(scope: Scope, product_id: str) -> dict:
+    row = require(scope, product_id)
+    if row["type"] != "file_download":
+        raise Unprocessable(errors={"file": "only file_download products have a file"})
+    return row
+
+
+def _save(scope: Scope, row: dict, changes: dict) -> dict:
+    return render({**row, **_save_row(scope, row, changes)})
+
+
+def _save_row(scope: Scope, row: dict, changes: dict) -> dict:
+    """Write `changes` and their event inside the caller's transaction; returns the changes."""
+    changes = {**changes, "updated_at": now_iso()}
+    scope.db["products"].update(row["id"], changes)
+    after = render({**row, **changes})
+    event_type = "product.archived" if changes.get("status") == "archived" else "product.updated"
+    before = render(row)
+    previous = {k: before[k] for k in after if before[k] != after[k] and k != "updated_at"}
+    events.emit(scope.db, scope.mode, event_type, after, previous)
+    return changes
+
+
+def _check_type_fields(product_type: str, params: dict, mode: str, allow_private_urls: bool,
+                       *, creating: bool) -> None:
+    errors = {}
+    for field, types in FIELD_TYPES.items():
+        if field in params and params[field] is not None and product_type not in types:
+            errors[field] = f"only applies to {' and '.join(types)} products"
+    if product_type == "license_key" and "stock" in params:
+        errors["stock"] = "of a license_key product is its number of unsold keys; import keys"
+    if params.get("requires_shipping") is False and product_type == "physical":
+        errors["requires_shipping"] = "physical products always ship"
+    if product_type == "dynamic" and (creating or "dynamic_url" in params) \
+            and not params.get("dynamic_url"):
+        errors["dynamic_url"] = "is required for dynamic products"
+    if params.get("dynamic_url") and "dynamic_url" not in errors:
+        try:
+            check_target_url(params["dynamic_url"], mode=mode, allow_private=allow_private_urls)
+        except UrlRefused as exc:
+            errors["dynamic_url"] = str(exc)
+    if errors:
+        raise Unprocessable(errors=errors)
+
+
+def slugify(name: str) -> str:
+    """`"Adobe Creative Cloud Key"` → `"adobe-creative-cloud-key"`."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:80].strip("-")
+    return slug or "product"
+
+
+def _unique_slug(scope: Scope, name: str) -> str:
+    """The name's slug, suffixed `-2`, `-3`, ... when this mode already has it."""
+    base = slugify(name)
+    taken = {row["slug"] for row in scope.db.query(
+        "SELECT slug FROM products WHERE mode = ? AND (slug = ? OR slug LIKE ?)",
+        (scope.mode, base, f"{base}-%"))}
+    if base not in taken:
+        return base
+    suffix = 2
+    while f"{base}-{suffix}" in taken:
+        suffix += 1
+    return f"{base}-{suffix}"
+
+
+def record_stock_change(scope: Scope, before: dict) -> dict:
+    """After the key pool changed (inside the same transaction): bump `updated_at` and
+    write `product.updated` with the previous stock. Returns the product object."""
+    after = require(scope, before["id"])
+    if after["stock"] == before["stock"]:
+        return render(after)
+    return _save(scope, before, {"stock": after["stock"]})
