@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,22 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
+PROBLEM = "application/problem+json"
+ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
+
+
+def assert_problem(response, status: int, slug: str) -> dict:
+    """Check a response is the RFC 9457 problem of CONTRACT §6; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == PROBLEM
+    body = response.json()
+    assert body["type"] == slug
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    assert body["instance"] == response.request.path_url.split("?")[0]
+    assert re.fullmatch(rf"req_{ULID}", body["request_id"])
+    assert response.headers["X-Request-Id"] == body["request_id"]
+    return body
 
 
 def free_port() -> int:

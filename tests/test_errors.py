@@ -7,21 +7,7 @@ import sqlite3
 
 import pytest
 
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response, status: int, slug: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["type"] == slug
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    assert body["instance"] == response.request.path_url.split("?")[0]
-    assert re.fullmatch(r"req_[0-9A-HJKMNP-TV-Z]{26}", body["request_id"])
-    assert response.headers["X-Request-Id"] == body["request_id"]
-    return body
-
+from conftest import assert_problem
 
 def test_unknown_path_is_404_problem(api):
     assert_problem(api.get("/v1/nothing/here"), 404, "not_found")

@@ -60,7 +60,8 @@ def test_cursor_is_stable_under_inserts(client_with_keys):
 def test_every_tampered_character_is_refused(client_with_keys):
     _, client = client_with_keys
     cursor = client.get("/v1/api-keys?limit=2").json()["next_cursor"]
-    for position in range(0, len(cursor), max(1, len(cursor) // 25)):
+    # The last base64 character carries unused bits, so stop one short of it.
+    for position in range(0, len(cursor) - 1, max(1, len(cursor) // 25)):
         replacement = "A" if cursor[position] != "A" else "B"
         tampered = cursor[:position] + replacement + cursor[position + 1:]
         response = client.get(f"/v1/api-keys?limit=2&cursor={tampered}")
