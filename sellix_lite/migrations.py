@@ -151,6 +151,78 @@ def m0003_catalog(db):
     )
 
 
+@migration
+def m0004_webhooks_and_email(db):
+    _run(
+        db,
+        """CREATE TABLE webhook_endpoints (
+            id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+            url TEXT NOT NULL,
+            events TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+            secret TEXT NOT NULL,
+            previous_secret TEXT,
+            previous_secret_expires_at TEXT,
+            failing_since TEXT,
+            disabled_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted_at TEXT
+        )""",
+        "CREATE INDEX webhook_endpoints_list ON webhook_endpoints (mode, id)",
+        # One delivery per endpoint and event; attempts are its history.
+        """CREATE TABLE webhook_deliveries (
+            id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+            endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints (id),
+            event_id TEXT NOT NULL REFERENCES events (id),
+            status TEXT NOT NULL
+                CHECK (status IN ('pending', 'succeeded', 'failed', 'cancelled')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            lease_owner TEXT,
+            lease_until TEXT,
+            last_response_code INTEGER,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            completed_at TEXT,
+            UNIQUE (endpoint_id, event_id)
+        )""",
+        "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at)",
+        "CREATE INDEX webhook_deliveries_of_endpoint ON webhook_deliveries (endpoint_id, id)",
+        """CREATE TABLE webhook_attempts (
+            id INTEGER PRIMARY KEY,
+            delivery_id TEXT NOT NULL REFERENCES webhook_deliveries (id),
+            attempted_at TEXT NOT NULL,
+            response_code INTEGER,
+            duration_ms INTEGER NOT NULL,
+            error TEXT,
+            response_body TEXT
+        )""",
+        "CREATE INDEX webhook_attempts_of_delivery ON webhook_attempts (delivery_id, id)",
+        # The email outbox: every message is a row first, then sent by a job.
+        """CREATE TABLE emails (
+            id TEXT PRIMARY KEY,
+            mode TEXT CHECK (mode IN ('live', 'test')),
+            kind TEXT NOT NULL,
+            to_address TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            body_text TEXT NOT NULL,
+            related_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'outbox', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            lease_owner TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT
+        )""",
+        "CREATE INDEX emails_due ON emails (status, next_attempt_at)",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]

@@ -1,0 +1,142 @@
+"""Email (CONTRACT §3, §13.3): every message is first a row of the outbox table, written in
+the transaction of the change that causes it; a job then sends it.
+
+With `[email] smtp_host` set, the job sends through SMTP and retries a failing server with
+growing delays; a failing mail server never fails the change that queued the mail. Without
+SMTP, each message is written as an `.eml` file in the data folder's `outbox/` and stays
+readable in the table (the dashboard shows it).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import sqlite_utils
+
+from ..clock import iso, now_iso, utcnow
+from ..config import EmailConfig
+from ..db import write_txn
+from ..ids import new_id
+from .scope import Scope, list_query
+
+# Delays before each new try of a failing SMTP server; then the message is failed.
+RETRY_SECONDS = (60, 300, 900, 3600, 3600 * 6)
+SMTP_TIMEOUT_SECONDS = 30
+LIST = list_query()
+
+
+def queue(db: sqlite_utils.Database, *, mode: str, kind: str, to: str, subject: str,
+          body: str, related_id: str | None = None) -> str:
+    """Add a message to the outbox inside the caller's transaction; returns its id."""
+    email_id = new_id("em")
+    db.execute(
+        "INSERT INTO emails (id, mode, kind, to_address, subject, body_text, related_id,"
+        " status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        (email_id, mode, kind, to, subject, body, related_id, now_iso(), now_iso()))
+    return email_id
+
+
+def render(row: dict) -> dict:
+    """The outbox entry as the API and dashboard show it."""
+    return {"id": row["id"], "kind": row["kind"], "to": row["to_address"],
+            "subject": row["subject"], "body": row["body_text"], "status": row["status"],
+            "attempts": row["attempts"], "last_error": row["last_error"],
+            "related_id": row["related_id"], "created_at": row["created_at"],
+            "sent_at": row["sent_at"]}
+
+
+def list_page(scope: Scope, query: dict) -> dict:
+    """A page of this mode's outbox, newest first."""
+    return scope.page("emails", query, render)
+
+
+def send_due(db: sqlite_utils.Database, config: EmailConfig, from_address: str,
+             outbox_dir: Path, boot_id: str, limit: int = 50) -> int:
+    """Send (or write to the outbox folder) the messages that are due; returns how many."""
+    done = 0
+    for row in _claim(db, boot_id, limit):
+        try:
+            error = _deliver(row, config, from_address, outbox_dir)
+        except OSError as exc:  # the outbox folder can't be written: try again later
+            error = f"{type(exc).__name__}: {exc}"
+        if error is None:
+            _finish(db, row["id"], "sent" if config.smtp_host else "outbox")
+            done += 1
+        else:
+            _retry_later(db, row, error)
+    return done
+
+
+def _deliver(row: dict, config: EmailConfig, from_address: str,
+             outbox_dir: Path) -> str | None:
+    message = _message(row, from_address)
+    if config.smtp_host:
+        return _send_smtp(config, message)
+    _write_eml(outbox_dir, row["id"], message)
+    return None
+
+
+def _claim(db: sqlite_utils.Database, boot_id: str, limit: int) -> list[dict]:
+    """Take due messages for this process; a claim of a dead process is taken over."""
+    with write_txn(db):
+        return list(db.query(
+            "UPDATE emails SET lease_owner = ?, attempts = attempts + 1 WHERE id IN ("
+            " SELECT id FROM emails WHERE status = 'pending' AND next_attempt_at <= ?"
+            " AND (lease_owner IS NULL OR lease_owner != ?) ORDER BY id LIMIT ?) RETURNING *",
+            (boot_id, now_iso(), boot_id, limit)))
+
+
+def _finish(db, email_id: str, status: str) -> None:
+    with write_txn(db):
+        db.execute("UPDATE emails SET status = ?, sent_at = ?, last_error = NULL, "
+                   "lease_owner = NULL WHERE id = ?", (status, now_iso(), email_id))
+
+
+def _retry_later(db, row: dict, error: str) -> None:
+    attempt = row["attempts"]
+    with write_txn(db):
+        if attempt > len(RETRY_SECONDS):
+            db.execute("UPDATE emails SET status = 'failed', last_error = ?, lease_owner = NULL "
+                       "WHERE id = ?", (error, row["id"]))
+        else:
+            due = iso(utcnow() + timedelta(seconds=RETRY_SECONDS[attempt - 1]))
+            db.execute("UPDATE emails SET next_attempt_at = ?, last_error = ?, "
+                       "lease_owner = NULL WHERE id = ?", (due, error, row["id"]))
+
+
+def _message(row: dict, from_address: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = from_address
+    message["To"] = row["to_address"]
+    message["Subject"] = row["subject"]
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = make_msgid(idstring=row["id"], domain="sellix-lite")
+    message.set_content(row["body_text"])
+    return message
+
+
+def _send_smtp(config: EmailConfig, message: EmailMessage) -> str | None:
+    """Send one message; the error text, or None on success."""
+    try:
+        with smtplib.SMTP(config.smtp_host, config.smtp_port,
+                          timeout=SMTP_TIMEOUT_SECONDS) as smtp:
+            if config.starttls:
+                smtp.starttls()
+            if config.smtp_user:
+                smtp.login(config.smtp_user, config.smtp_password)
+            smtp.send_message(message)
+    except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return None
+
+
+def _write_eml(outbox_dir: Path, email_id: str, message: EmailMessage) -> None:
+    outbox_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = outbox_dir / f".{email_id}.eml"
+    partial.write_bytes(bytes(message))
+    partial.replace(outbox_dir / f"{email_id}.eml")
