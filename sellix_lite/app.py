@@ -38,14 +38,19 @@ def resource_dir(name: str) -> Path:
     return installed if installed.is_dir() else PACKAGE_DIR.parent / name
 
 
-def create_app(config: Config, secret_key: str) -> Flask:
-    """Build the app for `config`, signing with `secret_key`."""
+def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> Flask:
+    """Build the app for `config`, signing with `secret_key`.
+
+    `boot_id` names this process in the claims it leaves in the database (idempotency keys,
+    leased deliveries); the jobs of the same process use the same id.
+    """
     app = Flask(__name__, template_folder=str(resource_dir("templates")),
                 static_folder=str(resource_dir("static")))
     app.config["SECRET_KEY"] = secret_key
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
-    app.extensions["sellix"] = Runtime(config=config, signer=Signer(secret_key))
+    app.extensions["sellix"] = Runtime(config=config, signer=Signer(secret_key),
+                                       boot_id=boot_id or secrets.token_hex(8))
 
     from . import http, requestlog
     from .api import bp as api_bp

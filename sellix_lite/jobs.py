@@ -8,8 +8,12 @@ memory and the fixed jobs are added again at every start.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor as SenderThreads
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -17,20 +21,73 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from . import db as storage
 from .config import Config
-from .services import idempotency
+from .services import delivery, emails, idempotency
 
 log = logging.getLogger("sellix_lite.jobs")
 
 
+class SenderPool:
+    """Threads that make outbound calls (webhook deliveries) for the jobs.
+
+    The delivery job only claims as many deliveries as there are idle senders, so a slow
+    endpoint ties up one sender and never delays the next tick.
+    """
+
+    def __init__(self, config: Config, size: int = 8):
+        self._config = config
+        self._threads = SenderThreads(size, thread_name_prefix="sender")
+        self._size = size
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    def idle(self) -> int:
+        with self._lock:
+            return self._size - self._busy
+
+    def submit(self, work: Callable) -> None:
+        """Run `work(db)` on a sender thread with a connection of its own."""
+        with self._lock:
+            self._busy += 1
+        self._threads.submit(self._run, work)
+
+    def _run(self, work: Callable) -> None:
+        db = storage.connect(self._config.database_path)
+        try:
+            work(db)
+        except Exception:
+            log.exception("an outbound call failed unexpectedly; it will be retried")
+        finally:
+            db.close()
+            with self._lock:
+                self._busy -= 1
+
+    def shutdown(self) -> None:
+        """Wait for calls under way (each is bounded by its timeout)."""
+        self._threads.shutdown(wait=True)
+
+
 @dataclass(frozen=True)
 class JobContext:
-    """What a job run needs: the configuration and a way to open the database."""
+    """What a job run needs: the configuration, this process's id and its senders.
+
+    Without a SenderPool (tests calling jobs directly), outbound calls run inline.
+    """
 
     config: Config
     secret_key: str
+    boot_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    senders: SenderPool | None = None
 
     def connect(self):
         return storage.connect(self.config.database_path)
+
+    @contextmanager
+    def connection(self):
+        db = self.connect()
+        try:
+            yield db
+        finally:
+            db.close()
 
 
 @dataclass(frozen=True)
@@ -57,11 +114,28 @@ def job(job_id: str, every: Callable[[Config], int]):
 @job("purge_idempotency_keys", every=lambda config: 3600)
 def purge_idempotency_keys(ctx: JobContext) -> int:
     """Forget idempotency records past their 24-hour retention."""
-    db = ctx.connect()
-    try:
+    with ctx.connection() as db:
         return idempotency.purge_expired(db)
-    finally:
-        db.close()
+
+
+@job("deliver_webhooks", every=lambda config: config.jobs.tick_seconds)
+def deliver_webhooks(ctx: JobContext) -> int:
+    """Send the webhook deliveries that are due; returns how many were claimed."""
+    with ctx.connection() as db:
+        if ctx.senders is None:
+            return delivery.deliver_due(db, ctx.config, ctx.boot_id, lambda work: work(db))
+        limit = ctx.senders.idle()
+        if limit == 0:
+            return 0
+        return delivery.deliver_due(db, ctx.config, ctx.boot_id, ctx.senders.submit, limit)
+
+
+@job("send_emails", every=lambda config: config.jobs.tick_seconds)
+def send_emails(ctx: JobContext) -> int:
+    """Send queued email through SMTP, or write it to the outbox folder."""
+    with ctx.connection() as db:
+        return emails.send_due(db, ctx.config.email, ctx.config.email.from_,
+                               ctx.config.data_dir / "outbox", ctx.boot_id)
 
 
 def build_scheduler(ctx: JobContext) -> BackgroundScheduler:
@@ -71,9 +145,11 @@ def build_scheduler(ctx: JobContext) -> BackgroundScheduler:
     for entry in JOBS:
         seconds = entry.interval(ctx.config)
         # APScheduler skips a run more than 1 s late by default; allow a whole interval.
+        # First run at start, so work left by a previous process resumes at once.
         scheduler.add_job(_logged(entry), "interval", seconds=seconds, args=[ctx],
                           id=entry.id, replace_existing=True, coalesce=True,
-                          max_instances=1, misfire_grace_time=seconds)
+                          max_instances=1, misfire_grace_time=seconds,
+                          next_run_time=datetime.now(timezone.utc))
     return scheduler
 
 
@@ -86,9 +162,11 @@ def start_scheduler(ctx: JobContext) -> BackgroundScheduler:
     return scheduler
 
 
-def stop_scheduler(scheduler: BackgroundScheduler) -> None:
-    """Wait for running jobs to finish, then stop."""
+def stop_scheduler(scheduler: BackgroundScheduler, ctx: JobContext) -> None:
+    """Wait for running jobs and outbound calls to finish, then stop."""
     scheduler.shutdown(wait=True)
+    if ctx.senders is not None:
+        ctx.senders.shutdown()
     _started.release()
 
 

@@ -62,7 +62,8 @@ class SlidingWindowLimiter:
     def _sweep(self, now: float) -> None:
         """Drop keys with nothing in the window, so memory stays bounded by active clients."""
         self._last_sweep = now
-        for key in [k for k, hits in self._hits.items() if not hits or hits[-1] <= now - self.window]:
+        idle = [k for k, hits in self._hits.items() if not hits or hits[-1] <= now - self.window]
+        for key in idle:
             del self._hits[key]
 
     def _decision(self, hits: deque, limit: int, now: float, allowed: bool) -> Decision:

@@ -17,7 +17,7 @@ import waitress
 from . import db as storage
 from .app import create_app
 from .config import Config
-from .jobs import JobContext, start_scheduler, stop_scheduler
+from .jobs import JobContext, SenderPool, start_scheduler, stop_scheduler
 from .migrations import migrate
 from .security import load_secret_key
 
@@ -66,9 +66,10 @@ def serve(config: Config, host: str, port: int) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with exclusive_lock(config.database_path):
         secret_key, version = prepare(config)
-        app = create_app(config, secret_key)
+        ctx = JobContext(config, secret_key, senders=SenderPool(config))
+        app = create_app(config, secret_key, boot_id=ctx.boot_id)
         server = _create_server(app, config, host, port)
-        scheduler = start_scheduler(JobContext(config, secret_key))
+        scheduler = start_scheduler(ctx)
         _stop_on_sigterm()
         url = f"http://{host}:{server.effective_port}"
         log.info("sellix-lite serving on %s (database %s, schema version %s)",
@@ -80,7 +81,7 @@ def serve(config: Config, host: str, port: int) -> None:
         finally:
             log.info("stopping: waiting for running jobs to finish")
             server.close()
-            stop_scheduler(scheduler)
+            stop_scheduler(scheduler, ctx)
         log.info("sellix-lite stopped")
 
 

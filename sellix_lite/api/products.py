@@ -12,7 +12,7 @@ from ..http import json_response
 from ..services import license_keys, products
 from ..validation import Schema, String
 from . import bp
-from .pipeline import operation, scope
+from .pipeline import allow_private_targets, operation, scope
 
 TAG = "Products"
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -20,9 +20,6 @@ UPLOAD_QUERY = Schema(filename=String(min_length=1, max_length=255,
                                       description="Name the buyer's download gets "
                                                   "(raw uploads; multipart sends its own)."))
 
-
-def _allow_private_urls() -> bool:
-    return runtime().config.webhooks.allow_private_targets
 
 
 @operation(bp, "GET", "/products", summary="List products", tag=TAG,
@@ -36,7 +33,7 @@ def list_products(query):
            ability="products:write", body=products.CREATE, status=201)
 def create_product(query, body):
     """Publishes a new product; its slug is derived from the name, unique in this mode."""
-    product = products.create(scope(), body, allow_private_urls=_allow_private_urls())
+    product = products.create(scope(), body, allow_private_urls=allow_private_targets())
     return json_response(product, 201)
 
 
@@ -52,7 +49,7 @@ def get_product(product_id, query):
 def update_product(product_id, query, body):
     """Changes any subset of the editable fields and returns the whole product."""
     product = products.update(scope(), product_id, body,
-                              allow_private_urls=_allow_private_urls())
+                              allow_private_urls=allow_private_targets())
     return json_response(product)
 
 

@@ -14,7 +14,11 @@ import json
 import sqlite_utils
 
 from ..clock import now_iso
+from ..errors import NotFound
 from ..ids import new_id
+from ..validation import String
+from . import webhooks
+from .scope import Scope, list_query
 
 
 class OutsideTransaction(RuntimeError):
@@ -32,7 +36,27 @@ def emit(db: sqlite_utils.Database, mode: str, event_type: str, obj: dict,
     event_id = new_id("evt")
     db.execute("INSERT INTO events (id, mode, type, data, created_at) VALUES (?, ?, ?, ?, ?)",
                (event_id, mode, event_type, json.dumps(data), now_iso()))
+    webhooks.fan_out(db, mode, event_id, event_type)
     return event_id
+
+
+LIST = list_query(type=String(min_length=1, max_length=100,
+                              description="Only events of this type."))
+
+
+def list_page(scope: Scope, query: dict) -> dict:
+    """A page of this mode's events, newest first."""
+    if "type" in query:
+        return scope.page("events", query, render, where="type = ?", params=(query["type"],))
+    return scope.page("events", query, render)
+
+
+def get(scope: Scope, event_id: str) -> dict:
+    """One event of this mode, or 404."""
+    row = scope.get("events", event_id)
+    if row is None:
+        raise NotFound(f"no event {event_id}")
+    return render(row)
 
 
 def render(row: dict) -> dict:

@@ -1,0 +1,214 @@
+"""Sending webhook deliveries: claim what is due, POST it, record the attempt.
+
+At-least-once: a delivery is leased to this process (its boot id) before the POST and
+settled after it, in two short transactions with the network call between them. A delivery
+leased by a process that died is due again at once. At most one delivery per endpoint is in
+flight, so a slow or hanging endpoint holds one sender, never the others.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlite_utils
+
+from .. import outbound, signing
+from ..clock import iso, now_iso, utcnow
+from ..config import Config
+from ..db import query_one, write_txn
+from ..ids import new_id
+from . import emails, webhooks
+from .events import render as render_event
+from .scope import Scope
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery taken for one attempt, with all the sender needs."""
+
+    delivery_id: str
+    endpoint_id: str
+    url: str
+    mode: str
+    event_id: str
+    event_type: str
+    body: bytes
+    secrets: tuple[str, ...]
+
+
+def claim_due(db: sqlite_utils.Database, boot_id: str, config: Config, limit: int,
+              endpoint_id: str | None = None) -> list[Claimed]:
+    """Lease up to `limit` due deliveries, at most one per endpoint, oldest first."""
+    now = now_iso()
+    only_endpoint = "AND d.endpoint_id = :endpoint" if endpoint_id else ""
+    with write_txn(db):
+        rows = list(db.query(
+            f"""SELECT d.id, d.endpoint_id FROM webhook_deliveries d
+               JOIN webhook_endpoints e ON e.id = d.endpoint_id
+               WHERE d.status = 'pending' AND d.next_attempt_at <= :now {only_endpoint}
+                 AND e.status = 'active' AND e.deleted_at IS NULL
+                 AND (d.lease_owner IS NULL OR d.lease_owner != :boot OR d.lease_until < :now)
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries busy
+                                 WHERE busy.endpoint_id = d.endpoint_id AND busy.id != d.id
+                                   AND busy.status = 'pending' AND busy.lease_owner = :boot
+                                   AND busy.lease_until >= :now)
+               ORDER BY d.next_attempt_at, d.id""",
+            {"now": now, "boot": boot_id, "endpoint": endpoint_id}))
+        chosen, seen = [], set()
+        for row in rows:
+            if row["endpoint_id"] not in seen and len(chosen) < limit:
+                seen.add(row["endpoint_id"])
+                chosen.append(row["id"])
+        return [_lease(db, delivery_id, boot_id, config) for delivery_id in chosen]
+
+
+def _lease(db: sqlite_utils.Database, delivery_id: str, boot_id: str,
+           config: Config) -> Claimed:
+    # The lease outlives any attempt (connect, send and read each have the timeout); it
+    # guards against a second sender in this process, and lapses if a sender died without
+    # settling. A restart voids it at once through the boot id.
+    until = iso(utcnow() + timedelta(seconds=3 * config.webhooks.timeout_seconds + 60))
+    db.execute("UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ?, "
+               "attempts = attempts + 1 WHERE id = ?", (boot_id, until, delivery_id))
+    row = query_one(db, """SELECT d.endpoint_id, d.mode, d.event_id, e.url, e.secret,
+                                  e.previous_secret, e.previous_secret_expires_at
+                           FROM webhook_deliveries d
+                           JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = ?""",
+                    (delivery_id,))
+    event = render_event(query_one(db, "SELECT * FROM events WHERE id = ?", (row["event_id"],)))
+    return Claimed(delivery_id, row["endpoint_id"], row["url"], row["mode"], event["id"],
+                   event["type"], json.dumps(event).encode(),
+                   tuple(webhooks.signing_secrets(row)))
+
+
+def send(claimed: Claimed, config: Config) -> outbound.PostResult:
+    """POST one signed delivery; `webhook-timestamp` is this attempt's time."""
+    headers = signing.headers(list(claimed.secrets), claimed.event_id, claimed.event_type,
+                              int(time.time()), claimed.body)
+    public_only = claimed.mode == "live" and not config.webhooks.allow_private_targets
+    return outbound.post(claimed.url, claimed.body, headers,
+                         timeout=config.webhooks.timeout_seconds, public_only=public_only)
+
+
+def record(db: sqlite_utils.Database, claimed: Claimed, result: outbound.PostResult,
+           config: Config) -> str:
+    """Settle an attempt: success, a retry at the next step of the schedule, or failed.
+
+    Returns the delivery's new status. A failure also ages the endpoint: failing without a
+    success for `disable_after_hours` disables it and emails the shop owner.
+    """
+    now = utcnow()
+    with write_txn(db):
+        db.execute("INSERT INTO webhook_attempts (delivery_id, attempted_at, response_code, "
+                   "duration_ms, error, response_body) VALUES (?, ?, ?, ?, ?, ?)",
+                   (claimed.delivery_id, iso(now), result.status, result.duration_ms,
+                    result.error, result.body[:outbound.MAX_KEPT_BODY]))
+        row = query_one(db, "SELECT * FROM webhook_deliveries WHERE id = ?",
+                        (claimed.delivery_id,))
+        status = row["status"]
+        db.execute("UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL, "
+                   "last_response_code = ?, last_error = ? WHERE id = ?",
+                   (result.status, result.error, claimed.delivery_id))
+        if status != "pending":
+            return status  # cancelled while in flight (endpoint deleted): nothing to settle
+        status = _settle(db, row, result, now, config)
+        _age_endpoint(db, claimed.endpoint_id, result.ok, now, config)
+    return status
+
+
+def _settle(db, row: dict, result: outbound.PostResult, now, config: Config) -> str:
+    schedule = config.webhooks.retry_schedule
+    if result.ok:
+        status, due = "succeeded", None
+    elif row["attempts"] > len(schedule):
+        status, due = "failed", None
+    else:
+        status, due = "pending", iso(now + timedelta(seconds=schedule[row["attempts"] - 1]))
+    completed = iso(now) if status != "pending" else None
+    db.execute("UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, completed_at = ?"
+               " WHERE id = ?", (status, due, completed, row["id"]))
+    return status
+
+
+def _age_endpoint(db, endpoint_id: str, ok: bool, now, config: Config) -> None:
+    if ok:
+        db.execute("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ?",
+                   (endpoint_id,))
+        return
+    db.execute("UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, ?) "
+               "WHERE id = ?", (iso(now), endpoint_id))
+    endpoint = query_one(db, "SELECT * FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+    limit = iso(now - timedelta(hours=config.webhooks.disable_after_hours))
+    if endpoint["status"] == "active" and endpoint["failing_since"] <= limit:
+        db.execute("UPDATE webhook_endpoints SET status = 'disabled', disabled_at = ?, "
+                   "updated_at = ? WHERE id = ?", (iso(now), iso(now), endpoint_id))
+        _email_owner(db, endpoint, config)
+
+
+def _email_owner(db, endpoint: dict, config: Config) -> None:
+    if not config.shop.owner_email:
+        return
+    hours = config.webhooks.disable_after_hours
+    emails.queue(
+        db, mode=endpoint["mode"], kind="webhook_disabled", to=config.shop.owner_email,
+        related_id=endpoint["id"],
+        subject=f"Webhook endpoint disabled: {endpoint['url']}",
+        body=(f"The webhook endpoint {endpoint['id']} ({endpoint['url']}, {endpoint['mode']} "
+              f"mode) has failed every delivery for {hours} hours, so {config.shop.name} "
+              f"stopped sending to it. Its pending deliveries are kept.\n\n"
+              f"Fix the receiver, then re-enable the endpoint in the dashboard or with\n"
+              f"PATCH /v1/webhooks/{endpoint['id']} {{\"status\": \"active\"}}.\n"))
+
+
+def deliver_due(db: sqlite_utils.Database, config: Config, boot_id: str, submit,
+                limit: int = 16) -> int:
+    """Start a sender for each endpoint with due deliveries (up to `limit` endpoints).
+
+    `submit(work)` runs `work(db)` now or on a sender thread. Each sender drains its
+    endpoint's due deliveries one after another, up to MAX_SENDS_IN_A_ROW, so a backlog
+    goes out at the receiver's pace rather than one delivery per tick.
+    """
+    claimed = claim_due(db, boot_id, config, limit)
+    for item in claimed:
+        submit(_sender(item, config, boot_id))
+    return len(claimed)
+
+
+MAX_SENDS_IN_A_ROW = 100
+
+
+def _sender(first: Claimed, config: Config, boot_id: str):
+    def drain(db: sqlite_utils.Database) -> int:
+        item, sent = first, 0
+        while item is not None:
+            record(db, item, send(item, config), config)
+            sent += 1
+            more = []
+            if sent < MAX_SENDS_IN_A_ROW:
+                more = claim_due(db, boot_id, config, 1, item.endpoint_id)
+            item = more[0] if more else None
+        return sent
+    return drain
+
+
+def send_test(scope: Scope, endpoint_id: str, body: dict, config: Config) -> dict:
+    """Send a synthetic, signed event now and report how the endpoint answered."""
+    event_type = webhooks.TEST.validate(body)["event"]
+    endpoint = webhooks.require(scope, endpoint_id)
+    event = {"id": new_id("evt"), "type": event_type, "created_at": now_iso(),
+             "mode": scope.mode, "data": {"object": _sample_object(event_type), "test": True}}
+    claimed = Claimed("", endpoint_id, endpoint["url"], scope.mode, event["id"], event_type,
+                      json.dumps(event).encode(), tuple(webhooks.signing_secrets(endpoint)))
+    result = send(claimed, config)
+    return {"delivered": result.ok, "response_code": result.status,
+            "delivery_ms": result.duration_ms}
+
+
+def _sample_object(event_type: str) -> dict:
+    """A small object of the event's kind, clearly marked as a test."""
+    kind = event_type.split(".")[0]
+    prefix = {"order": "ord", "product": "prod", "payout": "po", "customer": "cus"}[kind]
+    return {"id": f"{prefix}_test", "object": kind, "test": True}
