@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -88,6 +89,23 @@ class Server:
     @property
     def database(self) -> Path:
         return self.root / "data" / "sellix.db"
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows read straight from the server's SQLite file, read-only."""
+        conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=30)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def execute(self, *statements: str, params: tuple = ()) -> None:
+        """Write to the server's SQLite file directly (fault injection, clock tricks)."""
+        conn = sqlite3.connect(self.database, timeout=30, isolation_level=None)
+        try:
+            for statement in statements:
+                conn.execute(statement, params)
+        finally:
+            conn.close()
 
     def cli(self, *args, **kwargs) -> subprocess.CompletedProcess:
         return run_cli("--config", self.config_path, *args, cwd=self.root, **kwargs)

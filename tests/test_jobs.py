@@ -9,13 +9,15 @@ from sellix_lite.jobs import JOBS, JobContext, build_scheduler, start_scheduler,
 
 
 def test_registered_jobs():
-    assert [job.id for job in JOBS] == ["purge_idempotency_keys"]
+    assert [job.id for job in JOBS] == ["purge_idempotency_keys", "deliver_webhooks",
+                                        "send_emails"]
 
 
 def test_scheduler_holds_every_job_with_safe_defaults(tmp_path):
     scheduler = build_scheduler(JobContext(Config(base_dir=tmp_path), "secret"))
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"purge_idempotency_keys"}
+    assert set(jobs) == {"purge_idempotency_keys", "deliver_webhooks", "send_emails"}
+    assert jobs["deliver_webhooks"].trigger.interval.total_seconds() == 1
     purge = jobs["purge_idempotency_keys"]
     assert purge.trigger.interval.total_seconds() == 3600
     assert purge.misfire_grace_time == 3600  # a late run still happens
@@ -29,7 +31,7 @@ def test_only_one_scheduler_per_process(tmp_path):
         with pytest.raises(RuntimeError, match="already running"):
             start_scheduler(ctx)
     finally:
-        stop_scheduler(scheduler)
+        stop_scheduler(scheduler, ctx)
     assert not scheduler.running
     again = start_scheduler(ctx)  # after a clean stop a new one may start
-    stop_scheduler(again)
+    stop_scheduler(again, ctx)

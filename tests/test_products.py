@@ -53,28 +53,13 @@ def import_keys(client, product_id: str, keys: list) -> dict:
     return response.json()
 
 
-def query(server, sql: str, params: tuple = ()) -> list[tuple]:
-    """Rows read straight from the server's SQLite file, read-only."""
-    conn = sqlite3.connect(f"file:{server.database}?mode=ro", uri=True, timeout=30)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
-def execute(server, *statements: str) -> None:
-    """Write to the server's SQLite file directly (schema changes for fault injection)."""
-    conn = sqlite3.connect(server.database, timeout=30, isolation_level=None)
-    try:
-        for statement in statements:
-            conn.execute(statement)
-    finally:
-        conn.close()
 
 
 def events_of(server, product_id: str) -> list[dict]:
     """The outbox events about one product, oldest first."""
-    rows = query(server, "SELECT id, type, mode, data, created_at FROM events "
+    rows = server.query("SELECT id, type, mode, data, created_at FROM events "
                          "WHERE json_extract(data, '$.object.id') = ? ORDER BY rowid",
                  (product_id,))
     return [{"id": r[0], "type": r[1], "mode": r[2], "data": json.loads(r[3]),
@@ -82,7 +67,7 @@ def events_of(server, product_id: str) -> list[dict]:
 
 
 def pool(server, product_id: str) -> list[str]:
-    return [r[0] for r in query(server, "SELECT key FROM license_keys WHERE product_id = ?",
+    return [r[0] for r in server.query("SELECT key FROM license_keys WHERE product_id = ?",
                                 (product_id,))]
 
 
@@ -225,11 +210,11 @@ def test_empty_body_is_400(api):
     ({"type": "dynamic", "dynamic_url": "https://example.com/" + "x" * 2048}, "dynamic_url"),
 ])
 def test_invalid_values_are_422_per_field(server, api, overrides, field):
-    count = query(server, "SELECT count(*) FROM products")[0][0]
+    count = server.query("SELECT count(*) FROM products")[0][0]
     response = api.post("/v1/products", json={**REQUIRED, **overrides})
     body = assert_invalid(response, field)
     assert body["detail"] == "1 field is invalid"
-    assert query(server, "SELECT count(*) FROM products")[0][0] == count
+    assert server.query("SELECT count(*) FROM products")[0][0] == count
 
 
 def test_every_invalid_field_is_reported_at_once(api):
@@ -272,7 +257,7 @@ def test_create_with_an_idempotency_key_runs_once(server, api):
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.content == first.content
     product_id = first.json()["id"]
-    assert query(server, "SELECT count(*) FROM products WHERE name = ?",
+    assert server.query("SELECT count(*) FROM products WHERE name = ?",
                  ("Idempotent product",)) == [(1,)]
     assert [e["type"] for e in events_of(server, product_id)] == ["product.created"]
 
@@ -319,7 +304,7 @@ def test_slugs_never_collide_with_suffixed_names(server, api):
     fourth = create(api, name="Collide Me")["slug"]
     assert first == "collide-me" and second == "collide-me-2"
     assert len({first, second, third, fourth}) == 4
-    rows = query(server, "SELECT slug, count(*) FROM products WHERE mode = 'test' "
+    rows = server.query("SELECT slug, count(*) FROM products WHERE mode = 'test' "
                          "GROUP BY slug HAVING count(*) > 1")
     assert rows == []
 
@@ -589,7 +574,7 @@ def test_sold_keys_still_count_as_duplicates(server, api):
     product = create(api, type="license_key")
     import_keys(api, product["id"], ["SOLD-1", "FREE-1"])
     # A key sold to an order leaves the available stock but stays in the pool.
-    execute(server, "UPDATE license_keys SET state = 'delivered', order_id = 'ord_x' "
+    server.execute("UPDATE license_keys SET state = 'delivered', order_id = 'ord_x' "
                     f"WHERE product_id = '{product['id']}' AND key = 'SOLD-1'")
     assert fetch(api, product["id"])["stock"] == 1
     assert import_keys(api, product["id"], ["SOLD-1", "NEW-1"]) == {
@@ -603,7 +588,7 @@ def test_import_of_5000_keys(server, api):
     assert import_keys(api, product["id"], keys) == {
         "imported": 5000, "duplicates": 0, "stock_after": 5000}
     assert fetch(api, product["id"])["stock"] == 5000
-    assert query(server, "SELECT count(*) FROM license_keys WHERE product_id = ?",
+    assert server.query("SELECT count(*) FROM license_keys WHERE product_id = ?",
                  (product["id"],)) == [(5000,)]
 
 
@@ -689,7 +674,7 @@ def test_concurrent_overlapping_imports(server, test_key):
     assert {body["duplicates"] for body in bodies} <= {0, 1500}
     assert sorted(body["stock_after"] for body in bodies)[-1] == 4500
     assert fetch(server.client(test_key), product["id"])["stock"] == 4500
-    rows = query(server, "SELECT count(*), count(DISTINCT key) FROM license_keys "
+    rows = server.query("SELECT count(*), count(DISTINCT key) FROM license_keys "
                          "WHERE product_id = ?", (product["id"],))
     assert rows == [(4500, 4500)]
     # Each import wrote its own stock change, the second one starting where the first ended.
@@ -932,11 +917,11 @@ def test_a_failing_event_write_rolls_back_the_change(make_server):
                           data=b"old")
     assert response.status_code == 200, response.text
     with_file = response.json()
-    event_count = query(server, "SELECT count(*) FROM events")[0][0]
+    event_count = server.query("SELECT count(*) FROM events")[0][0]
 
-    execute(server, "CREATE TRIGGER outbox_broken BEFORE INSERT ON events "
+    server.execute("CREATE TRIGGER outbox_broken BEFORE INSERT ON events "
                     "BEGIN SELECT RAISE(ABORT, 'outbox-broken'); END")
-    products_before = query(server, "SELECT * FROM products ORDER BY id")
+    products_before = server.query("SELECT * FROM products ORDER BY id")
 
     attempts = [
         lambda: client.post("/v1/products", json={**REQUIRED, "name": "Never"}),
@@ -952,16 +937,16 @@ def test_a_failing_event_write_rolls_back_the_change(make_server):
         body = assert_problem(response, 500, "server_error")
         assert body["trace_id"]
         assert "outbox-broken" not in response.text and "Traceback" not in response.text
-        assert query(server, "SELECT * FROM products ORDER BY id") == products_before
-        assert query(server, "SELECT count(*) FROM events")[0][0] == event_count
-    assert query(server, "SELECT count(*) FROM products WHERE name = 'Never'") == [(0,)]
+        assert server.query("SELECT * FROM products ORDER BY id") == products_before
+        assert server.query("SELECT count(*) FROM events")[0][0] == event_count
+    assert server.query("SELECT count(*) FROM products WHERE name = 'Never'") == [(0,)]
     assert pool(server, product["id"]) == []
     assert fetch(client, product["id"]) == product
     assert fetch(client, files_product["id"]) == with_file
     assert stored_files(server, files_product["id"]) == {
         hashlib.sha256(b"old").hexdigest(): b"old"}
 
-    execute(server, "DROP TRIGGER outbox_broken")
+    server.execute("DROP TRIGGER outbox_broken")
     created = create(client, name="Now it works")
     assert [e["type"] for e in events_of(server, created["id"])] == ["product.created"]
     patched = client.patch(f"/v1/products/{product['id']}", json={"price_cents": 999}).json()
