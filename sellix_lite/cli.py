@@ -83,6 +83,33 @@ def serve(host, port):
                config.server.port if port is None else port)
 
 
+@cli.command("blockpn-sim")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8090, show_default=True,
+              help="Port (0 picks a free one).")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False),
+              help="SQLite file of the simulator's ledger (default: a temporary one).")
+@click.option("--api-key", help="Bearer key clients must send (default: [blockpn] api_key, "
+              "else sim-api-key).")
+@click.option("--ipn-secret", help="Key that signs IPN callbacks (default: [blockpn] "
+              "ipn_secret, else sim-ipn-secret).")
+@click.option("--payout-confirm-seconds", type=click.IntRange(min=0),
+              help="Seconds from queued to confirmed (default: [sandbox] value).")
+def blockpn_sim(host, port, data_path, api_key, ipn_secret, payout_confirm_seconds):
+    """Serve the BlockPN simulator (live mode, offline) until SIGINT or SIGTERM."""
+    from .logsetup import configure
+    from .providers import simulator
+
+    config = _config()
+    configure(config.server.log_format)
+    simulator.serve(
+        host=host, port=port, data_path=data_path,
+        api_key=api_key or config.blockpn.api_key or simulator.DEV_API_KEY,
+        ipn_secret=ipn_secret or config.blockpn.ipn_secret or simulator.DEV_IPN_SECRET,
+        payout_confirm_seconds=config.sandbox.payout_confirm_seconds
+        if payout_confirm_seconds is None else payout_confirm_seconds)
+
+
 @cli.command()
 def init():
     """Create the data folder, the database and the secret key."""

@@ -223,6 +223,109 @@ def m0004_webhooks_and_email(db):
     )
 
 
+@migration
+def m0005_orders(db):
+    _run(
+        db,
+        """CREATE TABLE customers (
+            id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+            email TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            UNIQUE (mode, email)
+        )""",
+        "CREATE INDEX customers_list ON customers (mode, id)",
+        """CREATE TABLE orders (
+            id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+            status TEXT NOT NULL CHECK (status IN ('pending', 'awaiting_payment', 'paid',
+                'delivering', 'completed', 'failed', 'refunded')),
+            product_id TEXT NOT NULL REFERENCES products (id),
+            product_name TEXT NOT NULL,
+            product_type TEXT NOT NULL,
+            qty INTEGER NOT NULL CHECK (qty > 0),
+            unit_price_cents INTEGER NOT NULL CHECK (unit_price_cents >= 0),
+            total_cents INTEGER NOT NULL CHECK (total_cents >= 0),
+            currency TEXT NOT NULL,
+            customer_id TEXT NOT NULL REFERENCES customers (id),
+            customer_email TEXT NOT NULL,
+            shipping_address TEXT,
+            chain TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            invoice_id TEXT UNIQUE,
+            pay_address TEXT,
+            asset_amount TEXT,
+            expires_at TEXT,
+            paid_cents INTEGER NOT NULL DEFAULT 0,
+            asset_paid TEXT,
+            tx_hash TEXT,
+            refunded_cents INTEGER NOT NULL DEFAULT 0,
+            delivery_state TEXT NOT NULL DEFAULT 'pending' CHECK (delivery_state IN
+                ('pending', 'delivered', 'failed', 'awaiting_shipment', 'shipped')),
+            delivery TEXT,
+            delivered_at TEXT,
+            failure_reason TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            paid_at TEXT,
+            CHECK (paid_cents >= 0 AND refunded_cents >= 0 AND refunded_cents <= paid_cents)
+        )""",
+        "CREATE INDEX orders_list ON orders (mode, id)",
+        "CREATE INDEX orders_by_status ON orders (mode, status, id)",
+        "CREATE INDEX orders_by_email ON orders (mode, customer_email, id)",
+        "CREATE INDEX orders_by_customer ON orders (customer_id, id)",
+        # The in-process BlockPN sandbox (test mode) keeps its ledger here; the HTTP
+        # simulator keeps the same tables in a file of its own.
+        """CREATE TABLE sandbox_invoices (
+            id TEXT PRIMARY KEY,
+            reference TEXT NOT NULL UNIQUE,
+            chain TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            address TEXT NOT NULL,
+            amount_cents INTEGER NOT NULL,
+            currency TEXT NOT NULL,
+            asset_amount TEXT NOT NULL,
+            paid_cents INTEGER NOT NULL DEFAULT 0,
+            asset_paid TEXT NOT NULL DEFAULT '0',
+            tx_hash TEXT,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'expired')),
+            callback_url TEXT,
+            expires_at TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE sandbox_payouts (
+            id TEXT PRIMARY KEY,
+            reference TEXT NOT NULL UNIQUE,
+            chain TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            amount_cents INTEGER NOT NULL,
+            currency TEXT NOT NULL,
+            address TEXT NOT NULL,
+            memo TEXT,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'broadcast', 'confirmed', 'failed')),
+            tx_hash TEXT,
+            failure_reason TEXT,
+            created_at TEXT NOT NULL,
+            broadcast_at TEXT,
+            confirmed_at TEXT
+        )""",
+        """CREATE TABLE sandbox_refunds (
+            id TEXT PRIMARY KEY,
+            reference TEXT NOT NULL UNIQUE,
+            invoice_id TEXT NOT NULL REFERENCES sandbox_invoices (id),
+            amount_cents INTEGER NOT NULL,
+            currency TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('processing', 'succeeded', 'failed')),
+            destination_tx TEXT,
+            failure_reason TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]

@@ -70,7 +70,7 @@ def serve(config: Config, host: str, port: int) -> None:
         app = create_app(config, secret_key, boot_id=ctx.boot_id)
         server = _create_server(app, config, host, port)
         scheduler = start_scheduler(ctx)
-        _stop_on_sigterm()
+        stop_on_sigterm()
         url = f"http://{host}:{server.effective_port}"
         log.info("sellix-lite serving on %s (database %s, schema version %s)",
                  url, config.database_path, version)
@@ -101,7 +101,8 @@ def _create_server(app, config: Config, host: str, port: int):
         raise StartupError(f"can't listen on {host}:{port}: {exc.strerror}") from None
 
 
-def _stop_on_sigterm() -> None:
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop a waitress server the way Ctrl-C (SIGINT) does."""
     def handler(signum, frame):
         raise SystemExit(0)
 

@@ -1,0 +1,1 @@
+"""Payment providers. BlockPN is the one provider; see `blockpn.py` for its interface."""

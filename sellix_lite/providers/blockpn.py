@@ -1,0 +1,95 @@
+"""The BlockPN interface: what sellix-lite needs from its payment provider (CONTRACT §14).
+
+Three implementations speak it: the in-process sandbox (test mode), the HTTP client (live
+mode), and — over HTTP — the `sellix-lite blockpn-sim` simulator serving the sandbox. Every
+call that creates something carries our own id as `reference`; the provider treats a
+repeated reference as the same request, so a retried call can't pay, refund or pay out twice.
+Amounts are integers in the smallest unit of the fiat `currency`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Protocol
+
+
+class ProviderError(Exception):
+    """The provider could not be reached or refused the call; safe to retry later."""
+
+
+class InvalidCallback(Exception):
+    """An IPN callback whose signature does not verify."""
+
+
+@dataclass(frozen=True)
+class Invoice:
+    id: str
+    reference: str
+    chain: str
+    asset: str
+    address: str
+    amount_cents: int
+    currency: str
+    asset_amount: str      # exact amount to send, as a decimal string ("49.000000")
+    paid_cents: int        # what was received so far, in the fiat currency
+    asset_paid: str        # what was received so far, in the asset
+    tx_hash: str | None    # the latest payment transaction
+    status: str            # "pending" (unpaid or partly paid), "paid", "expired"
+    expires_at: str
+
+
+@dataclass(frozen=True)
+class Payout:
+    id: str
+    reference: str
+    chain: str
+    asset: str
+    amount_cents: int
+    currency: str
+    address: str
+    memo: str | None
+    status: str            # "queued", "broadcast", "confirmed", "failed"
+    tx_hash: str | None
+    failure_reason: str | None
+    broadcast_at: str | None
+    confirmed_at: str | None
+
+
+@dataclass(frozen=True)
+class Refund:
+    id: str
+    reference: str
+    invoice_id: str
+    amount_cents: int
+    currency: str
+    status: str            # "processing", "succeeded", "failed"
+    destination_tx: str | None
+    failure_reason: str | None
+
+
+class BlockPN(Protocol):
+    """Everything sellix-lite asks of BlockPN."""
+
+    def open_invoice(self, *, reference: str, amount_cents: int, currency: str, chain: str,
+                     asset: str, ttl_minutes: int, callback_url: str) -> Invoice:
+        """Open (or, for a known reference, return) the invoice an order is paid through."""
+
+    def get_invoice(self, invoice_id: str) -> Invoice:
+        """The invoice as the provider knows it now."""
+
+    def send_payout(self, *, reference: str, chain: str, asset: str, amount_cents: int,
+                    currency: str, address: str, memo: str | None) -> Payout:
+        """Queue a payout from the merchant's balance (a known reference returns it)."""
+
+    def get_payout(self, payout_id: str) -> Payout:
+        """The payout as the provider knows it now."""
+
+    def send_refund(self, *, reference: str, invoice_id: str, amount_cents: int,
+                    currency: str) -> Refund:
+        """Refund part or all of a paid invoice to the payer (a known reference returns it)."""
+
+    def get_refund(self, refund_id: str) -> Refund:
+        """The refund as the provider knows it now."""
+
+    def verify_callback(self, body: bytes, headers: Mapping[str, str]) -> Invoice:
+        """The invoice an IPN callback reports; InvalidCallback when the signature is bad."""
