@@ -16,6 +16,7 @@ from . import __version__, db as storage
 from .config import Config
 from .ratelimit import SlidingWindowLimiter
 from .security import Signer
+from .services.links import Links
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Largest request body the app reads (CONTRACT §6: 1 MiB for JSON).
@@ -30,6 +31,10 @@ class Runtime:
     signer: Signer
     boot_id: str = field(default_factory=lambda: secrets.token_hex(8))
     limiter: SlidingWindowLimiter = field(default_factory=SlidingWindowLimiter)
+
+    @property
+    def links(self) -> Links:
+        return Links(self.config.public_url, self.signer)
 
 
 def resource_dir(name: str) -> Path:
@@ -52,12 +57,13 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app.extensions["sellix"] = Runtime(config=config, signer=Signer(secret_key),
                                        boot_id=boot_id or secrets.token_hex(8))
 
-    from . import http, requestlog
+    from . import http, ipn, requestlog
     from .api import bp as api_bp
 
     http.install(app)
     requestlog.install(app)
     app.register_blueprint(api_bp)
+    app.register_blueprint(ipn.bp)
     app.teardown_appcontext(_close_db)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app

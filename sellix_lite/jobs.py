@@ -21,7 +21,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from . import db as storage
 from .config import Config
-from .services import delivery, emails, idempotency
+from .services import delivery, emails, idempotency, payments
+from .services.links import Links
 
 log = logging.getLogger("sellix_lite.jobs")
 
@@ -81,6 +82,10 @@ class JobContext:
     def connect(self):
         return storage.connect(self.config.database_path)
 
+    @property
+    def links(self) -> Links:
+        return Links.for_config(self.config, self.secret_key)
+
     @contextmanager
     def connection(self):
         db = self.connect()
@@ -128,6 +133,14 @@ def deliver_webhooks(ctx: JobContext) -> int:
         if limit == 0:
             return 0
         return delivery.deliver_due(db, ctx.config, ctx.boot_id, ctx.senders.submit, limit)
+
+
+@job("poll_payments", every=lambda config: config.jobs.payment_poll_seconds)
+def poll_payments(ctx: JobContext) -> int:
+    """Ask BlockPN about open invoices, and fail orders whose checkout was cut off."""
+    with ctx.connection() as db:
+        payments.fail_stale_pending(db, ctx.links)
+        return payments.poll_open_invoices(db, ctx.config, ctx.links)
 
 
 @job("send_emails", every=lambda config: config.jobs.tick_seconds)

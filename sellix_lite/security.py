@@ -16,7 +16,7 @@ import secrets
 import string
 from pathlib import Path
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
 
 _BASE62 = string.digits + string.ascii_letters
 SECRET_RANDOM_LENGTH = 40
@@ -69,21 +69,40 @@ def load_secret_key(configured: str, data_dir: Path) -> str:
 
 
 class Signer:
-    """Signs JSON-able values for one secret key, namespaced by purpose."""
+    """Signs JSON-able values for one secret key, namespaced by purpose.
+
+    Plain tokens are stable (the same value always signs the same way, so a link can be
+    shown twice); timed tokens carry their signing time and expire.
+    """
 
     def __init__(self, secret_key: str):
         self._secret_key = secret_key
 
     def sign(self, value, namespace: str) -> str:
-        """A URL-safe token carrying `value`, valid only for `namespace`."""
-        return self._serializer(namespace).dumps(value)
+        """A URL-safe token carrying `value`, valid only for `namespace`, never expiring."""
+        return self._plain(namespace).dumps(value)
 
-    def unsign(self, token: str, namespace: str, max_age: int | None = None):
-        """The value inside `token`; BadToken if tampered, expired or of another namespace."""
+    def unsign(self, token: str, namespace: str):
+        """The value inside a `sign` token; BadToken if tampered or of another namespace."""
+        return self._load(self._plain(namespace), token)
+
+    def sign_timed(self, value, namespace: str) -> str:
+        """Like `sign`, but the token records when it was made (see `unsign_timed`)."""
+        return self._timed(namespace).dumps(value)
+
+    def unsign_timed(self, token: str, namespace: str, max_age: int):
+        """The value inside a `sign_timed` token; BadToken also once `max_age` s have passed."""
+        return self._load(self._timed(namespace), token, max_age=max_age)
+
+    @staticmethod
+    def _load(serializer, token: str, **kwargs):
         try:
-            return self._serializer(namespace).loads(token, max_age=max_age)
+            return serializer.loads(token, **kwargs)
         except (BadData, UnicodeError, ValueError, TypeError) as exc:
             raise BadToken(str(exc)) from None
 
-    def _serializer(self, namespace: str) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(self._secret_key, salt=f"sellix-lite.{namespace}")
+    def _plain(self, namespace: str) -> URLSafeSerializer:
+        return URLSafeSerializer(self._secret_key, salt=f"sellix-lite.{namespace}")
+
+    def _timed(self, namespace: str) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self._secret_key, salt=f"sellix-lite.timed.{namespace}")

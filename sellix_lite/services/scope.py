@@ -12,7 +12,7 @@ from typing import Callable
 import sqlite_utils
 
 from ..db import query_one
-from ..errors import Unprocessable
+from ..errors import NotFound, Unprocessable
 from ..security import BadToken, Signer
 from ..validation import Integer, Schema, String
 
@@ -43,8 +43,15 @@ class Scope:
         return query_one(self.db, f"SELECT * FROM {table} WHERE id = ? AND mode = ?",
                          (object_id, self.mode))
 
+    def require(self, table: str, object_id: str, what: str) -> dict:
+        """The row of this mode with that id, or 404 naming `what`."""
+        row = self.get(table, object_id)
+        if row is None:
+            raise NotFound(f"no {what} {object_id}")
+        return row
+
     def page(self, table: str, query: dict, render: Callable[[dict], dict], *,
-             where: str = "", params: tuple = ()) -> dict:
+             where: str = "", params: tuple = (), select: str = "*") -> dict:
         """One page of a list, newest first, as the §17 list envelope.
 
         Keyset pagination on the time-ordered id: a page never shifts when rows are added,
@@ -58,7 +65,7 @@ class Scope:
         if "cursor" in query:
             conditions.append("id < ?")
             args.append(self._decode_cursor(query["cursor"], table))
-        sql = (f"SELECT * FROM {table} WHERE {' AND '.join(conditions)} "
+        sql = (f"SELECT {select} FROM {table} WHERE {' AND '.join(conditions)} "
                f"ORDER BY id DESC LIMIT ?")
         rows = list(self.db.query(sql, (*args, limit + 1)))
         has_more = len(rows) > limit

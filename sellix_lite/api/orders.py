@@ -1,0 +1,64 @@
+"""/v1/orders, /v1/customers and the order test helpers (CONTRACT §9–§11)."""
+
+from __future__ import annotations
+
+from ..app import runtime
+from ..http import json_response
+from ..services import checkout, customers, orders, test_helpers
+from . import bp
+from .pipeline import operation, scope
+
+TAG = "Orders"
+
+
+@operation(bp, "GET", "/orders", summary="List orders", tag=TAG, ability="orders:read",
+           query=orders.LIST)
+def list_orders(query):
+    """Returns orders newest first, filtered by status, creation date and buyer email."""
+    return json_response(orders.list_page(scope(), query, runtime().links))
+
+
+@operation(bp, "POST", "/orders", summary="Create an order", tag=TAG,
+           ability="orders:write", body=checkout.CREATE, status=201)
+def create_order(query, body):
+    """Reserves stock and opens a BlockPN invoice; the order awaits payment at
+    `payment.checkout_url`."""
+    order = checkout.create_order(scope(), body, runtime().config, runtime().links)
+    return json_response(order, 201)
+
+
+@operation(bp, "GET", "/orders/<order_id>", summary="Fetch an order", tag=TAG,
+           ability="orders:read")
+def get_order(order_id, query):
+    """Returns one order with its item, payment and delivery."""
+    return json_response(orders.get(scope(), order_id, runtime().links))
+
+
+@operation(bp, "GET", "/customers", summary="List customers", tag="Customers",
+           ability="customers:read", query=customers.LIST)
+def list_customers(query):
+    """Returns customers (one per email), newest first."""
+    return json_response(customers.list_page(scope(), query))
+
+
+@operation(bp, "GET", "/customers/<customer_id>", summary="Fetch a customer",
+           tag="Customers", ability="customers:read")
+def get_customer(customer_id, query):
+    """Returns one customer with their orders, newest first."""
+    return json_response(customers.get(scope(), customer_id))
+
+
+@operation(bp, "POST", "/test_helpers/orders/<order_id>/pay", summary="Pay a test order",
+           tag="Test helpers", ability="orders:write", body=test_helpers.PAY)
+def pay_test_order(order_id, query, body):
+    """Pays the sandbox invoice of a test order, in part when `amount_cents` is less."""
+    return json_response(test_helpers.pay_order(scope(), order_id, body, runtime().config,
+                                                runtime().links))
+
+
+@operation(bp, "POST", "/test_helpers/orders/<order_id>/expire",
+           summary="Expire a test order", tag="Test helpers", ability="orders:write")
+def expire_test_order(order_id, query, body):
+    """Lets the sandbox invoice of a test order expire now."""
+    return json_response(test_helpers.expire_order(scope(), order_id, runtime().config,
+                                                   runtime().links))

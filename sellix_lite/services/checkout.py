@@ -1,0 +1,114 @@
+"""Checkout: the one code path that creates an order (CONTRACT §9, §13.2).
+
+`POST /v1/orders`, the storefront's checkout form and the dashboard all call
+`create_order`. It reserves stock and records the order in one transaction, opens the
+BlockPN invoice outside any transaction (it may be a network call), then records the
+invoice and `order.created` in a second transaction. If the provider can't be reached the
+order fails and its reservation is released; a crash between the steps leaves a `pending`
+order that the payment job fails and releases after a few minutes.
+"""
+
+from __future__ import annotations
+
+from ..clock import now_iso
+from ..config import Config
+from ..db import write_txn
+from ..delivery import strategy_for
+from ..errors import ApiError, Unprocessable
+from ..ids import new_id
+from ..providers.blockpn import ProviderError
+from ..validation import Integer, Schema, String
+from . import customers, inventory, orders
+from .links import Links
+from .payments import provider_for
+from .scope import Scope
+
+EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+
+CREATE = Schema(
+    product_id=String(required=True, min_length=1, max_length=64,
+                      description="The product to buy.", example="prod_01J2PVQR41"),
+    qty=Integer(minimum=1, default=1, description="How many units (at most "
+                                                  "`limits.max_qty_per_order`)."),
+    customer_email=String(required=True, min_length=3, max_length=254, strip=True,
+                          pattern=EMAIL_PATTERN, pattern_hint="must be an email address",
+                          description="Where the goods are sent.",
+                          example="buyer@example.com"),
+    chain=String(min_length=1, max_length=20, description="Chain to pay on; with `asset`, "
+                 "one of the shop's accepted pairs (default: the first).", example="tron"),
+    asset=String(min_length=1, max_length=20, description="Asset to pay with.",
+                 example="USDT"),
+)
+
+
+class ProviderUnavailable(ApiError):
+    status, type, title = 502, "server_error", "Payment provider unavailable"
+
+
+def create_order(scope: Scope, body: dict, config: Config, links: Links) -> dict:
+    """Create an order awaiting payment and return it (with `payment.checkout_url`)."""
+    params = _validate(body, config)
+    provider = provider_for(scope.db, scope.mode, config)  # refuses before reserving anything
+    order = _reserve(scope, params)
+    try:
+        invoice = provider.open_invoice(
+            reference=order["id"], amount_cents=order["total_cents"],
+            currency=order["currency"], chain=order["chain"], asset=order["asset"],
+            ttl_minutes=config.blockpn.invoice_ttl_minutes,
+            callback_url=f"{config.public_url}/ipn/blockpn")
+    except ProviderError as exc:
+        with write_txn(scope.db):
+            orders.fail(scope.db, order, f"the payment provider could not be reached: {exc}",
+                        links)
+        raise ProviderUnavailable("the payment provider could not be reached; the order "
+                                  "was not created, try again shortly") from None
+    with write_txn(scope.db):
+        row = orders.save(scope.db, order, {
+            "status": "awaiting_payment", "invoice_id": invoice.id,
+            "pay_address": invoice.address, "asset_amount": invoice.asset_amount,
+            "expires_at": invoice.expires_at, "updated_at": now_iso(),
+        }, links, "order.created")
+    return orders.render(row, links)
+
+
+def _validate(body: dict, config: Config) -> dict:
+    params = CREATE.validate(body)
+    params["customer_email"] = params["customer_email"].lower()
+    errors = {}
+    if params["qty"] > config.limits.max_qty_per_order:
+        errors["qty"] = f"at most {config.limits.max_qty_per_order} per order"
+    accepted = config.blockpn.accepted
+    chain, asset = params.get("chain"), params.get("asset")
+    if chain is None and asset is None:
+        chain, asset = accepted[0].split(":")
+    if f"{chain}:{asset}" not in accepted:
+        errors["asset"] = f"pay with one of: {', '.join(accepted)}"
+    if errors:
+        raise Unprocessable(errors=errors)
+    return {**params, "chain": chain, "asset": asset}
+
+
+def _reserve(scope: Scope, params: dict) -> dict:
+    """Record the order (pending) with its stock reserved and its customer; one transaction."""
+    with write_txn(scope.db):
+        product = scope.get("products", params["product_id"])
+        if product is None or product["status"] != "active":
+            raise Unprocessable(errors={"product_id": "is not a product for sale"})
+        if strategy_for(product["type"]) is None:
+            raise Unprocessable(errors={"product_id": f"{product['type']} products can't be "
+                                                      "sold by this version"})
+        now, order_id = now_iso(), new_id("ord")
+        inventory.reserve(scope.db, order_id, product, params["qty"])
+        customer_id = customers.record_order(scope.db, scope.mode, params["customer_email"])
+        row = {
+            "id": order_id, "mode": scope.mode, "status": "pending",
+            "product_id": product["id"], "product_name": product["name"],
+            "product_type": product["type"], "qty": params["qty"],
+            "unit_price_cents": product["price_cents"],
+            "total_cents": product["price_cents"] * params["qty"],
+            "currency": product["currency"], "customer_id": customer_id,
+            "customer_email": params["customer_email"], "chain": params["chain"],
+            "asset": params["asset"], "created_at": now, "updated_at": now,
+        }
+        scope.db["orders"].insert(row)
+    return scope.get("orders", order_id)

@@ -1,0 +1,36 @@
+"""Links that leave the server (emails, checkout URLs): absolute, and signed where they give
+access to a buyer's order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Config
+from ..security import BadToken, Signer
+
+ORDER_LINK = "order-link"
+
+
+@dataclass(frozen=True)
+class Links:
+    public_url: str
+    signer: Signer
+
+    @classmethod
+    def for_config(cls, config: Config, secret_key: str) -> "Links":
+        return cls(config.public_url, Signer(secret_key))
+
+    def order_token(self, order_id: str) -> str:
+        """The token that opens a buyer's order page (it does not expire)."""
+        return self.signer.sign(order_id, ORDER_LINK)
+
+    def order_token_valid(self, order_id: str, token: str) -> bool:
+        try:
+            return self.signer.unsign(token, ORDER_LINK) == order_id
+        except BadToken:
+            return False
+
+    def order_url(self, order_id: str, mode: str) -> str:
+        """The buyer's order page: `/order/<id>?t=…`, under `/test` in test mode."""
+        prefix = "/test" if mode == "test" else ""
+        return f"{self.public_url}{prefix}/order/{order_id}?t={self.order_token(order_id)}"

@@ -1,0 +1,123 @@
+"""Orders (CONTRACT §9): the order object, its queries, and its lifecycle steps.
+
+pending → awaiting_payment → paid → delivering → completed; or failed (expired unpaid,
+delivery failed for good) and refunded. Each step runs in one write transaction with the
+events it causes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, time, timezone
+
+import sqlite_utils
+
+from ..clock import iso, now_iso
+from ..db import query_one
+from ..errors import Unprocessable
+from ..validation import Enum, String
+from . import events, inventory
+from .links import Links
+from .scope import Scope, list_query
+
+STATUSES = ("pending", "awaiting_payment", "paid", "delivering", "completed", "failed",
+            "refunded")
+LIST = list_query(
+    status=Enum(STATUSES, description="Only orders in this status."),
+    **{"from": String(min_length=10, max_length=40,
+                      description="Created at or after this ISO-8601 date or date-time.")},
+    to=String(min_length=10, max_length=40,
+              description="Created at or before this date or date-time (a date includes "
+                          "the whole day)."),
+    customer_email=String(min_length=1, max_length=254,
+                          description="Only orders of this email."),
+)
+
+
+def render(row: dict, links: Links) -> dict:
+    """The public order object."""
+    paid = row["paid_at"] is not None
+    return {
+        "id": row["id"], "mode": row["mode"], "status": row["status"],
+        "total_cents": row["total_cents"], "refunded_cents": row["refunded_cents"],
+        "currency": row["currency"], "customer_email": row["customer_email"],
+        "customer_id": row["customer_id"], "created_at": row["created_at"],
+        "paid_at": row["paid_at"],
+        "payment": {
+            "provider": "blockpn", "chain": row["chain"], "asset": row["asset"],
+            "address": row["pay_address"], "asset_amount": row["asset_amount"],
+            "expires_at": row["expires_at"], "paid_cents": row["paid_cents"],
+            "asset_paid": row["asset_paid"], "tx_hash": row["tx_hash"],
+            "overpaid_cents": max(row["paid_cents"] - row["total_cents"], 0) if paid else 0,
+            "checkout_url": links.order_url(row["id"], row["mode"]),
+        },
+        "items": [{"product_id": row["product_id"], "product": row["product_name"],
+                   "qty": row["qty"], "unit_price_cents": row["unit_price_cents"],
+                   "subtotal_cents": row["total_cents"]}],
+        "delivery": {"kind": row["product_type"], "state": row["delivery_state"],
+                     "delivered_at": row["delivered_at"],
+                     **json.loads(row["delivery"] or "{}")},
+        "failure_reason": row["failure_reason"],
+    }
+
+
+def get(scope: Scope, order_id: str, links: Links) -> dict:
+    return render(scope.require("orders", order_id, "order"), links)
+
+
+def list_page(scope: Scope, query: dict, links: Links) -> dict:
+    """A page of orders, newest first, filtered by status, creation time and email."""
+    conditions, params = [], []
+    if "status" in query:
+        conditions.append("status = ?")
+        params.append(query["status"])
+    if "from" in query:
+        conditions.append("created_at >= ?")
+        params.append(parse_bound("from", query["from"], end_of_day=False))
+    if "to" in query:
+        conditions.append("created_at <= ?")
+        params.append(parse_bound("to", query["to"], end_of_day=True))
+    if "customer_email" in query:
+        conditions.append("customer_email = ?")
+        params.append(query["customer_email"].strip().lower())
+    return scope.page("orders", query, lambda row: render(row, links),
+                      where=" AND ".join(conditions), params=tuple(params))
+
+
+def parse_bound(name: str, value: str, *, end_of_day: bool) -> str:
+    """An ISO-8601 date or date-time as a UTC timestamp; a bare date spans its whole day."""
+    try:
+        if len(value) == 10:
+            day = datetime.strptime(value, "%Y-%m-%d").date()
+            moment = datetime.combine(day, time.max if end_of_day else time.min, timezone.utc)
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise Unprocessable(errors={name: "must be an ISO-8601 date or date-time"}) from None
+    return iso(moment)
+
+
+def fail(db: sqlite_utils.Database, order: dict, reason: str, links: Links) -> dict:
+    """Mark an unpaid or undeliverable order failed, release its stock, emit order.failed.
+
+    Runs inside the caller's write transaction; returns the updated row.
+    """
+    if order["paid_at"] is None:
+        inventory.release(db, order)
+    changes = {"status": "failed", "failure_reason": reason, "updated_at": now_iso()}
+    if order["paid_at"] is not None:
+        changes["delivery_state"] = "failed"
+    return save(db, order, changes, links, "order.failed")
+
+
+def save(db: sqlite_utils.Database, order: dict, changes: dict, links: Links,
+         *event_types: str) -> dict:
+    """Write `changes` to the order and emit `event_types` with its new state (inside the
+    caller's write transaction); returns the updated row."""
+    db["orders"].update(order["id"], changes)
+    row = query_one(db, "SELECT * FROM orders WHERE id = ?", (order["id"],))
+    for event_type in event_types:
+        events.emit(db, row["mode"], event_type, render(row, links))
+    return row

@@ -1,0 +1,147 @@
+"""Payments: applying what BlockPN reports about an invoice to its order.
+
+An IPN callback, the polling job and the sandbox test helpers all end in `apply_invoice`,
+which compares the invoice with the order inside one write transaction. Applying the same
+report twice changes nothing the second time, so a callback and a poll that race, or a
+callback sent twice, can never pay or deliver an order twice.
+"""
+
+from __future__ import annotations
+
+import json
+
+import sqlite_utils
+
+from ..clock import iso_ago, now_iso
+from ..config import Config
+from ..db import query_one, write_txn
+from ..delivery import strategy_for
+from ..errors import Unprocessable
+from ..providers.blockpn import BlockPN, Invoice, ProviderError
+from . import emails, orders
+from .links import Links
+
+# A `pending` order older than this was cut off between its two checkout transactions.
+STALE_PENDING_MINUTES = 5
+
+
+class LivePaymentsDisabled(Unprocessable):
+    def __init__(self):
+        super().__init__("live payments are not configured on this shop: set [blockpn] "
+                         "base_url, api_key and ipn_secret",
+                         errors={"payment": "live payments are not configured"})
+
+
+def provider_for(db: sqlite_utils.Database, mode: str, config: Config) -> BlockPN:
+    """The in-process sandbox in test mode, the HTTP client in live mode."""
+    if mode == "test":
+        from ..providers.sandbox import SandboxLedger
+
+        return SandboxLedger(db, payout_confirm_seconds=config.sandbox.payout_confirm_seconds)
+    if not config.blockpn.base_url:
+        raise LivePaymentsDisabled()
+    from ..providers.http_client import BlockPNClient
+
+    blockpn = config.blockpn
+    return BlockPNClient(blockpn.base_url, blockpn.api_key, blockpn.ipn_secret)
+
+
+def apply_invoice(db: sqlite_utils.Database, invoice: Invoice, config: Config,
+                  links: Links) -> dict | None:
+    """Bring the invoice's order up to date with it; returns the order row (None if unknown)."""
+    with write_txn(db):
+        order = query_one(db, "SELECT * FROM orders WHERE invoice_id = ?", (invoice.id,))
+        if order is None or order["status"] != "awaiting_payment":
+            return order  # unknown, or already settled: a repeated report changes nothing
+        if invoice.paid_cents > order["paid_cents"]:
+            order = orders.save(db, order, {
+                "paid_cents": invoice.paid_cents, "asset_paid": invoice.asset_paid,
+                "tx_hash": invoice.tx_hash, "updated_at": now_iso()}, links)
+        if order["paid_cents"] >= order["total_cents"]:
+            return _mark_paid(db, order, config, links)
+        if invoice.status == "expired":
+            reason = "the invoice expired unpaid"
+            if order["paid_cents"]:
+                reason = f"the invoice expired after a partial payment of {order['paid_cents']}"
+            return orders.fail(db, order, reason, links)
+        return order
+
+
+def _mark_paid(db, order: dict, config: Config, links: Links) -> dict:
+    """Paid in full: record it and deliver what can be delivered right now."""
+    now = now_iso()
+    order = orders.save(db, order, {"status": "paid", "paid_at": now, "updated_at": now},
+                        links, "order.paid")
+    strategy = strategy_for(order["product_type"])
+    if not strategy.immediate:
+        return orders.save(db, order, {"status": "delivering", "updated_at": now}, links)
+    return deliver(db, order, config, links)
+
+
+def deliver(db, order: dict, config: Config, links: Links) -> dict:
+    """Run the order's delivery strategy and record the outcome (inside a transaction)."""
+    outcome = strategy_for(order["product_type"]).deliver(db, order)
+    now = now_iso()
+    if outcome.state == "failed":
+        return orders.fail(db, order, outcome.reason or "delivery failed", links)
+    completed = outcome.state == "delivered"
+    order = orders.save(db, order, {
+        "status": "completed" if completed else "delivering",
+        "delivery_state": outcome.state, "delivery": json.dumps(outcome.content),
+        "delivered_at": now if completed else None, "updated_at": now,
+    }, links, *(["order.delivered"] if completed else []))
+    queue_delivery_email(db, order, config, links)
+    return order
+
+
+def queue_delivery_email(db, order: dict, config: Config, links: Links) -> str:
+    """Queue the email that hands the buyer their goods and order link."""
+    rendered = orders.render(order, links)
+    goods = _describe_goods(rendered["delivery"])
+    body = (f"Thank you for your order {order['id']} at {config.shop.name}.\n\n"
+            f"{order['qty']} x {order['product_name']}\n\n{goods}\n\n"
+            f"Your order page: {links.order_url(order['id'], order['mode'])}\n")
+    return emails.queue(db, mode=order["mode"], kind="order_delivered",
+                        to=order["customer_email"], related_id=order["id"],
+                        subject=f"Your order from {config.shop.name}: {order['product_name']}",
+                        body=body)
+
+
+def _describe_goods(delivery: dict) -> str:
+    if delivery.get("keys"):
+        return "Your license keys:\n" + "\n".join(f"  {key}" for key in delivery["keys"])
+    if delivery.get("text"):
+        return delivery["text"]
+    return "Your order is being prepared; you'll hear from us again."
+
+
+def poll_open_invoices(db: sqlite_utils.Database, config: Config, links: Links,
+                       limit: int = 100) -> int:
+    """Ask the provider about orders awaiting payment (a lost callback only delays them)."""
+    seen = 0
+    for order in list(db.query(
+            "SELECT * FROM orders WHERE status = 'awaiting_payment' ORDER BY updated_at "
+            "LIMIT ?", (limit,))):
+        try:
+            provider = provider_for(db, order["mode"], config)
+            invoice = provider.get_invoice(order["invoice_id"])
+        except (ProviderError, LivePaymentsDisabled):
+            continue  # asked again at the next poll
+        apply_invoice(db, invoice, config, links)
+        with write_txn(db):  # rotate: the next poll starts with the others
+            db.execute("UPDATE orders SET updated_at = ? WHERE id = ? AND status = "
+                       "'awaiting_payment'", (now_iso(), order["id"]))
+        seen += 1
+    return seen
+
+
+def fail_stale_pending(db: sqlite_utils.Database, links: Links) -> int:
+    """Fail orders cut off between the two checkout transactions, releasing their stock."""
+    stale = list(db.query("SELECT * FROM orders WHERE status = 'pending' AND created_at < ?",
+                          (iso_ago(minutes=STALE_PENDING_MINUTES),)))
+    for order in stale:
+        with write_txn(db):
+            current = query_one(db, "SELECT * FROM orders WHERE id = ?", (order["id"],))
+            if current["status"] == "pending":
+                orders.fail(db, current, "checkout was interrupted", links)
+    return len(stale)

@@ -1,0 +1,54 @@
+"""Test helpers (CONTRACT §11): drive the sandbox as a buyer or the chain would.
+
+They act on the sandbox's ledger and then take exactly the path a real provider report
+takes (`payments.apply_invoice`), so transitions, events and emails are the real ones.
+Test mode only: in live mode they do not exist (404).
+"""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..errors import NotFound, Unprocessable
+from ..validation import Integer, Schema
+from . import orders, payments
+from .links import Links
+from .scope import Scope
+
+PAY = Schema(amount_cents=Integer(minimum=1, description="Pay this much (less than what is "
+                                  "due pays in part); default: everything still due."))
+
+
+def pay_order(scope: Scope, order_id: str, body: dict, config: Config, links: Links) -> dict:
+    """Pay a test order's invoice, in full or in part."""
+    _require_test_mode(scope)
+    params = PAY.validate(body)
+    order = _awaiting_payment(scope, order_id)
+    amount = params.get("amount_cents", order["total_cents"] - order["paid_cents"])
+    invoice = _sandbox(scope, config).pay(order["invoice_id"], amount)
+    payments.apply_invoice(scope.db, invoice, config, links)
+    return orders.get(scope, order_id, links)
+
+
+def expire_order(scope: Scope, order_id: str, config: Config, links: Links) -> dict:
+    """Let a test order's invoice run out now."""
+    order = _awaiting_payment(scope, order_id)
+    invoice = _sandbox(scope, config).expire(order["invoice_id"])
+    payments.apply_invoice(scope.db, invoice, config, links)
+    return orders.get(scope, order_id, links)
+
+
+def _require_test_mode(scope: Scope) -> None:
+    if scope.mode != "test":
+        raise NotFound("test helpers exist in test mode only")
+
+
+def _awaiting_payment(scope: Scope, order_id: str) -> dict:
+    _require_test_mode(scope)
+    order = scope.require("orders", order_id, "order")
+    if order["status"] != "awaiting_payment":
+        raise Unprocessable(errors={"order": f"is {order['status']}, not awaiting payment"})
+    return order
+
+
+def _sandbox(scope: Scope, config: Config):
+    return payments.provider_for(scope.db, "test", config)
