@@ -34,6 +34,18 @@ def assert_problem(response, status: int, slug: str) -> dict:
     return body
 
 
+def wait_until(predicate, timeout: float = 20, interval: float = 0.1, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy; returns that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

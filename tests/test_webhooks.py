@@ -24,7 +24,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from conftest import GENEROUS_LIMITS, ULID, Server, assert_problem, free_port, mint_via_api
+from conftest import (GENEROUS_LIMITS, ULID, Server, assert_problem, free_port, mint_via_api,
+                      wait_until)
 
 ENDPOINT_ID = re.compile(rf"wh_{ULID}")
 EVENT_ID = re.compile(rf"evt_{ULID}")
@@ -165,16 +166,6 @@ class Mailbox:
 
 # --- helpers ------------------------------------------------------------------------------
 
-def wait_until(predicate, timeout: float = 20, interval: float = 0.2, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy; returns that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def key_of(secret: str) -> bytes:
