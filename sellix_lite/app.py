@@ -34,7 +34,7 @@ class Runtime:
 
     @property
     def links(self) -> Links:
-        return Links(self.config.public_url, self.signer)
+        return Links(self.config.public_url, self.signer, self.config.shop.download_link_hours)
 
 
 def resource_dir(name: str) -> Path:
@@ -57,13 +57,14 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app.extensions["sellix"] = Runtime(config=config, signer=Signer(secret_key),
                                        boot_id=boot_id or secrets.token_hex(8))
 
-    from . import http, ipn, requestlog
+    from . import downloads, http, ipn, requestlog
     from .api import bp as api_bp
 
     http.install(app)
     requestlog.install(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(ipn.bp)
+    app.register_blueprint(downloads.bp)
     app.teardown_appcontext(_close_db)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app

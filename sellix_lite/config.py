@@ -42,6 +42,8 @@ class ShopConfig:
     name: str = "sellix-lite shop"
     currency: str = "USD"
     owner_email: str = ""
+    download_link_hours: int = 72
+    renewal_notice_days: int = 3
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ _CHOICES = {
 }
 _POSITIVE = {
     ("server", "port"), ("server", "threads"), ("storage", "max_upload_mb"),
+    ("shop", "download_link_hours"), ("shop", "renewal_notice_days"),
     ("limits", "reads_per_minute"),
     ("limits", "writes_per_minute"), ("limits", "failed_auths_per_minute_per_ip"),
     ("limits", "checkouts_per_minute_per_ip"), ("limits", "max_qty_per_order"),

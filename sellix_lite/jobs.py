@@ -21,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from . import db as storage
 from .config import Config
-from .services import delivery, emails, idempotency, payments
+from .services import delivery, emails, fulfilment, idempotency, payments, refunds, renewals
 from .services.links import Links
 
 log = logging.getLogger("sellix_lite.jobs")
@@ -141,6 +141,27 @@ def poll_payments(ctx: JobContext) -> int:
     with ctx.connection() as db:
         payments.fail_stale_pending(db, ctx.links)
         return payments.poll_open_invoices(db, ctx.config, ctx.links)
+
+
+@job("process_refunds", every=lambda config: config.jobs.tick_seconds)
+def process_refunds(ctx: JobContext) -> int:
+    """Send new refunds to BlockPN and follow the others to their end."""
+    with ctx.connection() as db:
+        return refunds.process_due(db, ctx.config, ctx.links)
+
+
+@job("deliver_dynamic", every=lambda config: config.jobs.tick_seconds)
+def deliver_dynamic(ctx: JobContext) -> int:
+    """Call the URLs of dynamic products for the orders waiting on them."""
+    with ctx.connection() as db:
+        return fulfilment.deliver_dynamic_due(db, ctx.config, ctx.links)
+
+
+@job("renew_subscriptions", every=lambda config: config.jobs.payment_poll_seconds)
+def renew_subscriptions(ctx: JobContext) -> int:
+    """Open renewal orders for subscriptions ending soon; expire those that ended unpaid."""
+    with ctx.connection() as db:
+        return renewals.run(db, ctx.config, ctx.links)
 
 
 @job("send_emails", every=lambda config: config.jobs.tick_seconds)

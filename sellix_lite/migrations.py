@@ -326,6 +326,55 @@ def m0005_orders(db):
     )
 
 
+@migration
+def m0006_refunds_and_delivery_kinds(db):
+    _run(
+        db,
+        """CREATE TABLE refunds (
+            id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+            order_id TEXT NOT NULL REFERENCES orders (id),
+            amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+            reason TEXT,
+            note TEXT,
+            status TEXT NOT NULL CHECK (status IN ('processing', 'succeeded', 'failed')),
+            provider_refund_id TEXT,
+            destination_tx TEXT,
+            failure_reason TEXT,
+            next_check_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX refunds_of_order ON refunds (order_id, id)",
+        "CREATE INDEX refunds_list ON refunds (mode, id)",
+        "CREATE INDEX refunds_due ON refunds (status, next_check_at)",
+        # Dynamic products sign their calls like webhooks, with a secret of their own.
+        "ALTER TABLE products ADD COLUMN dynamic_secret TEXT",
+        # Deliveries that call out (dynamic) are retried on the webhook schedule.
+        "ALTER TABLE orders ADD COLUMN delivery_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE orders ADD COLUMN next_delivery_at TEXT",
+        "ALTER TABLE orders ADD COLUMN subscription_id TEXT",
+        "CREATE INDEX orders_delivering ON orders (status, next_delivery_at)",
+        """CREATE TABLE subscriptions (
+            id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+            product_id TEXT NOT NULL REFERENCES products (id),
+            customer_id TEXT NOT NULL REFERENCES customers (id),
+            customer_email TEXT NOT NULL,
+            interval TEXT NOT NULL CHECK (interval IN ('month', 'year')),
+            status TEXT NOT NULL CHECK (status IN ('active', 'expired')),
+            chain TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            current_period_end TEXT NOT NULL,
+            renewal_order_id TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX subscriptions_list ON subscriptions (mode, id)",
+        "CREATE INDEX subscriptions_due ON subscriptions (status, current_period_end)",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]

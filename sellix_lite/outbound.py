@@ -33,12 +33,15 @@ class PostResult:
         return self.status is not None and 200 <= self.status < 300
 
 
-def post(url: str, body: bytes, headers: dict, *, timeout: float,
-         public_only: bool) -> PostResult:
-    """POST `body` to `url`; never raises for network trouble, the result says what happened."""
+def post(url: str, body: bytes, headers: dict, *, timeout: float, public_only: bool,
+         keep_bytes: int = MAX_KEPT_BODY) -> PostResult:
+    """POST `body` to `url`; never raises for network trouble, the result says what happened.
+
+    The first `keep_bytes` of the answer are kept.
+    """
     started = time.perf_counter()
     try:
-        status, text = _post(url, body, headers, timeout, public_only)
+        status, text = _post(url, body, headers, timeout, public_only, keep_bytes)
         error = None if 200 <= status < 300 else f"answered HTTP {status}"
     except UrlRefused as exc:
         status, text, error = None, "", str(exc)
@@ -51,8 +54,8 @@ def post(url: str, body: bytes, headers: dict, *, timeout: float,
     return PostResult(status, text, error, duration)
 
 
-def _post(url: str, body: bytes, headers: dict, timeout: float,
-          public_only: bool) -> tuple[int, str]:
+def _post(url: str, body: bytes, headers: dict, timeout: float, public_only: bool,
+          keep_bytes: int) -> tuple[int, str]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     address = resolve_public(parts.hostname, port)[0] if public_only else None
@@ -66,7 +69,7 @@ def _post(url: str, body: bytes, headers: dict, timeout: float,
     try:
         conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
-        text = response.read(MAX_KEPT_BODY).decode("utf-8", errors="replace")
+        text = response.read(keep_bytes).decode("utf-8", errors="replace")
         return response.status, text
     finally:
         conn.close()

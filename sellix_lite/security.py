@@ -16,7 +16,7 @@ import secrets
 import string
 from pathlib import Path
 
-from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 _BASE62 = string.digits + string.ascii_letters
 SECRET_RANDOM_LENGTH = 40
@@ -25,6 +25,10 @@ SECRET_PATTERN = re.compile(r"sx_(live|test)_[0-9A-Za-z]{32,200}")
 
 class BadToken(Exception):
     """A signed value that was tampered with, expired or made for another purpose."""
+
+    def __init__(self, message: str, expired: bool = False):
+        super().__init__(message)
+        self.expired = expired
 
 
 def new_api_secret(mode: str) -> str:
@@ -98,6 +102,8 @@ class Signer:
     def _load(serializer, token: str, **kwargs):
         try:
             return serializer.loads(token, **kwargs)
+        except SignatureExpired as exc:
+            raise BadToken(str(exc), expired=True) from None
         except (BadData, UnicodeError, ValueError, TypeError) as exc:
             raise BadToken(str(exc)) from None
 

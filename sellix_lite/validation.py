@@ -216,6 +216,31 @@ class Array(Field):
         return schema
 
 
+class Object(Field):
+    """A nested JSON object checked by its own schema; messages are per nested field."""
+
+    json_type = "object"
+
+    def __init__(self, schema: "Schema", **kwargs):
+        super().__init__(**kwargs)
+        self.schema = schema
+
+    def check(self, value, from_query):
+        if not isinstance(value, dict):
+            raise FieldError(self.expects())
+        try:
+            return self.schema.validate(value)
+        except (InvalidRequest, Unprocessable) as exc:
+            details = "; ".join(f"{name} {message}" for name, message in exc.errors.items())
+            raise FieldError(details) from None
+
+    def expects(self):
+        return "must be an object"
+
+    def schema_fragment(self):
+        return self.schema.json_schema()
+
+
 class Schema:
     """A set of named fields: a JSON object body or a query string."""
 

@@ -9,15 +9,15 @@ from sellix_lite.jobs import JOBS, JobContext, build_scheduler, start_scheduler,
 
 
 def test_registered_jobs():
-    assert [job.id for job in JOBS] == ["purge_idempotency_keys", "deliver_webhooks",
-                                        "poll_payments", "send_emails"]
+    assert [job.id for job in JOBS] == [
+        "purge_idempotency_keys", "deliver_webhooks", "poll_payments", "process_refunds",
+        "deliver_dynamic", "renew_subscriptions", "send_emails"]
 
 
 def test_scheduler_holds_every_job_with_safe_defaults(tmp_path):
     scheduler = build_scheduler(JobContext(Config(base_dir=tmp_path), "secret"))
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"purge_idempotency_keys", "deliver_webhooks", "poll_payments",
-                         "send_emails"}
+    assert set(jobs) == {job.id for job in JOBS}
     assert jobs["poll_payments"].trigger.interval.total_seconds() == 30
     assert jobs["deliver_webhooks"].trigger.interval.total_seconds() == 1
     purge = jobs["purge_idempotency_keys"]

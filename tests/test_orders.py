@@ -39,11 +39,14 @@ PAYMENT_KEYS = {"provider", "chain", "asset", "address", "asset_amount", "expire
                 "paid_cents", "tx_hash", "checkout_url"}
 CUSTOMER_KEYS = {"id", "email", "orders_count", "lifetime_cents", "first_seen_at",
                  "last_seen_at"}
-UNSELLABLE = {
-    "file_download": {},
-    "dynamic": {"dynamic_url": "http://127.0.0.1:9/deliver"},
-    "physical": {"stock": 5},
-    "subscription": {"interval": "month", "delivery_text": "welcome aboard"},
+# Orders a product can't take as asked: (product fields, extra order fields, errors key).
+REFUSED_ORDERS = {
+    "file_download without a file": ({"type": "file_download"}, {}, "product_id"),
+    "physical without an address": ({"type": "physical", "stock": 5}, {}, "shipping_address"),
+    "an address for an account": ({"type": "account", "stock": 5, "delivery_text": "x"},
+                                  {"shipping_address": {"name": "A", "line1": "B", "city": "C",
+                                                        "postal_code": "1", "country": "DE"}},
+                                  "shipping_address"),
 }
 SIM_API_KEY = "sim-api-key-" + "k" * 20
 SIM_IPN_SECRET = "sim-ipn-secret-" + "s" * 20
@@ -570,13 +573,14 @@ def test_products_not_for_sale_are_422(api, live):
     assert stock_of(api, draft["id"]) == 3
 
 
-@pytest.mark.parametrize("product_type", sorted(UNSELLABLE))
-def test_types_not_sellable_yet_are_422(server, api, product_type):
-    product = make_product(api, type=product_type, **UNSELLABLE[product_type])
-    address = buyer(product_type)
+@pytest.mark.parametrize("case", sorted(REFUSED_ORDERS))
+def test_orders_a_product_cannot_take_are_422(server, api, case):
+    fields, extra, error_key = REFUSED_ORDERS[case]
+    product = make_product(api, **fields)
+    address = buyer("refused")
     response = api.post("/v1/orders", json={"product_id": product["id"],
-                                            "customer_email": address})
-    assert_invalid(response, "product_id")
+                                            "customer_email": address, **extra})
+    assert_invalid(response, error_key)
     assert stock_of(api, product["id"]) == product["stock"]
     assert server.query("SELECT count(*) FROM orders WHERE product_id = ?",
                         (product["id"],)) == [(0,)]

@@ -120,7 +120,13 @@ def test_create_returns_the_full_object(api, product_type, extra, expected):
     assert re.fullmatch(r"adobe-creative-cloud-key(-\d+)?", product["slug"])
     assert TIMESTAMP.fullmatch(product["created_at"])
     assert product["updated_at"] == product["created_at"]
+    secret = product["dynamic_signing_secret"]
+    if product_type == "dynamic":
+        assert re.fullmatch(r"whsec_[A-Za-z0-9+/=]{40,}", secret)
+    else:
+        assert secret is None
     assert product == {
+        "dynamic_signing_secret": secret,
         "id": product["id"], "name": "Adobe Creative Cloud Key", "slug": product["slug"],
         "type": product_type, "price_cents": 12900, "currency": "USD", "description": "",
         "status": "active", "mode": "test", "created_at": product["created_at"],

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..app import runtime
 from ..http import json_response
-from ..services import checkout, customers, orders, test_helpers
+from ..services import (checkout, customers, fulfilment, orders, refunds, subscriptions,
+                        test_helpers)
 from . import bp
 from .pipeline import operation, scope
 
@@ -62,3 +63,48 @@ def expire_test_order(order_id, query, body):
     """Lets the sandbox invoice of a test order expire now."""
     return json_response(test_helpers.expire_order(scope(), order_id, runtime().config,
                                                    runtime().links))
+
+
+@operation(bp, "POST", "/orders/<order_id>/refund", summary="Refund an order", tag=TAG,
+           ability="orders:write", body=refunds.CREATE, idempotency_required=True)
+def refund_order(order_id, query, body):
+    """Refunds what is left to refund, or `amount_cents` of it; the refund is `processing`
+    until the provider settles it."""
+    return json_response(refunds.create(scope(), order_id, body))
+
+
+@operation(bp, "GET", "/orders/<order_id>/refunds", summary="List an order's refunds",
+           tag=TAG, ability="orders:read", query=refunds.LIST)
+def list_refunds(order_id, query):
+    """Returns the order's refunds, newest first."""
+    return json_response(refunds.list_for_order(scope(), order_id, query))
+
+
+@operation(bp, "POST", "/orders/<order_id>/resend", summary="Re-send the delivery email",
+           tag=TAG, ability="orders:write")
+def resend_order(order_id, query, body):
+    """Sends the delivery email of a delivered order again."""
+    return json_response(fulfilment.resend(scope(), order_id, runtime().config,
+                                           runtime().links))
+
+
+@operation(bp, "POST", "/orders/<order_id>/fulfill", summary="Mark a physical order shipped",
+           tag=TAG, ability="orders:write", body=fulfilment.FULFIL)
+def fulfill_order(order_id, query, body):
+    """Marks a paid physical order shipped, with an optional tracking reference."""
+    return json_response(fulfilment.fulfil(scope(), order_id, body, runtime().config,
+                                           runtime().links))
+
+
+@operation(bp, "GET", "/subscriptions", summary="List subscriptions", tag="Subscriptions",
+           ability="orders:read", query=subscriptions.LIST)
+def list_subscriptions(query):
+    """Returns subscriptions, newest first."""
+    return json_response(subscriptions.list_page(scope(), query))
+
+
+@operation(bp, "GET", "/subscriptions/<subscription_id>", summary="Fetch a subscription",
+           tag="Subscriptions", ability="orders:read")
+def get_subscription(subscription_id, query):
+    """Returns one subscription."""
+    return json_response(subscriptions.get(scope(), subscription_id))

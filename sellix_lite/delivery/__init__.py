@@ -1,8 +1,8 @@
 """Delivery strategies: what a paid order hands the buyer, one module per product type.
 
 A strategy's `deliver` runs inside the payment's write transaction and returns the new
-delivery state and the goods; strategies that must call out (dynamic products) are run by a
-job instead and say so with `immediate = False`.
+delivery state with the goods, or None when the goods come from a call that must not run
+inside a transaction (dynamic products): the delivery job makes that call later.
 """
 
 from __future__ import annotations
@@ -15,20 +15,22 @@ import sqlite_utils
 
 @dataclass(frozen=True)
 class Outcome:
-    state: str                          # delivery.state: delivered, failed, awaiting_shipment
-    content: dict = field(default_factory=dict)  # the goods: keys, text, download_url, ...
+    state: str                          # delivery.state: delivered, failed, awaiting_shipment, shipped
+    content: dict = field(default_factory=dict)  # the goods: keys, text, file_name, ...
     reason: str | None = None           # why it failed
 
 
 class Strategy(Protocol):
-    immediate: bool
-
-    def deliver(self, db: sqlite_utils.Database, order: dict) -> Outcome:
-        """Hand over the goods of a paid order (inside its transaction when immediate)."""
+    def deliver(self, db: sqlite_utils.Database, order: dict) -> Outcome | None:
+        """Hand over the goods of a paid order (None: the delivery job will)."""
 
 
-def strategy_for(product_type: str) -> Strategy | None:
-    """The strategy that delivers `product_type`, or None when it can't be sold yet."""
-    from . import account, license_key
+def strategy_for(product_type: str) -> Strategy:
+    """The strategy that delivers `product_type`."""
+    from . import account, dynamic, file_download, license_key, physical, subscription
 
-    return {"license_key": license_key.STRATEGY, "account": account.STRATEGY}.get(product_type)
+    return {
+        "license_key": license_key.STRATEGY, "account": account.STRATEGY,
+        "file_download": file_download.STRATEGY, "dynamic": dynamic.STRATEGY,
+        "physical": physical.STRATEGY, "subscription": subscription.STRATEGY,
+    }[product_type]

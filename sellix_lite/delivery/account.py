@@ -7,8 +7,6 @@ from . import Outcome
 
 
 class AccountDelivery:
-    immediate = True
-
     def deliver(self, db, order: dict) -> Outcome:
         product = query_one(db, "SELECT delivery_text FROM products WHERE id = ?",
                             (order["product_id"],))

@@ -6,8 +6,6 @@ from . import Outcome
 
 
 class LicenseKeyDelivery:
-    immediate = True
-
     def deliver(self, db, order: dict) -> Outcome:
         keys = [row["key"] for row in db.query(
             "SELECT key FROM license_keys WHERE order_id = ? AND state = 'reserved' ORDER BY id",

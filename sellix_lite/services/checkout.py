@@ -10,20 +10,33 @@ order that the payment job fails and releases after a few minutes.
 
 from __future__ import annotations
 
+import json
+
 from ..clock import now_iso
 from ..config import Config
 from ..db import write_txn
-from ..delivery import strategy_for
 from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
-from ..validation import Integer, Schema, String
+from ..countries import CODES as COUNTRY_CODES
+from ..validation import Enum, Integer, Object, Schema, String
 from . import customers, inventory, orders
 from .links import Links
 from .payments import provider_for
 from .scope import Scope
 
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+
+SHIPPING_ADDRESS = Schema(
+    name=String(required=True, min_length=1, max_length=200, strip=True),
+    line1=String(required=True, min_length=1, max_length=200, strip=True),
+    line2=String(max_length=200, strip=True),
+    city=String(required=True, min_length=1, max_length=100, strip=True),
+    state=String(max_length=100, strip=True),
+    postal_code=String(required=True, min_length=1, max_length=20, strip=True),
+    country=Enum(sorted(COUNTRY_CODES), required=True,
+                 description="ISO 3166-1 alpha-2 code, e.g. `DE`."),
+)
 
 CREATE = Schema(
     product_id=String(required=True, min_length=1, max_length=64,
@@ -38,23 +51,42 @@ CREATE = Schema(
                  "one of the shop's accepted pairs (default: the first).", example="tron"),
     asset=String(min_length=1, max_length=20, description="Asset to pay with.",
                  example="USDT"),
+    shipping_address=Object(SHIPPING_ADDRESS, description="Where a physical product ships "
+                            "(required for physical products, refused for others)."),
 )
+
+
+def _check_product(product: dict | None, params: dict) -> None:
+    """The product must be on sale, deliverable, and given what its type needs."""
+    if product is None or product["status"] != "active":
+        raise Unprocessable(errors={"product_id": "is not a product for sale"})
+    if product["type"] == "file_download" and product["file_sha256"] is None:
+        raise Unprocessable(errors={"product_id": "has no file to deliver yet"})
+    physical = product["type"] == "physical"
+    if physical and "shipping_address" not in params:
+        raise Unprocessable(errors={"shipping_address": "is required for physical products"})
+    if not physical and "shipping_address" in params:
+        raise Unprocessable(errors={"shipping_address": "only applies to physical products"})
 
 
 class ProviderUnavailable(ApiError):
     status, type, title = 502, "server_error", "Payment provider unavailable"
 
 
-def create_order(scope: Scope, body: dict, config: Config, links: Links) -> dict:
-    """Create an order awaiting payment and return it (with `payment.checkout_url`)."""
+def create_order(scope: Scope, body: dict, config: Config, links: Links, *,
+                 subscription_id: str | None = None, ttl_minutes: int | None = None) -> dict:
+    """Create an order awaiting payment and return it (with `payment.checkout_url`).
+
+    Renewals name their subscription and keep their invoice open until the period ends.
+    """
     params = _validate(body, config)
     provider = provider_for(scope.db, scope.mode, config)  # refuses before reserving anything
-    order = _reserve(scope, params)
+    order = _reserve(scope, params, subscription_id)
     try:
         invoice = provider.open_invoice(
             reference=order["id"], amount_cents=order["total_cents"],
             currency=order["currency"], chain=order["chain"], asset=order["asset"],
-            ttl_minutes=config.blockpn.invoice_ttl_minutes,
+            ttl_minutes=ttl_minutes or config.blockpn.invoice_ttl_minutes,
             callback_url=f"{config.public_url}/ipn/blockpn")
     except ProviderError as exc:
         with write_txn(scope.db):
@@ -68,7 +100,7 @@ def create_order(scope: Scope, body: dict, config: Config, links: Links) -> dict
             "pay_address": invoice.address, "asset_amount": invoice.asset_amount,
             "expires_at": invoice.expires_at, "updated_at": now_iso(),
         }, links, "order.created")
-    return orders.render(row, links)
+    return orders.present(scope.db, row, links)
 
 
 def _validate(body: dict, config: Config) -> dict:
@@ -88,15 +120,11 @@ def _validate(body: dict, config: Config) -> dict:
     return {**params, "chain": chain, "asset": asset}
 
 
-def _reserve(scope: Scope, params: dict) -> dict:
+def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
     """Record the order (pending) with its stock reserved and its customer; one transaction."""
     with write_txn(scope.db):
         product = scope.get("products", params["product_id"])
-        if product is None or product["status"] != "active":
-            raise Unprocessable(errors={"product_id": "is not a product for sale"})
-        if strategy_for(product["type"]) is None:
-            raise Unprocessable(errors={"product_id": f"{product['type']} products can't be "
-                                                      "sold by this version"})
+        _check_product(product, params)
         now, order_id = now_iso(), new_id("ord")
         inventory.reserve(scope.db, order_id, product, params["qty"])
         customer_id = customers.record_order(scope.db, scope.mode, params["customer_email"])
@@ -109,6 +137,9 @@ def _reserve(scope: Scope, params: dict) -> dict:
             "currency": product["currency"], "customer_id": customer_id,
             "customer_email": params["customer_email"], "chain": params["chain"],
             "asset": params["asset"], "created_at": now, "updated_at": now,
+            "shipping_address": json.dumps(params["shipping_address"])
+            if "shipping_address" in params else None,
+            "subscription_id": subscription_id,
         }
         scope.db["orders"].insert(row)
     return scope.get("orders", order_id)

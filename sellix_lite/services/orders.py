@@ -34,10 +34,19 @@ LIST = list_query(
 )
 
 
-def render(row: dict, links: Links) -> dict:
-    """The public order object."""
+def present(db: sqlite_utils.Database, row: dict, links: Links) -> dict:
+    """The public order object, with its subscription when it has one."""
+    subscription = None
+    if row["subscription_id"]:
+        subscription = query_one(db, "SELECT * FROM subscriptions WHERE id = ?",
+                                 (row["subscription_id"],))
+    return render(row, links, subscription)
+
+
+def render(row: dict, links: Links, subscription: dict | None = None) -> dict:
+    """The public order object from its row (see `present`)."""
     paid = row["paid_at"] is not None
-    return {
+    shown = {
         "id": row["id"], "mode": row["mode"], "status": row["status"],
         "total_cents": row["total_cents"], "refunded_cents": row["refunded_cents"],
         "currency": row["currency"], "customer_email": row["customer_email"],
@@ -54,15 +63,29 @@ def render(row: dict, links: Links) -> dict:
         "items": [{"product_id": row["product_id"], "product": row["product_name"],
                    "qty": row["qty"], "unit_price_cents": row["unit_price_cents"],
                    "subtotal_cents": row["total_cents"]}],
-        "delivery": {"kind": row["product_type"], "state": row["delivery_state"],
-                     "delivered_at": row["delivered_at"],
-                     **json.loads(row["delivery"] or "{}")},
+        "delivery": _delivery(row, links),
         "failure_reason": row["failure_reason"],
     }
+    if row["product_type"] == "subscription":
+        shown["subscription"] = subscription and {
+            "id": subscription["id"], "interval": subscription["interval"],
+            "current_period_end": subscription["current_period_end"],
+            "status": subscription["status"]}
+    return shown
+
+
+def _delivery(row: dict, links: Links) -> dict:
+    delivery = {"kind": row["product_type"], "state": row["delivery_state"],
+                "delivered_at": row["delivered_at"], **json.loads(row["delivery"] or "{}")}
+    if row["product_type"] == "file_download" and row["delivery_state"] == "delivered":
+        # A fresh link each time the order is shown; none once the order is refunded.
+        delivery["download_url"] = None if row["status"] == "refunded" \
+            else links.download_url(row["id"])
+    return delivery
 
 
 def get(scope: Scope, order_id: str, links: Links) -> dict:
-    return render(scope.require("orders", order_id, "order"), links)
+    return present(scope.db, scope.require("orders", order_id, "order"), links)
 
 
 def list_page(scope: Scope, query: dict, links: Links) -> dict:
@@ -80,7 +103,7 @@ def list_page(scope: Scope, query: dict, links: Links) -> dict:
     if "customer_email" in query:
         conditions.append("customer_email = ?")
         params.append(query["customer_email"].strip().lower())
-    return scope.page("orders", query, lambda row: render(row, links),
+    return scope.page("orders", query, lambda row: present(scope.db, row, links),
                       where=" AND ".join(conditions), params=tuple(params))
 
 
@@ -116,8 +139,9 @@ def save(db: sqlite_utils.Database, order: dict, changes: dict, links: Links,
          *event_types: str) -> dict:
     """Write `changes` to the order and emit `event_types` with its new state (inside the
     caller's write transaction); returns the updated row."""
-    db["orders"].update(order["id"], changes)
+    if changes:
+        db["orders"].update(order["id"], changes)
     row = query_one(db, "SELECT * FROM orders WHERE id = ?", (order["id"],))
     for event_type in event_types:
-        events.emit(db, row["mode"], event_type, render(row, links))
+        events.emit(db, row["mode"], event_type, present(db, row, links))
     return row

@@ -8,17 +8,14 @@ callback sent twice, can never pay or deliver an order twice.
 
 from __future__ import annotations
 
-import json
-
 import sqlite_utils
 
 from ..clock import iso_ago, now_iso
 from ..config import Config
 from ..db import query_one, write_txn
-from ..delivery import strategy_for
 from ..errors import Unprocessable
 from ..providers.blockpn import BlockPN, Invoice, ProviderError
-from . import emails, orders
+from . import fulfilment, orders
 from .links import Links
 
 # A `pending` order older than this was cut off between its two checkout transactions.
@@ -72,47 +69,7 @@ def _mark_paid(db, order: dict, config: Config, links: Links) -> dict:
     now = now_iso()
     order = orders.save(db, order, {"status": "paid", "paid_at": now, "updated_at": now},
                         links, "order.paid")
-    strategy = strategy_for(order["product_type"])
-    if not strategy.immediate:
-        return orders.save(db, order, {"status": "delivering", "updated_at": now}, links)
-    return deliver(db, order, config, links)
-
-
-def deliver(db, order: dict, config: Config, links: Links) -> dict:
-    """Run the order's delivery strategy and record the outcome (inside a transaction)."""
-    outcome = strategy_for(order["product_type"]).deliver(db, order)
-    now = now_iso()
-    if outcome.state == "failed":
-        return orders.fail(db, order, outcome.reason or "delivery failed", links)
-    completed = outcome.state == "delivered"
-    order = orders.save(db, order, {
-        "status": "completed" if completed else "delivering",
-        "delivery_state": outcome.state, "delivery": json.dumps(outcome.content),
-        "delivered_at": now if completed else None, "updated_at": now,
-    }, links, *(["order.delivered"] if completed else []))
-    queue_delivery_email(db, order, config, links)
-    return order
-
-
-def queue_delivery_email(db, order: dict, config: Config, links: Links) -> str:
-    """Queue the email that hands the buyer their goods and order link."""
-    rendered = orders.render(order, links)
-    goods = _describe_goods(rendered["delivery"])
-    body = (f"Thank you for your order {order['id']} at {config.shop.name}.\n\n"
-            f"{order['qty']} x {order['product_name']}\n\n{goods}\n\n"
-            f"Your order page: {links.order_url(order['id'], order['mode'])}\n")
-    return emails.queue(db, mode=order["mode"], kind="order_delivered",
-                        to=order["customer_email"], related_id=order["id"],
-                        subject=f"Your order from {config.shop.name}: {order['product_name']}",
-                        body=body)
-
-
-def _describe_goods(delivery: dict) -> str:
-    if delivery.get("keys"):
-        return "Your license keys:\n" + "\n".join(f"  {key}" for key in delivery["keys"])
-    if delivery.get("text"):
-        return delivery["text"]
-    return "Your order is being prepared; you'll hear from us again."
+    return fulfilment.start(db, order, config, links)
 
 
 def poll_open_invoices(db: sqlite_utils.Database, config: Config, links: Links,

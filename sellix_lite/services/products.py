@@ -19,6 +19,7 @@ from ..db import write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
 from ..validation import Boolean, Enum, Integer, Schema, String
+from .. import signing
 from . import events, files
 from .scope import Scope, list_query
 from .urls import UrlRefused, check_target_url
@@ -92,6 +93,8 @@ def render(row: dict) -> dict:
         "delivery_text": row["delivery_text"], "dynamic_url": row["dynamic_url"],
         "interval": row["interval"], "requires_shipping": row["type"] == "physical",
         "file": _render_file(row),
+        # Signs the calls to `dynamic_url` like a webhook; the merchant verifies with it.
+        "dynamic_signing_secret": row.get("dynamic_secret"),
     }
 
 
@@ -142,6 +145,7 @@ def create(scope: Scope, body: dict, *, allow_private_urls: bool = False) -> dic
         "interval": params.get("interval", "month" if product_type == "subscription" else None),
         "file_name": None, "file_size": None, "file_sha256": None, "file_updated_at": None,
         "created_at": now, "updated_at": now, "archived_at": None,
+        "dynamic_secret": signing.new_secret() if product_type == "dynamic" else None,
     }
     with write_txn(scope.db):
         row["slug"] = _unique_slug(scope, row["name"])

@@ -1,0 +1,175 @@
+"""Fulfilment: handing a paid order's goods to the buyer (CONTRACT §9, §13.3).
+
+`start` runs in the payment's transaction: strategies that need no network deliver at once;
+a dynamic product's order waits in `delivering` for `deliver_dynamic_due`, which calls the
+merchant's URL outside any transaction and retries on the webhook schedule. A physical
+order waits in `delivering` (awaiting shipment) until the merchant fulfils it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import sqlite_utils
+
+from .. import outbound, signing
+from ..clock import iso, now_iso, utcnow
+from ..config import Config
+from ..db import query_one, write_txn
+from ..delivery import Outcome, strategy_for
+from ..errors import Unprocessable
+from ..validation import Schema, String
+from . import emails, orders, subscriptions
+from .links import Links
+from .scope import Scope
+
+FULFIL = Schema(tracking=String(max_length=500, description="Carrier and tracking number."))
+MAX_DYNAMIC_TEXT = 64 * 1024
+
+
+def start(db: sqlite_utils.Database, order: dict, config: Config, links: Links) -> dict:
+    """Deliver a just-paid order now, or queue it for the delivery job."""
+    outcome = strategy_for(order["product_type"]).deliver(db, order)
+    if outcome is None:
+        return orders.save(db, order, {"status": "delivering", "next_delivery_at": now_iso(),
+                                       "updated_at": now_iso()}, links)
+    return record(db, order, outcome, config, links)
+
+
+def record(db, order: dict, outcome: Outcome, config: Config, links: Links) -> dict:
+    """Store a delivery outcome with its events and the buyer's email (in a transaction)."""
+    if outcome.state == "failed":
+        return orders.fail(db, order, outcome.reason or "delivery failed", links)
+    now = now_iso()
+    done = outcome.state in ("delivered", "shipped")
+    order = orders.save(db, order, {
+        "status": "completed" if done else "delivering", "delivery_state": outcome.state,
+        "delivery": json.dumps(outcome.content), "delivered_at": now if done else None,
+        "next_delivery_at": None, "failure_reason": None, "updated_at": now,
+    }, links)
+    if done and order["product_type"] == "subscription":
+        order = subscriptions.on_delivered(db, order, config)
+    if done:
+        order = orders.save(db, order, {}, links, "order.delivered")
+    queue_delivery_email(db, order, config, links)
+    return order
+
+
+def queue_delivery_email(db, order: dict, config: Config, links: Links) -> str:
+    """Queue the email that hands the buyer their goods and order link."""
+    shown = orders.present(db, order, links)
+    goods = _describe(shown["delivery"])
+    if shown.get("subscription"):
+        goods += (f"\n\nYour subscription runs until "
+                  f"{shown['subscription']['current_period_end']}; we'll email you a renewal "
+                  f"link before then.")
+    body = (f"Thank you for your order {order['id']} at {config.shop.name}.\n\n"
+            f"{order['qty']} x {order['product_name']}\n\n{goods}\n\n"
+            f"Your order page: {links.order_url(order['id'], order['mode'])}\n")
+    return emails.queue(db, mode=order["mode"], kind="order_delivered",
+                        to=order["customer_email"], related_id=order["id"],
+                        subject=f"Your order from {config.shop.name}: {order['product_name']}",
+                        body=body)
+
+
+def _describe(delivery: dict) -> str:
+    if delivery.get("keys"):
+        return "Your license keys:\n" + "\n".join(f"  {key}" for key in delivery["keys"])
+    if delivery.get("download_url"):
+        return (f"Download {delivery.get('file_name', 'your file')}:\n"
+                f"  {delivery['download_url']}\n(The link works for a limited time; your "
+                f"order page always has a fresh one.)")
+    if delivery["state"] == "awaiting_shipment":
+        return "We'll ship it to:\n" + _address(delivery["shipping_address"])
+    if delivery["state"] == "shipped":
+        tracking = delivery.get("tracking") or "no tracking number"
+        return f"It has shipped ({tracking}) to:\n" + _address(delivery["shipping_address"])
+    return delivery.get("text") or ""
+
+
+def _address(address: dict) -> str:
+    lines = [address["name"], address["line1"], address.get("line2"),
+             " ".join(filter(None, [address.get("postal_code"), address["city"]])),
+             address.get("state"), address["country"]]
+    return "\n".join(f"  {line}" for line in lines if line)
+
+
+def resend(scope: Scope, order_id: str, config: Config, links: Links) -> dict:
+    """Send the delivery email of a delivered order again."""
+    with write_txn(scope.db):
+        order = scope.require("orders", order_id, "order")
+        if order["delivery_state"] not in ("delivered", "shipped", "awaiting_shipment"):
+            raise Unprocessable(errors={"order": "has not been delivered, so there is no "
+                                                 "delivery email to send"})
+        queue_delivery_email(scope.db, order, config, links)
+    return {"sent_at": now_iso(), "recipient": order["customer_email"],
+            "delivery_kind": order["product_type"]}
+
+
+def fulfil(scope: Scope, order_id: str, body: dict, config: Config, links: Links) -> dict:
+    """Mark a paid physical order shipped (with its tracking), and tell the buyer."""
+    params = FULFIL.validate(body)
+    with write_txn(scope.db):
+        order = scope.require("orders", order_id, "order")
+        if order["delivery_state"] != "awaiting_shipment":
+            raise Unprocessable(errors={"order": "only a paid physical order awaiting "
+                                                 "shipment can be fulfilled"})
+        content = {**json.loads(order["delivery"]), "tracking": params.get("tracking")}
+        order = record(scope.db, order, Outcome("shipped", content), config, links)
+    return orders.present(scope.db, order, links)
+
+
+def deliver_dynamic_due(db: sqlite_utils.Database, config: Config, links: Links,
+                        limit: int = 10) -> int:
+    """Call the URL of each dynamic order due for delivery; returns how many were tried."""
+    due = _claim_dynamic(db, config, limit)
+    for order in due:
+        product = query_one(db, "SELECT * FROM products WHERE id = ?", (order["product_id"],))
+        result = _call(order, product, config, links)
+        with write_txn(db):
+            current = query_one(db, "SELECT * FROM orders WHERE id = ?", (order["id"],))
+            if current["status"] == "delivering":
+                _after_call(db, current, product, result, config, links)
+    return len(due)
+
+
+def _claim_dynamic(db, config: Config, limit: int) -> list[dict]:
+    # Push the next attempt past any call's duration first: a crash mid-call retries later.
+    lease = iso(utcnow() + timedelta(seconds=3 * config.webhooks.timeout_seconds + 60))
+    with write_txn(db):
+        return list(db.query(
+            "UPDATE orders SET next_delivery_at = ?, delivery_attempts = delivery_attempts + 1"
+            " WHERE id IN (SELECT id FROM orders WHERE status = 'delivering' AND"
+            " product_type = 'dynamic' AND next_delivery_at <= ? ORDER BY next_delivery_at"
+            " LIMIT ?) RETURNING *", (lease, now_iso(), limit)))
+
+
+def _call(order: dict, product: dict, config: Config, links: Links) -> outbound.PostResult:
+    body = json.dumps(orders.render(order, links)).encode()
+    headers = signing.headers([product["dynamic_secret"]], order["id"], "order.delivery",
+                              int(utcnow().timestamp()), body)
+    public_only = order["mode"] == "live" and not config.webhooks.allow_private_targets
+    return outbound.post(product["dynamic_url"], body, headers,
+                         timeout=config.webhooks.timeout_seconds, public_only=public_only,
+                         keep_bytes=MAX_DYNAMIC_TEXT)
+
+
+def _after_call(db, order: dict, product: dict, result: outbound.PostResult, config: Config,
+                links: Links) -> None:
+    if result.ok:
+        record(db, order, Outcome("delivered", {"text": result.body[:MAX_DYNAMIC_TEXT]}),
+               config, links)
+        return
+    schedule = config.webhooks.retry_schedule
+    if order["delivery_attempts"] <= len(schedule):
+        due = iso(utcnow() + timedelta(seconds=schedule[order["delivery_attempts"] - 1]))
+        db.execute("UPDATE orders SET next_delivery_at = ?, failure_reason = ? WHERE id = ?",
+                   (due, f"the delivery URL failed: {result.error}", order["id"]))
+    elif product["delivery_text"]:
+        record(db, order, Outcome("delivered", {"text": product["delivery_text"]}), config,
+               links)
+    else:
+        record(db, order, Outcome("failed", reason=f"the delivery URL failed "
+                                                   f"{order['delivery_attempts']} times; last: "
+                                                   f"{result.error}"), config, links)

@@ -1,0 +1,152 @@
+"""Refunds (CONTRACT §9): money back to the buyer through BlockPN.
+
+Creating a refund reserves its amount on the order (`refunded_cents`) in the same write
+transaction that checks what is left, so two racing refunds of the remainder can't both
+pass. A job then sends it to the provider, with the refund's id as the provider's
+reference (a re-send after a crash is the same refund), and follows it to `succeeded` or
+`failed`; a failed refund gives its amount back to what may be refunded.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlite_utils
+
+from ..clock import iso, now_iso, utcnow
+from ..config import Config
+from ..currencies import format_amount
+from ..db import query_one, write_txn
+from ..errors import Unprocessable
+from ..ids import new_id
+from ..providers.blockpn import ProviderError, Refund
+from ..validation import Enum, Integer, Schema, String
+from . import emails, orders
+from .links import Links
+from .payments import LivePaymentsDisabled, provider_for
+from .scope import Scope, list_query
+
+REASONS = ("requested_by_buyer", "duplicate", "fraud", "other")
+CREATE = Schema(
+    amount_cents=Integer(minimum=1, description="How much to refund; default: everything "
+                                                "still refundable."),
+    reason=Enum(REASONS, description="For your accounting and the buyer's receipt."),
+    note=String(max_length=1000, description="An internal note kept with the refund."),
+)
+LIST = list_query()
+
+
+def render(row: dict) -> dict:
+    """The public refund object."""
+    return {"id": row["id"], "order_id": row["order_id"], "status": row["status"],
+            "amount_cents": row["amount_cents"], "reason": row["reason"], "note": row["note"],
+            "destination_tx": row["destination_tx"], "failure_reason": row["failure_reason"],
+            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+
+
+def create(scope: Scope, order_id: str, body: dict) -> dict:
+    """Start a refund of a paid order; it is `processing` until the provider settles it."""
+    params = CREATE.validate(body)
+    with write_txn(scope.db):
+        order = scope.require("orders", order_id, "order")
+        if order["paid_at"] is None:
+            raise Unprocessable(errors={"order": "was never paid, so there is nothing to "
+                                                 "refund"})
+        left = order["paid_cents"] - order["refunded_cents"]
+        amount = params.get("amount_cents", left)
+        if left <= 0:
+            raise Unprocessable(errors={"amount_cents": "nothing is left to refund"})
+        if amount > left:
+            raise Unprocessable(errors={"amount_cents": f"at most {left} is left to refund"})
+        now = now_iso()
+        row = {"id": new_id("rf"), "mode": scope.mode, "order_id": order_id,
+               "amount_cents": amount, "reason": params.get("reason"),
+               "note": params.get("note"), "status": "processing", "provider_refund_id": None,
+               "destination_tx": None, "failure_reason": None, "next_check_at": now,
+               "created_at": now, "updated_at": now}
+        scope.db["refunds"].insert(row)
+        scope.db.execute("UPDATE orders SET refunded_cents = refunded_cents + ?, updated_at = ?"
+                         " WHERE id = ?", (amount, now, order_id))
+    return render(row)
+
+
+def list_for_order(scope: Scope, order_id: str, query: dict) -> dict:
+    """The refunds of one order, newest first."""
+    scope.require("orders", order_id, "order")
+    return scope.page("refunds", query, render, where="order_id = ?", params=(order_id,))
+
+
+def process_due(db: sqlite_utils.Database, config: Config, links: Links, limit: int = 20) -> int:
+    """Send new refunds to the provider and follow the others; returns how many were seen."""
+    due = list(db.query("SELECT * FROM refunds WHERE status = 'processing' AND "
+                        "next_check_at <= ? ORDER BY next_check_at LIMIT ?", (now_iso(), limit)))
+    for refund in due:
+        order = query_one(db, "SELECT * FROM orders WHERE id = ?", (refund["order_id"],))
+        try:
+            provider = provider_for(db, refund["mode"], config)
+            if refund["provider_refund_id"] is None:
+                report = provider.send_refund(
+                    reference=refund["id"], invoice_id=order["invoice_id"],
+                    amount_cents=refund["amount_cents"], currency=order["currency"])
+            else:
+                report = provider.get_refund(refund["provider_refund_id"])
+        except (ProviderError, LivePaymentsDisabled):
+            _check_again(db, refund, config)
+            continue
+        settle(db, refund["id"], report, config, links)
+    return len(due)
+
+
+def settle(db: sqlite_utils.Database, refund_id: str, report: Refund, config: Config,
+           links: Links) -> dict:
+    """Apply what the provider says about a refund; settling twice changes nothing."""
+    with write_txn(db):
+        refund = query_one(db, "SELECT * FROM refunds WHERE id = ?", (refund_id,))
+        if refund["status"] != "processing":
+            return refund
+        now = now_iso()
+        changes = {"provider_refund_id": report.id, "updated_at": now}
+        if report.status == "succeeded":
+            changes.update(status="succeeded", destination_tx=report.destination_tx)
+            db["refunds"].update(refund_id, changes)
+            _refunded(db, refund, config, links)
+        elif report.status == "failed":
+            changes.update(status="failed", failure_reason=report.failure_reason)
+            db["refunds"].update(refund_id, changes)
+            db.execute("UPDATE orders SET refunded_cents = refunded_cents - ?, updated_at = ? "
+                       "WHERE id = ?", (refund["amount_cents"], now, refund["order_id"]))
+        else:
+            changes["next_check_at"] = _next_check(refund["mode"], config)
+            db["refunds"].update(refund_id, changes)
+        return query_one(db, "SELECT * FROM refunds WHERE id = ?", (refund_id,))
+
+
+def _refunded(db, refund: dict, config: Config, links: Links) -> None:
+    """A refund went through: `order.refunded`, the buyer's email, `refunded` when all is."""
+    order = query_one(db, "SELECT * FROM orders WHERE id = ?", (refund["order_id"],))
+    settled = query_one(db, "SELECT coalesce(sum(amount_cents), 0) AS total FROM refunds "
+                            "WHERE order_id = ? AND status = 'succeeded'", (order["id"],))
+    changes = {"updated_at": now_iso()}
+    if settled["total"] >= order["paid_cents"]:
+        changes["status"] = "refunded"
+    order = orders.save(db, order, changes, links, "order.refunded")
+    amount = format_amount(refund["amount_cents"], order["currency"])
+    emails.queue(db, mode=order["mode"], kind="order_refunded", to=order["customer_email"],
+                 related_id=order["id"],
+                 subject=f"Refund of {amount} for your order {order['id']}",
+                 body=(f"{config.shop.name} refunded {amount} of your order {order['id']} "
+                       f"({order['product_name']}).\nIt was sent back on {order['chain']} "
+                       f"in {order['asset']}.\n\nYour order page: "
+                       f"{links.order_url(order['id'], order['mode'])}\n"))
+
+
+def _check_again(db, refund: dict, config: Config) -> None:
+    with write_txn(db):
+        db.execute("UPDATE refunds SET next_check_at = ? WHERE id = ?",
+                   (_next_check(refund["mode"], config), refund["id"]))
+
+
+def _next_check(mode: str, config: Config) -> str:
+    # The sandbox settles at once; a real provider is asked at the payment poll pace.
+    seconds = config.jobs.tick_seconds if mode == "test" else config.jobs.payment_poll_seconds
+    return iso(utcnow() + timedelta(seconds=seconds))
