@@ -27,10 +27,13 @@ class Strategy(Protocol):
 
 def strategy_for(product_type: str) -> Strategy:
     """The strategy that delivers `product_type`."""
-    from . import account, dynamic, file_download, license_key, physical, subscription
+    from . import account, dynamic, file_download, license_key, physical
 
     return {
         "license_key": license_key.STRATEGY, "account": account.STRATEGY,
         "file_download": file_download.STRATEGY, "dynamic": dynamic.STRATEGY,
-        "physical": physical.STRATEGY, "subscription": subscription.STRATEGY,
+        "physical": physical.STRATEGY,
+        # A subscription hands over its delivery_text like an account; its period is kept
+        # by the subscriptions service.
+        "subscription": account.STRATEGY,
     }[product_type]

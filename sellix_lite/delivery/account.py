@@ -1,4 +1,4 @@
-"""account: the product's `delivery_text` (credentials, an invite link, ...)."""
+"""account (and subscription): the product's `delivery_text` (credentials, an invite link)."""
 
 from __future__ import annotations
 
