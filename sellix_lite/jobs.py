@@ -21,7 +21,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from . import db as storage
 from .config import Config
-from .services import delivery, emails, fulfilment, idempotency, payments, refunds, renewals
+from .services import (delivery, emails, fulfilment, idempotency, payments, payouts, refunds,
+                       renewals)
 from .services.links import Links
 
 log = logging.getLogger("sellix_lite.jobs")
@@ -148,6 +149,13 @@ def process_refunds(ctx: JobContext) -> int:
     """Send new refunds to BlockPN and follow the others to their end."""
     with ctx.connection() as db:
         return refunds.process_due(db, ctx.config, ctx.links)
+
+
+@job("process_payouts", every=lambda config: config.jobs.tick_seconds)
+def process_payouts(ctx: JobContext) -> int:
+    """Send queued payouts to BlockPN and follow them until confirmed or failed."""
+    with ctx.connection() as db:
+        return payouts.process_due(db, ctx.config)
 
 
 @job("deliver_dynamic", every=lambda config: config.jobs.tick_seconds)

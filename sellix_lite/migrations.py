@@ -375,6 +375,35 @@ def m0006_refunds_and_delivery_kinds(db):
     )
 
 
+@migration
+def m0007_payouts(db):
+    _run(
+        db,
+        """CREATE TABLE payouts (
+            id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+            status TEXT NOT NULL CHECK (status IN ('queued', 'broadcast', 'confirmed', 'failed')),
+            chain TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+            currency TEXT NOT NULL,
+            destination_address TEXT NOT NULL,
+            memo TEXT,
+            provider_payout_id TEXT,
+            tx_hash TEXT,
+            failure_reason TEXT,
+            next_check_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            broadcast_at TEXT,
+            confirmed_at TEXT
+        )""",
+        "CREATE INDEX payouts_list ON payouts (mode, id)",
+        "CREATE INDEX payouts_by_status ON payouts (mode, status, id)",
+        "CREATE INDEX payouts_due ON payouts (status, next_check_at)",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]

@@ -15,7 +15,7 @@ import sqlite_utils
 
 @dataclass(frozen=True)
 class Outcome:
-    state: str                          # delivery.state: delivered, failed, awaiting_shipment, shipped
+    state: str                          # delivery.state: delivered, failed, awaiting_shipment, …
     content: dict = field(default_factory=dict)  # the goods: keys, text, file_name, ...
     reason: str | None = None           # why it failed
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from ..config import Config
 from ..errors import NotFound, Unprocessable
-from ..validation import Integer, Schema
-from . import orders, payments
+from ..validation import Integer, Schema, String
+from . import orders, payments, payouts
 from .links import Links
 from .scope import Scope
 
+FAIL_PAYOUT = Schema(reason=String(min_length=1, max_length=200, default="rejected by the "
+                                  "network (test helper)", description="Why it failed."))
 PAY = Schema(amount_cents=Integer(minimum=1, description="Pay this much (less than what is "
                                   "due pays in part); default: everything still due."))
 
@@ -52,3 +54,18 @@ def _awaiting_payment(scope: Scope, order_id: str) -> dict:
 
 def _sandbox(scope: Scope, config: Config):
     return payments.provider_for(scope.db, "test", config)
+
+
+def fail_payout(scope: Scope, payout_id: str, body: dict, config: Config) -> dict:
+    """Fail a test payout that is not final yet, as a rejected transaction would."""
+    _require_test_mode(scope)
+    reason = FAIL_PAYOUT.validate(body)["reason"]
+    payout = scope.require("payouts", payout_id, "payout")
+    if payout["status"] in ("confirmed", "failed"):
+        raise Unprocessable(errors={"payout": f"is already {payout['status']}"})
+    if payout["provider_payout_id"] is None:  # not sent yet: send it the way the job does
+        report = payouts.ask_provider(scope.db, payout, config)
+        payout = payouts.settle(scope.db, payout_id, report, config)
+    report = _sandbox(scope, config).fail_payout(payout["provider_payout_id"], reason)
+    payouts.settle(scope.db, payout_id, report, config)
+    return payouts.get(scope, payout_id)
