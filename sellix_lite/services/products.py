@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from ..clock import now_iso
 from ..currencies import CODES
-from ..db import write_txn
+from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
 from ..validation import Boolean, Enum, Integer, Schema, String
@@ -116,6 +116,22 @@ def require(scope: Scope, product_id: str) -> dict:
 def get(scope: Scope, product_id: str) -> dict:
     """The product object."""
     return render(require(scope, product_id))
+
+
+def for_sale(scope: Scope, limit: int = 200) -> list[dict]:
+    """Active products of this mode, newest first (the shop's home page)."""
+    return [render(row) for row in scope.db.query(
+        "SELECT * FROM products WHERE mode = ? AND status = 'active' ORDER BY id DESC LIMIT ?",
+        (scope.mode, limit))]
+
+
+def for_sale_by_slug(scope: Scope, slug: str) -> dict:
+    """The active product of this mode with that slug, or 404."""
+    row = query_one(scope.db, "SELECT * FROM products WHERE mode = ? AND slug = ? AND "
+                              "status = 'active'", (scope.mode, slug))
+    if row is None:
+        raise NotFound(f"no product {slug} for sale")
+    return render(row)
 
 
 def list_page(scope: Scope, query: dict) -> dict:

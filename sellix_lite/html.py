@@ -1,0 +1,101 @@
+"""What every HTML page shares: security headers, CSRF protection, safe Markdown, money.
+
+The storefront and the dashboard both render through these, so a rule (no inline script,
+no merchant HTML, a CSRF token on every form) is written once.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import nh3
+import segno
+from flask import Flask, Response, abort, g, request
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from .currencies import format_amount
+
+CSRF_COOKIE = "sellix_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_NAMESPACE = "csrf"
+CSRF_MAX_AGE = 6 * 3600
+
+# Scripts and styles only from our own files: a description can't run code or restyle.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+    "connect-src 'self'", "form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'",
+    "object-src 'none'",
+])
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    # Order links carry their access token in the URL: never send it to another site.
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+_ALLOWED_TAGS = {"p", "br", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li",
+                 "h1", "h2", "h3", "h4", "h5", "h6", "hr", "a", "table", "thead", "tbody",
+                 "tr", "th", "td", "del"}
+
+
+def render_markdown(text: str) -> Markup:
+    """Merchant Markdown as HTML with no script, event handler, raw HTML or unsafe URL."""
+    html = _markdown.render(text or "")
+    clean = nh3.clean(html, tags=_ALLOWED_TAGS, attributes={"a": {"href", "title"}},
+                      url_schemes={"http", "https", "mailto"},
+                      link_rel="noopener noreferrer nofollow")
+    return Markup(clean)
+
+
+def qr_svg(data: str) -> Markup:
+    """A QR code of `data` as an inline SVG element."""
+    return Markup(segno.make(data, error="m").svg_inline(scale=5, border=2, dark="#111"))
+
+
+def money(amount_cents: int, currency: str) -> str:
+    return format_amount(amount_cents, currency)
+
+
+def csrf_token() -> str:
+    """The token to put in a form; pairs with a cookie set on this response."""
+    if "csrf_nonce" not in g:
+        g.csrf_nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    from .app import runtime
+
+    return runtime().signer.sign_timed(g.csrf_nonce, CSRF_NAMESPACE)
+
+
+def check_csrf() -> None:
+    """Refuse a form post whose token is missing, forged, stale or not this browser's."""
+    from .app import runtime
+    from .security import BadToken
+
+    cookie = request.cookies.get(CSRF_COOKIE)
+    token = request.form.get(CSRF_FIELD, "")
+    try:
+        nonce = runtime().signer.unsign_timed(token, CSRF_NAMESPACE, CSRF_MAX_AGE)
+    except BadToken:
+        abort(400, "The form has expired or was not sent by this site. Please try again.")
+    if not cookie or not secrets.compare_digest(str(nonce), cookie):
+        abort(400, "The form has expired or was not sent by this site. Please try again.")
+
+
+def _finish_html(response: Response) -> Response:
+    if request.path.startswith("/v1/") or request.path.startswith("/ipn/"):
+        return response
+    response.headers.update(SECURITY_HEADERS)
+    nonce = g.get("csrf_nonce")
+    if nonce and request.cookies.get(CSRF_COOKIE) != nonce:
+        response.set_cookie(CSRF_COOKIE, nonce, httponly=True, samesite="Strict",
+                            secure=request.is_secure, max_age=CSRF_MAX_AGE)
+    return response
+
+
+def install(app: Flask) -> None:
+    """Template helpers and the response hook for HTML pages."""
+    app.jinja_env.globals.update(csrf_token=csrf_token, csrf_field=CSRF_FIELD)
+    app.jinja_env.filters.update(markdown=render_markdown, money=money, qr=qr_svg)
+    app.after_request(_finish_html)

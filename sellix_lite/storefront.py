@@ -1,0 +1,152 @@
+"""The storefront (CONTRACT §13): shop, product, checkout and order pages, server-rendered.
+
+Live products are at `/`, test products under `/test/`. Checkout goes through
+`checkout.create_order`, the code path of `POST /v1/orders`. Every page works without
+JavaScript; with it, the order page's status updates in place.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
+
+from .app import get_db, runtime
+from .errors import ApiError
+from .html import check_csrf
+from .services import checkout, orders, products, test_helpers
+from .services.scope import Scope
+
+bp = Blueprint("storefront", __name__)
+PREFIXES = {"live": "", "test": "/test"}
+SHIPPING_FIELDS = ("name", "line1", "line2", "city", "state", "postal_code", "country")
+# Friendlier words for what the order API says, keyed by field.
+FIELD_LABELS = {"customer_email": "Email", "qty": "Quantity", "asset": "Coin",
+                "shipping_address": "Shipping address", "product_id": "Product",
+                "payment": "Payment"}
+
+
+def _route(rule: str, view, methods=("GET",)) -> None:
+    for mode, prefix in PREFIXES.items():
+        bp.add_url_rule(prefix + rule, view.__name__, view, defaults={"mode": mode},
+                        methods=list(methods))
+
+
+def _scope(mode: str) -> Scope:
+    return Scope(get_db(), mode, runtime().signer)
+
+
+def home(mode: str):
+    """The shop: every active product with its price and stock."""
+    return render_template("shop/home.html", mode=mode, products=products.for_sale(_scope(mode)))
+
+
+def product_page(mode: str, slug: str):
+    """One product, its description and the checkout form."""
+    product = products.for_sale_by_slug(_scope(mode), slug)
+    return _product_form(mode, product, form={}, errors={})
+
+
+def checkout_form(mode: str, slug: str):
+    """Create the order from the form, then send the buyer to its page."""
+    check_csrf()
+    product = products.for_sale_by_slug(_scope(mode), slug)
+    limit = runtime().config.limits.checkouts_per_minute_per_ip
+    decision = runtime().limiter.hit(f"checkout:{request.remote_addr}", limit)
+    if not decision.allowed:
+        message = (f"You've started several checkouts in a short time. Please wait "
+                   f"{decision.reset_seconds} seconds and try again.")
+        return _product_form(mode, product, request.form, {"form": message}, status=429)
+    try:
+        order = checkout.create_order(_scope(mode), _order_body(product), runtime().config,
+                                      runtime().links)
+    except ApiError as error:
+        return _product_form(mode, product, request.form, _messages(error),
+                             status=error.status)
+    return redirect(_order_path(order), code=303)
+
+
+def order_page(mode: str, order_id: str):
+    """The buyer's order: how to pay, then the goods. Needs the signed `t` of its link."""
+    order = _buyer_order(mode, order_id)
+    return render_template("shop/order.html", mode=mode, order=order,
+                           token=request.args["t"])
+
+
+def order_live(mode: str, order_id: str):
+    """The order's live part as JSON, for the page's script to refresh in place."""
+    order = _buyer_order(mode, order_id)
+    html = render_template("shop/_order_live.html", mode=mode, order=order,
+                           token=request.args["t"])
+    return jsonify(status=order["status"], paid_cents=order["payment"]["paid_cents"],
+                   html=html)
+
+
+def simulate_payment(order_id: str):
+    """Test mode: pay the order in full through the sandbox, as the test helper does."""
+    check_csrf()
+    order = _buyer_order("test", order_id)
+    try:
+        test_helpers.pay_order(_scope("test"), order["id"], {}, runtime().config,
+                               runtime().links)
+    except ApiError:
+        pass  # already paid or expired: the order page says so
+    return redirect(_order_path(order), code=303)
+
+
+def _buyer_order(mode: str, order_id: str) -> dict:
+    token = request.args.get("t", "")
+    if not runtime().links.order_token_valid(order_id, token):
+        abort(403, "This order link is not valid. Use the link from your order email.")
+    return orders.get(_scope(mode), order_id, runtime().links)
+
+
+def _order_path(order: dict) -> str:
+    return url_for("storefront.order_page", mode=order["mode"], order_id=order["id"],
+                   t=runtime().links.order_token(order["id"]))
+
+
+def _order_body(product: dict) -> dict:
+    form = request.form
+    body = {"product_id": product["id"], "customer_email": form.get("email", "")}
+    qty = form.get("qty", "1").strip() or "1"
+    body["qty"] = int(qty) if qty.isdigit() else qty
+    if form.get("coin"):
+        body["chain"], _, body["asset"] = form["coin"].partition(":")
+    if product["type"] == "physical":
+        body["shipping_address"] = {field: form[field].strip() for field in SHIPPING_FIELDS
+                                    if form.get(field, "").strip()}
+    return body
+
+
+def _messages(error: ApiError) -> dict:
+    """Per-field messages for the form, worded for a buyer."""
+    if not error.errors:
+        return {"form": error.detail}
+    messages = {}
+    for field, message in error.errors.items():
+        if field == "customer_email":
+            messages["email"] = "Please enter a valid email address."
+        elif field == "qty" and "sold out" in message:
+            messages["qty"] = "Sorry, this product is sold out."
+        elif field == "payment":
+            messages["form"] = "This shop isn't taking payments right now."
+        else:
+            messages[field if field in ("qty", "shipping_address") else "form"] = \
+                f"{FIELD_LABELS.get(field, field)}: {message}."
+    return messages
+
+
+def _product_form(mode: str, product: dict, form, errors: dict, status: int = 200):
+    accepted = runtime().config.blockpn.accepted
+    return render_template("shop/product.html", mode=mode, product=product, form=form,
+                           errors=errors, coins=accepted,
+                           max_qty=runtime().config.limits.max_qty_per_order), status
+
+
+_route("/", home)
+_route("/product/<slug>", product_page)
+_route("/product/<slug>/checkout", checkout_form, methods=("POST",))
+_route("/order/<order_id>", order_page)
+_route("/order/<order_id>/live", order_live)
+bp.add_url_rule("/test/order/<order_id>/simulate-payment", "simulate_payment",
+                simulate_payment, methods=["POST"])
+
