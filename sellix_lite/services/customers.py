@@ -1,7 +1,8 @@
 """Customers (CONTRACT §10): one per email and mode, created with their first order.
 
-`orders_count` and `lifetime_cents` are computed from the orders themselves (paid orders,
-net of refunds), so they can't disagree with them.
+`orders_count` and `lifetime_cents` are computed from the orders themselves (what paid
+orders brought in, overpayments included, net of refunds), so they can't disagree with them
+and a refunded overpayment can't drive them below zero.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ LIST = list_query(email=String(min_length=1, max_length=254,
 _WITH_TOTALS = """*,
     (SELECT count(*) FROM orders o WHERE o.customer_id = customers.id
        AND o.paid_at IS NOT NULL) AS orders_count,
-    (SELECT coalesce(sum(o.total_cents - o.refunded_cents), 0) FROM orders o
+    (SELECT coalesce(sum(o.paid_cents - o.refunded_cents), 0) FROM orders o
        WHERE o.customer_id = customers.id AND o.paid_at IS NOT NULL) AS lifetime_cents"""
 
 

@@ -112,7 +112,7 @@ def fulfil(scope: Scope, order_id: str, body: dict, config: Config, links: Links
     params = FULFIL.validate(body)
     with write_txn(scope.db):
         order = scope.require("orders", order_id, "order")
-        if order["delivery_state"] != "awaiting_shipment":
+        if order["status"] != "delivering" or order["delivery_state"] != "awaiting_shipment":
             raise Unprocessable(errors={"order": "only a paid physical order awaiting "
                                                  "shipment can be fulfilled"})
         content = {**json.loads(order["delivery"]), "tracking": params.get("tracking")}
