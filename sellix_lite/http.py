@@ -60,7 +60,8 @@ def render_error(error: ApiError) -> Response:
     """Problem JSON for API paths, an HTML page elsewhere."""
     if wants_problem_json():
         return problem_response(error)
-    html = render_template("error.html", error=error)
+    mode = "test" if request.path.startswith("/test/") else "live"
+    html = render_template("error.html", error=error, mode=mode)
     response = Response(html, status=error.status, mimetype="text/html")
     response.headers.update(error.headers)
     return response

@@ -54,7 +54,8 @@ def checkout_form(mode: str, slug: str):
     if not decision.allowed:
         message = (f"You've started several checkouts in a short time. Please wait "
                    f"{decision.reset_seconds} seconds and try again.")
-        return _product_form(mode, product, request.form, {"form": message}, status=429)
+        page, status = _product_form(mode, product, request.form, {"form": message}, 429)
+        return page, status, {"Retry-After": str(decision.reset_seconds)}
     try:
         order = checkout.create_order(_scope(mode), _order_body(product), runtime().config,
                                       runtime().links)
@@ -125,6 +126,8 @@ def _messages(error: ApiError) -> dict:
     for field, message in error.errors.items():
         if field == "customer_email":
             messages["email"] = "Please enter a valid email address."
+        elif field == "shipping_address" and message.startswith("country"):
+            messages[field] = "Country: use a two-letter code such as DE or US."
         elif field == "qty" and "sold out" in message:
             messages["qty"] = "Sorry, this product is sold out."
         elif field == "payment":
