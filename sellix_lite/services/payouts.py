@@ -37,8 +37,8 @@ CREATE = Schema(
     destination_address=String(required=True, min_length=1, max_length=200, strip=True,
                                description="Address in the chain's format.",
                                example="TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"),
-    memo=String(min_length=1, max_length=100, description="Memo or tag, on chains that "
-                                                          "use one."),
+    memo=String(min_length=1, max_length=100, nullable=True,
+                description="Memo or tag, on chains that use one; null for none."),
 )
 LIST = list_query(status=Enum(STATUSES, description="Only payouts in this status."))
 
@@ -103,7 +103,7 @@ def _validate(body: dict) -> dict:
     problem = chains.validate_address(chain, params["destination_address"])
     if problem:
         errors["destination_address"] = problem
-    if "memo" in params and chain not in chains.MEMO_CHAINS:
+    if params.get("memo") is not None and chain not in chains.MEMO_CHAINS:
         errors["memo"] = f"{chain} payouts take no memo"
     if errors:
         raise Unprocessable(errors=errors)

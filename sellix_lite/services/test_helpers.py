@@ -66,6 +66,12 @@ def fail_payout(scope: Scope, payout_id: str, body: dict, config: Config) -> dic
     if payout["provider_payout_id"] is None:  # not sent yet: send it the way the job does
         report = payouts.ask_provider(scope.db, payout, config)
         payout = payouts.settle(scope.db, payout_id, report, config)
-    report = _sandbox(scope, config).fail_payout(payout["provider_payout_id"], reason)
+    sandbox = _sandbox(scope, config)
+    try:
+        report = sandbox.fail_payout(payout["provider_payout_id"], reason)
+    except ValueError:  # the sandbox confirmed it after the job last looked
+        payouts.settle(scope.db, payout_id, sandbox.get_payout(payout["provider_payout_id"]),
+                       config)
+        raise Unprocessable(errors={"payout": "is already confirmed"}) from None
     payouts.settle(scope.db, payout_id, report, config)
     return payouts.get(scope, payout_id)
