@@ -9,7 +9,8 @@ TAG = "API keys"
 
 
 @operation(bp, "GET", "/api-keys", summary="List API keys", tag=TAG,
-           ability="api_keys:read", query=api_keys.LIST)
+           ability="api_keys:read", query=api_keys.LIST,
+           response="list:ApiKey")
 def list_api_keys(query):
     """Keys of this mode, newest first, revoked ones included; secrets are never shown."""
     return json_response(api_keys.list_page(scope(), query))
@@ -17,14 +18,16 @@ def list_api_keys(query):
 
 @operation(bp, "POST", "/api-keys", summary="Mint a key", tag=TAG,
            ability="api_keys:write", body=api_keys.MINT, status=201,
-           secret_field="secret")
+           secret_field="secret",
+           response="NewApiKey")
 def mint_api_key(query, body):
     """Mints a key whose abilities are a subset of this key's; `secret` is shown once."""
     return json_response(api_keys.mint_for(scope(), caller(), body), 201)
 
 
 @operation(bp, "DELETE", "/api-keys/<key_id>", summary="Revoke a key", tag=TAG,
-           ability="api_keys:write")
+           ability="api_keys:write",
+           response="RevokedApiKey")
 def revoke_api_key(key_id, query, body):
     """Revokes a key; it fails from the very next request on."""
     return json_response(api_keys.revoke(scope(), key_id))

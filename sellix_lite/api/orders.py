@@ -13,14 +13,16 @@ TAG = "Orders"
 
 
 @operation(bp, "GET", "/orders", summary="List orders", tag=TAG, ability="orders:read",
-           query=orders.LIST)
+           query=orders.LIST,
+           response="list:Order")
 def list_orders(query):
     """Returns orders newest first, filtered by status, creation date and buyer email."""
     return json_response(orders.list_page(scope(), query, runtime().links))
 
 
 @operation(bp, "POST", "/orders", summary="Create an order", tag=TAG,
-           ability="orders:write", body=checkout.CREATE, status=201)
+           ability="orders:write", body=checkout.CREATE, status=201,
+           response="Order")
 def create_order(query, body):
     """Reserves stock and opens a BlockPN invoice; the order awaits payment at
     `payment.checkout_url`."""
@@ -29,28 +31,32 @@ def create_order(query, body):
 
 
 @operation(bp, "GET", "/orders/<order_id>", summary="Fetch an order", tag=TAG,
-           ability="orders:read")
+           ability="orders:read",
+           response="Order")
 def get_order(order_id, query):
     """Returns one order with its item, payment and delivery."""
     return json_response(orders.get(scope(), order_id, runtime().links))
 
 
 @operation(bp, "GET", "/customers", summary="List customers", tag="Customers",
-           ability="customers:read", query=customers.LIST)
+           ability="customers:read", query=customers.LIST,
+           response="list:Customer")
 def list_customers(query):
     """Returns customers (one per email), newest first."""
     return json_response(customers.list_page(scope(), query))
 
 
 @operation(bp, "GET", "/customers/<customer_id>", summary="Fetch a customer",
-           tag="Customers", ability="customers:read")
+           tag="Customers", ability="customers:read",
+           response="Customer")
 def get_customer(customer_id, query):
     """Returns one customer with their orders, newest first."""
     return json_response(customers.get(scope(), customer_id))
 
 
 @operation(bp, "POST", "/test_helpers/orders/<order_id>/pay", summary="Pay a test order",
-           tag="Test helpers", ability="orders:write", body=test_helpers.PAY)
+           tag="Test helpers", ability="orders:write", body=test_helpers.PAY,
+           response="Order")
 def pay_test_order(order_id, query, body):
     """Pays the sandbox invoice of a test order, in part when `amount_cents` is less."""
     return json_response(test_helpers.pay_order(scope(), order_id, body, runtime().config,
@@ -58,7 +64,8 @@ def pay_test_order(order_id, query, body):
 
 
 @operation(bp, "POST", "/test_helpers/orders/<order_id>/expire",
-           summary="Expire a test order", tag="Test helpers", ability="orders:write")
+           summary="Expire a test order", tag="Test helpers", ability="orders:write",
+           response="Order")
 def expire_test_order(order_id, query, body):
     """Lets the sandbox invoice of a test order expire now."""
     return json_response(test_helpers.expire_order(scope(), order_id, runtime().config,
@@ -66,7 +73,8 @@ def expire_test_order(order_id, query, body):
 
 
 @operation(bp, "POST", "/orders/<order_id>/refund", summary="Refund an order", tag=TAG,
-           ability="orders:write", body=refunds.CREATE, idempotency_required=True)
+           ability="orders:write", body=refunds.CREATE, idempotency_required=True,
+           response="Refund")
 def refund_order(order_id, query, body):
     """Refunds what is left to refund, or `amount_cents` of it; the refund is `processing`
     until the provider settles it."""
@@ -74,14 +82,16 @@ def refund_order(order_id, query, body):
 
 
 @operation(bp, "GET", "/orders/<order_id>/refunds", summary="List an order's refunds",
-           tag=TAG, ability="orders:read", query=refunds.LIST)
+           tag=TAG, ability="orders:read", query=refunds.LIST,
+           response="list:Refund")
 def list_refunds(order_id, query):
     """Returns the order's refunds, newest first."""
     return json_response(refunds.list_for_order(scope(), order_id, query))
 
 
 @operation(bp, "POST", "/orders/<order_id>/resend", summary="Re-send the delivery email",
-           tag=TAG, ability="orders:write")
+           tag=TAG, ability="orders:write",
+           response="Resent")
 def resend_order(order_id, query, body):
     """Sends the delivery email of a delivered order again."""
     return json_response(fulfilment.resend(scope(), order_id, runtime().config,
@@ -89,7 +99,8 @@ def resend_order(order_id, query, body):
 
 
 @operation(bp, "POST", "/orders/<order_id>/fulfill", summary="Mark a physical order shipped",
-           tag=TAG, ability="orders:write", body=fulfilment.FULFIL)
+           tag=TAG, ability="orders:write", body=fulfilment.FULFIL,
+           response="Order")
 def fulfill_order(order_id, query, body):
     """Marks a paid physical order shipped, with an optional tracking reference."""
     return json_response(fulfilment.fulfil(scope(), order_id, body, runtime().config,
@@ -97,14 +108,16 @@ def fulfill_order(order_id, query, body):
 
 
 @operation(bp, "GET", "/subscriptions", summary="List subscriptions", tag="Subscriptions",
-           ability="orders:read", query=subscriptions.LIST)
+           ability="orders:read", query=subscriptions.LIST,
+           response="list:Subscription")
 def list_subscriptions(query):
     """Returns subscriptions, newest first."""
     return json_response(subscriptions.list_page(scope(), query))
 
 
 @operation(bp, "GET", "/subscriptions/<subscription_id>", summary="Fetch a subscription",
-           tag="Subscriptions", ability="orders:read")
+           tag="Subscriptions", ability="orders:read",
+           response="Subscription")
 def get_subscription(subscription_id, query):
     """Returns one subscription."""
     return json_response(subscriptions.get(scope(), subscription_id))

@@ -12,7 +12,8 @@ TAG = "Payouts"
 
 
 @operation(bp, "GET", "/payouts", summary="List payouts", tag=TAG, ability="payouts:read",
-           query=payouts.LIST)
+           query=payouts.LIST,
+           response="list:Payout")
 def list_payouts(query):
     """Returns payouts newest first, optionally of one status."""
     return json_response(payouts.list_page(scope(), query))
@@ -20,7 +21,8 @@ def list_payouts(query):
 
 @operation(bp, "POST", "/payouts", summary="Trigger a payout", tag=TAG,
            ability="payouts:write", body=payouts.CREATE, status=201,
-           idempotency_required=True)
+           idempotency_required=True,
+           response="Payout")
 def create_payout(query, body):
     """Queues a payout of the available balance to an address; a job sends it to BlockPN
     and follows it until it is confirmed or failed."""
@@ -28,21 +30,24 @@ def create_payout(query, body):
 
 
 @operation(bp, "GET", "/payouts/<payout_id>", summary="Fetch a payout", tag=TAG,
-           ability="payouts:read")
+           ability="payouts:read",
+           response="Payout")
 def get_payout(payout_id, query):
     """Returns one payout."""
     return json_response(payouts.get(scope(), payout_id))
 
 
 @operation(bp, "GET", "/balance", summary="Fetch the balance", tag=TAG,
-           ability="payouts:read")
+           ability="payouts:read",
+           response="Balance")
 def get_balance(query):
     """Returns what can be paid out now and what is on its way out, in the shop currency."""
     return json_response(payouts.balance(get_db(), scope().mode, runtime().config.shop.currency))
 
 
 @operation(bp, "POST", "/test_helpers/payouts/<payout_id>/fail", summary="Fail a test payout",
-           tag="Test helpers", ability="payouts:write", body=test_helpers.FAIL_PAYOUT)
+           tag="Test helpers", ability="payouts:write", body=test_helpers.FAIL_PAYOUT,
+           response="Payout")
 def fail_test_payout(payout_id, query, body):
     """Fails a test payout that is not final yet; its amount returns to the balance."""
     return json_response(test_helpers.fail_payout(scope(), payout_id, body, runtime().config))

@@ -48,15 +48,20 @@ class Operation:
     secret_field: str | None = None
     # The body is a file the view streams itself, not a JSON object.
     upload: bool = False
+    # The returned object's schema in `objects.OBJECTS`; "list:Name" for a page of them.
+    response: str = ""
 
 
 OPERATIONS: list[Operation] = []
+# Endpoints of the blueprint that need no API key (the OpenAPI document).
+PUBLIC_ENDPOINTS: set[str] = set()
 
 
 def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
               ability: str | None, body: Schema | None = None, query: Schema | None = None,
               status: int = 200, idempotency_required: bool = False,
-              secret_field: str | None = None, upload: bool = False) -> Callable:
+              secret_field: str | None = None, upload: bool = False,
+              response: str = "") -> Callable:
     """Register `view` for `method rule` on `bp`, running it through the pipeline.
 
     The view receives the path parameters, `query` (validated) and, for writes, `body`
@@ -66,7 +71,7 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
     def decorate(view: Callable) -> Callable:
         op = Operation(method, rule, view.__name__, summary, (view.__doc__ or "").strip(),
                        ability, tag, body, query or Schema(), status, idempotency_required,
-                       secret_field, upload)
+                       secret_field, upload, response)
 
         @wraps(view)
         def run(**path_args):
@@ -100,6 +105,8 @@ def allow_private_targets() -> bool:
 
 def authenticate_request() -> None:
     """Blueprint hook: resolve the bearer key and count the request against its limit."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return
     limits = runtime().config.limits
     ip_bucket = f"auth-failures:{request.remote_addr}"
     failures = runtime().limiter.peek(ip_bucket, limits.failed_auths_per_minute_per_ip)

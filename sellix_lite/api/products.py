@@ -23,14 +23,16 @@ UPLOAD_QUERY = Schema(filename=String(min_length=1, max_length=255,
 
 
 @operation(bp, "GET", "/products", summary="List products", tag=TAG,
-           ability="products:read", query=products.LIST)
+           ability="products:read", query=products.LIST,
+           response="list:Product")
 def list_products(query):
     """Returns a page of products, newest first, in every status unless `status` is given."""
     return json_response(products.list_page(scope(), query))
 
 
 @operation(bp, "POST", "/products", summary="Create a product", tag=TAG,
-           ability="products:write", body=products.CREATE, status=201)
+           ability="products:write", body=products.CREATE, status=201,
+           response="Product")
 def create_product(query, body):
     """Publishes a new product; its slug is derived from the name, unique in this mode."""
     product = products.create(scope(), body, allow_private_urls=allow_private_targets())
@@ -38,14 +40,16 @@ def create_product(query, body):
 
 
 @operation(bp, "GET", "/products/<product_id>", summary="Fetch a product", tag=TAG,
-           ability="products:read")
+           ability="products:read",
+           response="Product")
 def get_product(product_id, query):
     """Returns one product, including its stock."""
     return json_response(products.get(scope(), product_id))
 
 
 @operation(bp, "PATCH", "/products/<product_id>", summary="Update a product", tag=TAG,
-           ability="products:write", body=products.UPDATE)
+           ability="products:write", body=products.UPDATE,
+           response="Product")
 def update_product(product_id, query, body):
     """Changes any subset of the editable fields and returns the whole product."""
     product = products.update(scope(), product_id, body,
@@ -54,21 +58,24 @@ def update_product(product_id, query, body):
 
 
 @operation(bp, "DELETE", "/products/<product_id>", summary="Archive a product", tag=TAG,
-           ability="products:write")
+           ability="products:write",
+           response="ArchivedProduct")
 def archive_product(product_id, query, body):
     """Archives the product: it stays readable, orders keep working, the shop hides it."""
     return json_response(products.archive(scope(), product_id))
 
 
 @operation(bp, "POST", "/products/<product_id>/keys", summary="Bulk-import license keys",
-           tag=TAG, ability="products:write", body=license_keys.IMPORT, status=201)
+           tag=TAG, ability="products:write", body=license_keys.IMPORT, status=201,
+           response="KeyImport")
 def import_license_keys(product_id, query, body):
     """Adds up to 5,000 keys to a license_key product's pool in one transaction."""
     return json_response(license_keys.import_keys(scope(), product_id, body), 201)
 
 
 @operation(bp, "PUT", "/products/<product_id>/file", summary="Upload the product's file",
-           tag=TAG, ability="products:write", query=UPLOAD_QUERY, upload=True)
+           tag=TAG, ability="products:write", query=UPLOAD_QUERY, upload=True,
+           response="Product")
 def upload_product_file(product_id, query):
     """Stores the file a file_download product delivers: a raw body or a multipart `file`."""
     config = runtime().config
