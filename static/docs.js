@@ -24,6 +24,12 @@
     return key;
   }
 
+  // crypto.randomUUID exists only on secure pages (https, localhost); this works anywhere.
+  function randomKey() {
+    var bytes = crypto.getRandomValues(new Uint8Array(16));
+    return "docs-" + Array.prototype.map.call(bytes, function (b) { return b.toString(16); }).join("");
+  }
+
   function buildUrl(endpoint) {
     var path = endpoint.dataset.path, query = [];
     endpoint.querySelectorAll("input.param").forEach(function (input) {
@@ -56,7 +62,7 @@
       headers["Content-Type"] = "application/json";
       options.body = body.value;
     }
-    if (method !== "GET") { headers["Idempotency-Key"] = crypto.randomUUID(); }
+    if (method !== "GET") { headers["Idempotency-Key"] = randomKey(); }
     fetch(buildUrl(endpoint), options).then(function (response) {
       var lines = [];
       response.headers.forEach(function (value, name) { lines.push(name + ": " + value); });
@@ -85,6 +91,12 @@
     var payload = String(form.get("payload")), id = String(form.get("message_id")).trim();
     var timestamp = String(form.get("timestamp")).trim();
     var encoder = new TextEncoder(), keyBytes;
+    if (!crypto.subtle) {
+      document.getElementById("verifier-verdict").textContent =
+        "This browser only computes signatures on secure pages: open the reference over https or localhost.";
+      verifier.nextElementSibling.hidden = false;
+      return;
+    }
     try {
       keyBytes = Uint8Array.from(atob(secret), function (c) { return c.charCodeAt(0); });
     } catch (e) {
