@@ -404,6 +404,32 @@ def m0007_payouts(db):
     )
 
 
+@migration
+def m0008_idempotency_for_every_principal(db):
+    # Idempotency keys are scoped to who sent them: an API key or the dashboard's forms,
+    # so the reference to api_keys goes (SQLite changes a constraint by rebuilding).
+    _run(
+        db,
+        """CREATE TABLE idempotency_keys_new (
+            api_key_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('in_flight', 'done')),
+            boot_id TEXT NOT NULL,
+            effects_committed INTEGER NOT NULL DEFAULT 0,
+            status INTEGER,
+            headers TEXT,
+            body BLOB,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (api_key_id, key)
+        )""",
+        "INSERT INTO idempotency_keys_new SELECT * FROM idempotency_keys",
+        "DROP TABLE idempotency_keys",
+        "ALTER TABLE idempotency_keys_new RENAME TO idempotency_keys",
+        "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]

@@ -154,10 +154,9 @@ def test_connections_from_other_threads_have_the_same_settings(db_path, db):
 def test_foreign_keys_are_enforced(db):
     with pytest.raises(sqlite3.IntegrityError):
         with storage.write_txn(db):
-            db.execute("INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state,"
-                       " boot_id, created_at) VALUES ('apik_nobody', 'k', 'f', 'done', 'b',"
-                       " '2026-01-01T00:00:00Z')")
-    assert db.execute("SELECT count(*) FROM idempotency_keys").fetchone()[0] == 0
+            db.execute("INSERT INTO license_keys (product_id, key, created_at) VALUES "
+                       "('prod_nobody', 'k', '2026-01-01T00:00:00Z')")
+    assert db.execute("SELECT count(*) FROM license_keys").fetchone()[0] == 0
 
 
 def test_connections_are_in_autocommit_mode(db):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import partial, wraps
+from functools import wraps
 from typing import Callable
 
 from flask import Blueprint, Response, g, request
@@ -204,31 +204,24 @@ def _idempotent(op: Operation, handler: Callable[[], Response]) -> Response:
                                  errors={"Idempotency-Key": "is required"})
         return handler()
     idempotency.check_key(key)
-    db = get_db()
-    outcome = idempotency.claim(
-        db, g.api_key["id"], key,
-        idempotency.fingerprint(request.method, request.full_path,
-                                request.get_data(cache=True)),
-        runtime().boot_id)
-    if isinstance(outcome, idempotency.StoredResponse):
-        return Response(outcome.body, status=outcome.status,
-                        headers={**outcome.headers, "Idempotent-Replayed": "true"})
-    mark = partial(idempotency.mark_effects, held=outcome)
-    db.before_commit.append(mark)
-    try:
-        response = _as_response(handler)
-    except BaseException:
-        db.before_commit.remove(mark)
-        idempotency.release(db, outcome)
-        raise
-    db.before_commit.remove(mark)
+    fingerprint = idempotency.fingerprint(request.method, request.full_path,
+                                          request.get_data(cache=True))
+    result, replayed = idempotency.run_once(
+        get_db(), g.api_key["id"], key, fingerprint, runtime().boot_id,
+        lambda: _as_response(handler), lambda response: _storable(op, response))
+    if replayed:
+        return Response(result.body, status=result.status,
+                        headers={**result.headers, "Idempotent-Replayed": "true"})
+    return result
+
+
+def _storable(op: Operation, response: Response) -> idempotency.StoredResponse | None:
+    """What a retry gets back; None for answers a retry should not get (5xx, 429)."""
     if response.status_code >= 500 or response.status_code == 429:
-        idempotency.release(db, outcome)
-    else:
-        idempotency.store(db, outcome, idempotency.StoredResponse(
-            response.status_code, {"Content-Type": response.content_type},
-            _storable_body(op, response)))
-    return response
+        return None
+    return idempotency.StoredResponse(response.status_code,
+                                      {"Content-Type": response.content_type},
+                                      _storable_body(op, response))
 
 
 def _storable_body(op: Operation, response: Response) -> bytes:

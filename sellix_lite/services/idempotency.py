@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable, TypeVar
 
 import sqlite_utils
 
@@ -22,6 +24,7 @@ from ..clock import iso_ago, now_iso
 from ..db import query_one, write_txn
 from ..errors import Conflict, InvalidRequest
 
+T = TypeVar("T")
 RETENTION_HOURS = 24
 MAX_KEY_LENGTH = 255
 
@@ -111,6 +114,35 @@ def release(db: sqlite_utils.Database, held: Claim) -> None:
         # No process holds it any more: a retry is told it was interrupted.
         db.execute(f"UPDATE idempotency_keys SET boot_id = '' {where}",
                    (held.api_key_id, held.key))
+
+
+def run_once(db: sqlite_utils.Database, principal: str, key: str, request_fingerprint: str,
+             boot_id: str, execute: Callable[[], T],
+             to_stored: Callable[[T], StoredResponse | None]) -> tuple[T | StoredResponse, bool]:
+    """Run `execute` once per key: `(its result, False)`, or `(the stored response, True)`.
+
+    While it runs, every transaction it commits also marks the claim as having taken
+    effect. `to_stored` turns the result into what a retry gets back, or None to forget
+    the claim so a retry runs again (5xx, 429). An exception forgets it too.
+    """
+    outcome = claim(db, principal, key, request_fingerprint, boot_id)
+    if isinstance(outcome, StoredResponse):
+        return outcome, True
+    mark = partial(mark_effects, held=outcome)
+    db.before_commit.append(mark)
+    try:
+        result = execute()
+    except BaseException:
+        db.before_commit.remove(mark)
+        release(db, outcome)
+        raise
+    db.before_commit.remove(mark)
+    stored = to_stored(result)
+    if stored is None:
+        release(db, outcome)
+    else:
+        store(db, outcome, stored)
+    return result, False
 
 
 def purge_expired(db: sqlite_utils.Database) -> int:
