@@ -57,7 +57,7 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app.extensions["sellix"] = Runtime(config=config, signer=Signer(secret_key),
                                        boot_id=boot_id or secrets.token_hex(8))
 
-    from . import downloads, html, http, ipn, reference, requestlog, storefront
+    from . import dashboard, downloads, html, http, ipn, reference, requestlog, storefront
     from .api import bp as api_bp
 
     http.install(app)
@@ -67,6 +67,7 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app.register_blueprint(downloads.bp)
     app.register_blueprint(storefront.bp)
     app.register_blueprint(reference.bp)
+    dashboard.install(app)
     html.install(app)
     app.jinja_env.globals["shop"] = config.shop
     app.teardown_appcontext(_close_db)

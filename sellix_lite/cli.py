@@ -19,7 +19,8 @@ from .config import Config, ConfigError, load_config
 from .errors import ApiError
 from .migrations import SchemaTooNew, migrate
 from .server import StartupError, prepare, serve as run_server
-from .services import api_keys
+from .services import admin as admin_service, api_keys
+from .services.admin import WeakPassword
 from .services.scope import MODES
 
 
@@ -29,7 +30,7 @@ class CommandError(Exception):
 
 
 EXPECTED_ERRORS = (ConfigError, StartupError, CommandError, SchemaTooNew, ApiError,
-                   sqlite3.Error, OSError)
+                   WeakPassword, sqlite3.Error, OSError)
 
 
 class Cli(click.Group):
@@ -214,6 +215,27 @@ def keys_revoke(key_id):
     finally:
         db.close()
     click.echo(f"revoked {key_id}")
+
+
+@cli.group("admin")
+def admin_group():
+    """Manage the dashboard's sign-in."""
+
+
+@admin_group.command("set-password")
+def admin_set_password():
+    """Set the dashboard password (prompted twice on a terminal, else one line of stdin)."""
+    if sys.stdin.isatty():
+        password = click.prompt("New dashboard password", hide_input=True,
+                                confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    db = _open_db(_config())
+    try:
+        admin_service.set_password(db, password)
+    finally:
+        db.close()
+    click.echo("dashboard password set; it works at the next sign-in")
 
 
 def main() -> None:

@@ -1,0 +1,110 @@
+"""The merchant dashboard (CONTRACT §16): the same services as /v1, in the browser.
+
+Sign-in uses the password set with `sellix-lite admin set-password`; the session is Flask's
+signed cookie (HttpOnly, SameSite=Lax, expiring). Every form carries the CSRF token and a
+one-time form id: a form sent twice (a double click, a reload) runs once, through the same
+idempotency records the API uses. Errors are shown with the messages the API returns.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Callable
+
+from flask import (Blueprint, flash, g, redirect, render_template, request, session,
+                   url_for)
+
+from ..app import get_db, runtime
+from ..errors import ApiError
+from ..html import check_csrf
+from ..services import idempotency
+from ..services.scope import Scope
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+SESSION_HOURS = 12
+FORM_PRINCIPAL = "dashboard"  # whose idempotency records the dashboard's forms are
+
+
+@bp.before_request
+def _require_sign_in():
+    if request.endpoint in ("dashboard.sign_in", "dashboard.sign_out"):
+        return None
+    if not session.get("admin"):
+        return redirect(url_for("dashboard.sign_in", next=request.path))
+    g.mode = session.get("mode", "test")
+    if request.method == "POST":
+        check_csrf()
+    return None
+
+
+@bp.app_template_global()
+def form_id() -> str:
+    """A one-time id for a form: the same form sent twice runs once."""
+    return secrets.token_urlsafe(16)
+
+
+def mode() -> str:
+    return g.mode
+
+
+def scope() -> Scope:
+    """The database bound to the mode the dashboard shows."""
+    return Scope(get_db(), g.mode, runtime().signer)
+
+
+def private_targets() -> bool:
+    """Whether live-mode URLs may point to private addresses."""
+    return runtime().config.webhooks.allow_private_targets
+
+
+def page(template: str, **context):
+    return render_template(f"dashboard/{template}", mode=g.mode, **context)
+
+
+def submit(action: Callable[[], str | None], back: str):
+    """Run a form's action once per form id; redirect to its result or back with the error.
+
+    `action` returns the URL to go to (or None for `back`).
+    """
+    return _once(lambda: action() or back, lambda target: target, back,
+                 lambda target: redirect(target, code=303))
+
+
+def submit_and_show(action: Callable[[], dict], show: Callable[[dict], object], back: str):
+    """Like `submit`, for an action whose result is shown once (a new secret): the page
+    shows it right away; the same form sent again only returns to `back`."""
+    return _once(action, lambda result: back, back, show)
+
+
+def _once(action, target_of, back: str, respond):
+    key = request.form.get("form_id", "")
+    fingerprint = idempotency.fingerprint(request.method, request.path,
+                                          repr(sorted(request.form.items())).encode())
+    try:
+        idempotency.check_key(key)
+        result, replayed = idempotency.run_once(
+            get_db(), FORM_PRINCIPAL, key, fingerprint, runtime().boot_id, action,
+            lambda result: idempotency.StoredResponse(303, {}, target_of(result).encode()))
+    except ApiError as error:
+        flash_error(error)
+        return redirect(back, code=303)
+    if replayed:  # a form sent again lands where the first one did
+        return redirect(result.body.decode(), code=303)
+    return respond(result)
+
+
+def flash_error(error: ApiError) -> None:
+    """The API's message for an error, with its per-field details."""
+    details = "; ".join(f"{field}: {message}" for field, message in (error.errors or {}).items())
+    flash(f"{error.detail}{' — ' + details if details else ''}", "error")
+
+
+def install(app) -> None:
+    """Session settings and the dashboard's routes."""
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_NAME="sellix_session",
+                      PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
+    from . import catalog, developers, sales, signin  # noqa: F401  (they register routes)
+
+    app.register_blueprint(bp)

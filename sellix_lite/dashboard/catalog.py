@@ -1,0 +1,116 @@
+"""Products: list, create, edit, archive, import keys, upload the file."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from flask import request, url_for
+
+from ..app import runtime
+from ..currencies import MINOR_UNITS
+from ..services import license_keys, products
+from . import bp, page, private_targets, scope, submit
+
+TEXT_FIELDS = ("name", "description", "delivery_text", "dynamic_url", "interval", "status")
+
+
+@bp.get("/products")
+def products_page():
+    """Every product of the mode, newest first."""
+    listing = products.list_page(scope(), {"limit": 100, **_cursor()})
+    return page("products.html", listing=listing, types=products.TYPES)
+
+
+@bp.post("/products")
+def create_product():
+    def action():
+        product = products.create(scope(), _product_body(request.form, creating=True),
+                                  allow_private_urls=private_targets())
+        return url_for("dashboard.product_page", product_id=product["id"])
+    return submit(action, url_for("dashboard.products_page"))
+
+
+@bp.get("/products/<product_id>")
+def product_page(product_id):
+    """One product: edit it, import keys, upload its file, archive it."""
+    return page("product.html", product=products.get(scope(), product_id))
+
+
+@bp.post("/products/<product_id>")
+def update_product(product_id):
+    def action():
+        products.update(scope(), product_id, _product_body(request.form, creating=False),
+                        allow_private_urls=private_targets())
+    return submit(action, url_for("dashboard.product_page", product_id=product_id))
+
+
+@bp.post("/products/<product_id>/archive")
+def archive_product(product_id):
+    return submit(lambda: products.archive(scope(), product_id) and None,
+                  url_for("dashboard.product_page", product_id=product_id))
+
+
+@bp.post("/products/<product_id>/keys")
+def import_keys(product_id):
+    """Keys pasted one per line, or a .txt/.csv file with one key per line (first column)."""
+    def action():
+        result = license_keys.import_keys(scope(), product_id, {"keys": _keys_from_form()})
+        from flask import flash
+        flash(f"Imported {result['imported']} keys ({result['duplicates']} duplicates); "
+              f"{result['stock_after']} in stock.", "info")
+    return submit(action, url_for("dashboard.product_page", product_id=product_id))
+
+
+@bp.post("/products/<product_id>/file")
+def upload_file(product_id):
+    def action():
+        upload = request.files.get("file")
+        config = runtime().config
+        if upload is None or not upload.filename:
+            from ..errors import InvalidRequest
+            raise InvalidRequest("choose a file to upload", errors={"file": "is required"})
+        products.replace_file(scope(), product_id, upload.stream, upload.filename,
+                              config.files_dir, config.storage.max_upload_bytes)
+    return submit(action, url_for("dashboard.product_page", product_id=product_id))
+
+
+def _keys_from_form() -> list:
+    text = request.form.get("keys", "")
+    upload = request.files.get("keys_file")
+    if upload and upload.filename:
+        text += "\n" + upload.stream.read().decode("utf-8", errors="replace")
+    lines = [line.split(",")[0].strip() for line in text.splitlines()]
+    return [line for line in lines if line]
+
+
+def _product_body(form, *, creating: bool) -> dict:
+    """The API body the form stands for; empty fields are left out."""
+    body = {field: form[field] for field in TEXT_FIELDS if form.get(field, "").strip()}
+    if creating:
+        body.update(type=form.get("type", ""), currency=form.get("currency", "").upper())
+    if form.get("price", "").strip():
+        body["price_cents"] = to_cents(form["price"], form.get("currency") or
+                                       products.get(scope(), request.view_args["product_id"])
+                                       ["currency"])
+    if form.get("stock", "").strip():
+        stock = form["stock"].strip()
+        body["stock"] = int(stock) if stock.isdigit() else stock
+    elif form.get("unlimited"):
+        body["stock"] = None
+    return body
+
+
+def to_cents(amount: str, currency: str):
+    """`"12.90"` in EUR → 1290; anything else is passed on for the API's own message."""
+    try:
+        value = Decimal(amount.strip().replace(",", "."))
+    except InvalidOperation:
+        return amount
+    cents = value * (10 ** MINOR_UNITS.get(currency.upper(), 2))
+    return int(cents) if cents == cents.to_integral_value() else amount
+
+
+def _cursor() -> dict:
+    cursor = request.args.get("cursor")
+    return {"cursor": cursor} if cursor else {}
+

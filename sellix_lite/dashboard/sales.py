@@ -1,0 +1,99 @@
+"""Orders (refund, resend, fulfil), customers, payouts and the balance."""
+
+from __future__ import annotations
+
+from flask import flash, request, url_for
+
+from ..app import runtime
+from ..errors import ApiError
+from ..services import customers, fulfilment, orders, payouts, refunds
+from . import bp, flash_error, page, scope, submit
+from .catalog import to_cents
+
+
+def _query(schema) -> dict:
+    """The page's query string as the API would read it; bad filters are reported."""
+    args = {k: v for k, v in request.args.items() if v}
+    try:
+        return schema.validate({"limit": "50", **args}, from_query=True)
+    except ApiError as error:
+        flash_error(error)
+        return schema.validate({"limit": "50"}, from_query=True)
+
+
+@bp.get("/orders")
+def orders_page():
+    """Orders, newest first, with the API's filters."""
+    listing = orders.list_page(scope(), _query(orders.LIST), runtime().links)
+    return page("orders.html", listing=listing, statuses=orders.STATUSES,
+                filters=request.args)
+
+
+@bp.get("/orders/<order_id>")
+def order_page(order_id):
+    """One order with its payment, delivery and refunds."""
+    order = orders.get(scope(), order_id, runtime().links)
+    history = refunds.list_for_order(scope(), order_id, {"limit": 100})
+    return page("order.html", order=order, refunds=history["data"], reasons=refunds.REASONS)
+
+
+@bp.post("/orders/<order_id>/refund")
+def refund_order(order_id):
+    def action():
+        body = {k: request.form[k] for k in ("reason", "note") if request.form.get(k)}
+        if request.form.get("amount", "").strip():
+            body["amount_cents"] = to_cents(request.form["amount"],
+                                            orders.get(scope(), order_id,
+                                                       runtime().links)["currency"])
+        refund = refunds.create(scope(), order_id, body)
+        flash(f"Refund {refund['id']} of {refund['amount_cents']} is processing.", "info")
+    return submit(action, url_for("dashboard.order_page", order_id=order_id))
+
+
+@bp.post("/orders/<order_id>/resend")
+def resend_order(order_id):
+    def action():
+        sent = fulfilment.resend(scope(), order_id, runtime().config, runtime().links)
+        flash(f"Delivery email queued for {sent['recipient']}.", "info")
+    return submit(action, url_for("dashboard.order_page", order_id=order_id))
+
+
+@bp.post("/orders/<order_id>/fulfill")
+def fulfill_order(order_id):
+    def action():
+        body = {"tracking": request.form["tracking"]} if request.form.get("tracking") else {}
+        fulfilment.fulfil(scope(), order_id, body, runtime().config, runtime().links)
+        flash("Marked as shipped; the buyer is told.", "info")
+    return submit(action, url_for("dashboard.order_page", order_id=order_id))
+
+
+@bp.get("/customers")
+def customers_page():
+    """Customers, newest first."""
+    return page("customers.html", listing=customers.list_page(scope(),
+                                                               _query(customers.LIST)))
+
+
+@bp.get("/customers/<customer_id>")
+def customer_page(customer_id):
+    return page("customer.html", customer=customers.get(scope(), customer_id))
+
+
+@bp.get("/payouts")
+def payouts_page():
+    """The balance, the payouts, and the form to trigger one."""
+    config = runtime().config
+    return page("payouts.html", listing=payouts.list_page(scope(), _query(payouts.LIST)),
+                balance=payouts.balance(scope().db, scope().mode, config.shop.currency))
+
+
+@bp.post("/payouts")
+def create_payout():
+    def action():
+        currency = runtime().config.shop.currency
+        body = {k: request.form[k].strip() for k in ("chain", "asset", "destination_address",
+                                                     "memo") if request.form.get(k, "").strip()}
+        body["amount_cents"] = to_cents(request.form.get("amount", ""), currency)
+        payout = payouts.create(scope(), body, runtime().config)
+        flash(f"Payout {payout['id']} is queued.", "info")
+    return submit(action, url_for("dashboard.payouts_page"))
