@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -204,13 +205,30 @@ def _fresh_dir(parent: Path, index: int) -> Path:
 GENEROUS_LIMITS = "[limits]\nreads_per_minute = 100000\nwrites_per_minute = 100000\n"
 
 
+@contextmanager
+def running_server(root: Path, config: str = GENEROUS_LIMITS):
+    """A started server with a root key minted through the CLI (`server.admin`); killed on
+    leaving. `config`: its TOML sections."""
+    server = Server(root, config)
+    try:
+        server.start()
+        server.admin = server.client(server.mint(name="root"))
+        yield server
+    finally:
+        server.stop(signal.SIGKILL)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Server:
     """A running server shared by a test module, with a root key minted through the CLI."""
-    server = Server(tmp_path_factory.mktemp("server"), GENEROUS_LIMITS).start()
-    server.admin = server.client(server.mint(name="root"))
-    yield server
-    server.stop(signal.SIGKILL)
+    with running_server(tmp_path_factory.mktemp("server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def live(server) -> Api:
+    """A live-mode client of the module's shared server, with every ability."""
+    return server.client(server.mint(mode="live", name="live"))
 
 
 def mint_via_api(server: Server, *abilities: str, mode: str = "test") -> str:

@@ -10,25 +10,22 @@ import hashlib
 import json
 import re
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from functools import partial
 from unittest import mock
 
 import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import (GENEROUS_LIMITS, ULID, Server, assert_problem, child_env, free_port,
-                      wait_for_health, wait_until)
+from conftest import GENEROUS_LIMITS, ULID, Server, assert_problem, running_server, wait_until
+from support import (Receiver, Reply, assert_invalid, buyer, email_rows, event_types, fetch,
+                     get_product, invoice_of, live_mode_shop, make_product, pay, place_order,
+                     wait_for_status)
 from sellix_lite.security import Signer
 from sellix_lite.services.links import DOWNLOAD_LINK
 
@@ -40,8 +37,6 @@ REFUND_KEYS = {"id", "order_id", "status", "amount_cents", "reason", "note", "de
 ADDRESS = {"name": "Ada Lovelace", "line1": "12 Analytical Street", "line2": "Flat 3",
            "city": "London", "state": "Greater London", "postal_code": "N1 9GU",
            "country": "GB"}
-SIM_API_KEY = "sim-api-key-" + "f" * 20
-SIM_IPN_SECRET = "sim-ipn-secret-" + "g" * 20
 
 # Every job of the shared server runs each second (renewals run at the payment poll pace),
 # a failing dynamic URL is retried twice one second apart (3 attempts in all), and download
@@ -50,148 +45,13 @@ FAST = ("[shop]\ndownload_link_hours = 1\n[jobs]\ntick_seconds = 1\npayment_poll
         "[webhooks]\nretry_schedule = [1, 1]\ntimeout_seconds = 5\n")
 
 
-# --- a real receiver on loopback (dynamic products' URL) -----------------------------------
-
-@dataclass(frozen=True)
-class Reply:
-    status: int = 200
-    body: bytes = b"ok"
-    hold: threading.Event | None = None  # answer only once this is set
-
-
-@dataclass(frozen=True)
-class Received:
-    path: str
-    headers: dict
-    body: bytes
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-class Receiver:
-    """Records every POST; answers each path with a sequence of replies (the last repeats)."""
-
-    def __init__(self):
-        self._prefix = "/" + secrets.token_hex(4)
-        self._cond = threading.Condition()
-        self._requests: list[Received] = []
-        self._plans: dict[str, list[Reply]] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                receiver._handle(self)
-
-            def log_message(self, *args):
-                pass
-
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}{self._prefix}/{name}"
-
-    def plan(self, name: str, *replies: Reply) -> None:
-        with self._cond:
-            self._plans[f"{self._prefix}/{name}"] = list(replies)
-
-    def requests(self, name: str) -> list[Received]:
-        with self._cond:
-            return [r for r in self._requests if r.path == f"{self._prefix}/{name}"]
-
-    def wait_for(self, name: str, count: int, timeout: float = 20) -> list[Received]:
-        with self._cond:
-            self._cond.wait_for(lambda: len(self._matching(name)) >= count, timeout)
-            got = self._matching(name)
-        assert len(got) >= count, f"{name}: {len(got)} of {count} requests arrived"
-        return got
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def _matching(self, name: str) -> list[Received]:
-        return [r for r in self._requests if r.path == f"{self._prefix}/{name}"]
-
-    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        with self._cond:
-            self._requests.append(Received(
-                handler.path, {k.lower(): v for k, v in handler.headers.items()}, body))
-            plan = self._plans.get(handler.path) or [Reply()]
-            reply = plan.pop(0) if len(plan) > 1 else plan[0]
-            self._cond.notify_all()
-        if reply.hold is not None:
-            reply.hold.wait(30)
-        handler.send_response(reply.status)
-        handler.send_header("Content-Type", "text/plain")
-        handler.send_header("Content-Length", str(len(reply.body)))
-        handler.end_headers()
-        handler.wfile.write(reply.body)
-
-
-# --- the BlockPN simulator as a subprocess -------------------------------------------------
-
-class Simulator:
-    """`sellix-lite blockpn-sim` on a free loopback port."""
-
-    def __init__(self, root: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = root / "blockpn-sim.log"
-        self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sellix_lite", "blockpn-sim", "--port", str(self.port),
-             "--api-key", SIM_API_KEY, "--ipn-secret", SIM_IPN_SECRET],
-            cwd=root, env=child_env(), stdout=self.log, stderr=subprocess.STDOUT)
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {SIM_API_KEY}"
-        wait_for_health(self.url, self.process, 30, self.output)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def post(self, path: str, body: dict | None = None) -> dict:
-        response = self.session.post(self.url + path, json=body or {}, timeout=30)
-        assert response.ok, response.text
-        return response.json()
-
-    def get(self, path: str) -> dict:
-        response = self.session.get(self.url + path, timeout=30)
-        assert response.ok, response.text
-        return response.json()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.log.close()
-        self.session.close()
-
-
 # --- fixtures -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Server:
     """The module's shared test-mode server, with fast jobs and short retries (see FAST)."""
-    shop = Server(tmp_path_factory.mktemp("fulfilment"), GENEROUS_LIMITS + FAST).start()
-    shop.admin = shop.client(shop.mint(name="root"))
-    yield shop
-    shop.stop(signal.SIGKILL)
-
-
-@pytest.fixture(scope="module")
-def live(server):
-    """A live-mode client of the shared server (which has no BlockPN configured)."""
-    return server.client(server.mint(mode="live", name="live"))
+    with running_server(tmp_path_factory.mktemp("fulfilment"), GENEROUS_LIMITS + FAST) as shop:
+        yield shop
 
 
 @pytest.fixture(scope="module")
@@ -204,74 +64,20 @@ def receiver():
 @pytest.fixture(scope="module")
 def live_shop(tmp_path_factory):
     """A shop in live mode whose BlockPN is the simulator; jobs run every second."""
-    sim = Simulator(tmp_path_factory.mktemp("blockpn-sim"))
-    shop = Server(tmp_path_factory.mktemp("live-shop"), GENEROUS_LIMITS + (
-        f'[blockpn]\nbase_url = "{sim.url}"\napi_key = "{SIM_API_KEY}"\n'
-        f'ipn_secret = "{SIM_IPN_SECRET}"\n[jobs]\npayment_poll_seconds = 1\n'))
-    shop.config_path.write_text(shop.config_path.read_text().replace(
-        "[server]\n", f'[server]\npublic_url = "{shop.url}"\n', 1))
-    try:
-        shop.start()
-        shop.live = shop.client(shop.mint(mode="live", name="live"))
-        shop.sim = sim
+    with live_mode_shop(tmp_path_factory) as shop:
         yield shop
-    finally:
-        shop.stop(signal.SIGKILL)
-        sim.stop()
 
 
 # --- helpers ------------------------------------------------------------------------------
 
-def buyer(tag: str = "buyer") -> str:
-    return f"{tag}-{secrets.token_hex(4)}@example.com"
-
-
-def assert_invalid(response, *fields: str) -> dict:
-    body = assert_problem(response, 422, "unprocessable")
-    for field in fields:
-        assert field in body.get("errors", {}), body
-        assert isinstance(body["errors"][field], str) and body["errors"][field]
-    return body
-
-
-def make_product(client, **fields) -> dict:
-    body = {"name": f"Product {secrets.token_hex(3)}", "type": "account",
-            "delivery_text": "user: demo / pass: demo", "price_cents": 4900,
-            "currency": "USD", **fields}
-    response = client.post("/v1/products", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def get_product(client, product_id: str) -> dict:
-    response = client.get(f"/v1/products/{product_id}")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def place(client, product_id: str, customer_email: str | None = None, **extra) -> dict:
-    response = client.post("/v1/orders", json={
-        "product_id": product_id, "customer_email": customer_email or buyer(), **extra})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def fetch(client, order_id: str) -> dict:
-    response = client.get(f"/v1/orders/{order_id}")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def pay(client, order_id: str) -> dict:
-    response = client.post(f"/v1/test_helpers/orders/{order_id}/pay", json={})
-    assert response.status_code == 200, response.text
-    return response.json()
+# A new account product with a login to deliver; any field can be given otherwise.
+account_product = partial(make_product, type="account", delivery_text="user: demo / pass: demo")
 
 
 def bought(client, **product_fields) -> dict:
     """A paid order of a new product (an account product by default)."""
-    product = make_product(client, **product_fields)
-    return pay(client, place(client, product["id"])["id"])
+    product = account_product(client, **product_fields)
+    return pay(client, place_order(client, product["id"])["id"])
 
 
 def refund(client, order_id: str, body: dict | None = None,
@@ -297,32 +103,11 @@ def wait_settled(client, order_id: str, count: int, timeout: float = 20) -> list
     return wait_until(settled, timeout, what=f"{count} settled refunds of {order_id}")
 
 
-def wait_for_status(client, order_id: str, status: str, timeout: float = 20) -> dict:
-    def reached():
-        order = fetch(client, order_id)
-        return order if order["status"] == status else None
-    return wait_until(reached, timeout, what=f"order {order_id} {status}")
-
-
-def event_types(server: Server, order_id: str) -> Counter:
-    rows = server.query("SELECT type FROM events WHERE json_extract(data, '$.object.id') = ?",
-                        (order_id,))
-    return Counter(kind for (kind,) in rows)
-
-
 def last_event(server: Server, order_id: str, kind: str) -> dict:
     rows = server.query("SELECT data FROM events WHERE type = ? AND "
                         "json_extract(data, '$.object.id') = ? ORDER BY id", (kind, order_id))
     assert rows, f"no {kind} event for {order_id}"
     return json.loads(rows[-1][0])["object"]
-
-
-def email_rows(server: Server, related_id: str, kind: str | None = None) -> list[dict]:
-    columns = ("id", "kind", "to_address", "subject", "body_text")
-    rows = server.query(f"SELECT {', '.join(columns)} FROM emails WHERE related_id = ? "
-                        "ORDER BY id", (related_id,))
-    found = [dict(zip(columns, row)) for row in rows]
-    return [row for row in found if kind is None or row["kind"] == kind]
 
 
 def count_refund_rows(server: Server, order_id: str) -> int:
@@ -381,8 +166,8 @@ def assert_html_refusal(response, status: int) -> str:
 
 def test_full_refund_settles_and_replays(server, api):
     address = buyer("refund")
-    product = make_product(api)
-    order = pay(api, place(api, product["id"], customer_email=address)["id"])
+    product = account_product(api)
+    order = pay(api, place_order(api, product["id"], customer_email=address)["id"])
     assert order["status"] == "completed" and order["refunded_cents"] == 0
     assert customer(api, address)["lifetime_cents"] == 4900
 
@@ -450,8 +235,8 @@ def test_full_refund_settles_and_replays(server, api):
 
 def test_partial_refunds_add_up_to_refunded(server, api):
     address = buyer("partial")
-    product = make_product(api)
-    order = pay(api, place(api, product["id"], customer_email=address)["id"])
+    product = account_product(api)
+    order = pay(api, place_order(api, product["id"], customer_email=address)["id"])
 
     first = refund(api, order["id"], {"amount_cents": 1000, "reason": "other"})
     assert first.status_code == 200, first.text
@@ -490,14 +275,14 @@ def test_partial_refunds_add_up_to_refunded(server, api):
 
 
 def test_refund_refusals(server, api, live):
-    product = make_product(api)
-    unpaid = place(api, product["id"])
+    product = account_product(api)
+    unpaid = place_order(api, product["id"])
     assert_invalid(refund(api, unpaid["id"]))
     assert_invalid(refund(api, unpaid["id"], {"amount_cents": 100}))
     assert count_refund_rows(server, unpaid["id"]) == 0
     assert fetch(api, unpaid["id"])["refunded_cents"] == 0
 
-    paid = pay(api, place(api, product["id"])["id"])
+    paid = pay(api, place_order(api, product["id"])["id"])
     # Another mode's order, or no order at all: 404.
     assert_problem(refund(live, paid["id"]), 404, "not_found")
     assert_problem(live.get(f"/v1/orders/{paid['id']}/refunds"), 404, "not_found")
@@ -541,9 +326,9 @@ def test_racing_refunds_of_the_remainder_refund_once(server, api, test_key, race
 
 def test_live_refund_goes_through_the_simulator(live_shop):
     shop, client = live_shop, live_shop.live
-    product = make_product(client, price_cents=2500)
-    order = place(client, product["id"])
-    (invoice_id,), = shop.query("SELECT invoice_id FROM orders WHERE id = ?", (order["id"],))
+    product = account_product(client, price_cents=2500)
+    order = place_order(client, product["id"])
+    invoice_id = invoice_of(shop, order["id"])
     shop.sim.post(f"/sim/invoices/{invoice_id}/pay", {"notify": True})
     paid = wait_for_status(client, order["id"], "completed")
     assert paid["mode"] == "live" and paid["payment"]["paid_cents"] == 2500
@@ -561,7 +346,7 @@ def test_live_refund_goes_through_the_simulator(live_shop):
     (provider_id,), = shop.query("SELECT provider_refund_id FROM refunds WHERE id = ?",
                                  (created["id"],))
     assert provider_id
-    remote = shop.sim.get(f"/v1/refunds/{provider_id}")
+    remote = shop.sim.get(f"/v1/refunds/{provider_id}").json()
     assert remote["reference"] == created["id"]
     assert remote["invoice_id"] == invoice_id
     assert remote["amount_cents"] == 2500 and remote["currency"] == "USD"
@@ -575,8 +360,8 @@ def test_live_refund_goes_through_the_simulator(live_shop):
 
 def test_resend_the_delivery_email(server, api):
     address = buyer("resend")
-    product = make_product(api, delivery_text="login: resend-me")
-    order = pay(api, place(api, product["id"], customer_email=address)["id"])
+    product = account_product(api, delivery_text="login: resend-me")
+    order = pay(api, place_order(api, product["id"], customer_email=address)["id"])
     assert len(email_rows(server, order["id"], "order_delivered")) == 1
 
     response = api.post(f"/v1/orders/{order['id']}/resend")
@@ -592,7 +377,7 @@ def test_resend_the_delivery_email(server, api):
     assert "login: resend-me" in rows[1]["body_text"]
     assert fetch(api, order["id"])["status"] == "completed"
 
-    unpaid = place(api, product["id"])
+    unpaid = place_order(api, product["id"])
     assert_invalid(api.post(f"/v1/orders/{unpaid['id']}/resend"))
     assert email_rows(server, unpaid["id"]) == []
     assert_problem(api.post(f"/v1/orders/ord_{'0' * 26}/resend"), 404, "not_found")
@@ -613,11 +398,11 @@ def test_file_download_delivery(server, api):
     assert response.status_code == 200, response.text
     assert response.json()["file"]["sha256"] == sha256(data)
 
-    unpaid = place(api, product["id"])
+    unpaid = place_order(api, product["id"])
     assert unpaid["delivery"]["state"] == "pending"
     assert not unpaid["delivery"].get("download_url")
 
-    order = pay(api, place(api, product["id"])["id"])
+    order = pay(api, place_order(api, product["id"])["id"])
     assert order["status"] == "completed"
     delivery = order["delivery"]
     assert delivery["kind"] == "file_download"
@@ -682,7 +467,7 @@ def test_dynamic_delivery_calls_the_url(server, api, receiver):
         secret = get_product(api, product["id"])["dynamic_signing_secret"]
         assert isinstance(secret, str) and secret.startswith("whsec_")
         address = buyer("dynamic")
-        order = pay(api, place(api, product["id"], customer_email=address)["id"])
+        order = pay(api, place_order(api, product["id"], customer_email=address)["id"])
         # The receiver has not answered yet: the order waits for the delivery job.
         assert order["status"] == "delivering"
         assert order["delivery"]["state"] == "pending" and not order["delivery"].get("text")
@@ -761,7 +546,7 @@ def test_dynamic_delivery_retries_then_falls_back_or_fails(server, api, receiver
 
 def test_physical_orders_ship_with_tracking(server, api):
     product = make_product(api, type="physical", price_cents=2500, stock=5, delivery_text=None)
-    account = make_product(api)
+    account = account_product(api)
     address = buyer("physical")
 
     def order_with(shipping=None, product_id=product["id"]):
@@ -796,7 +581,7 @@ def test_physical_orders_ship_with_tracking(server, api):
     unpaid = order_with(ADDRESS).json()
     assert_invalid(api.post(f"/v1/orders/{unpaid['id']}/fulfill", json={"tracking": "X"}))
     assert fetch(api, unpaid["id"])["delivery"]["state"] == "pending"
-    other = pay(api, place(api, account["id"])["id"])
+    other = pay(api, place_order(api, account["id"])["id"])
     assert_invalid(api.post(f"/v1/orders/{other['id']}/fulfill", json={"tracking": "X"}))
     assert fetch(api, other["id"])["delivery"]["state"] == "delivered"
     assert_invalid(api.post(f"/v1/orders/{order['id']}/fulfill", json={"tracking": 123}),
@@ -858,7 +643,7 @@ def test_subscription_starts_a_period(server, api, live):
     product = make_product(api, type="subscription", interval="month",
                            delivery_text="welcome", price_cents=999)
     address = buyer("subscriber")
-    order = pay(api, place(api, product["id"], customer_email=address)["id"])
+    order = pay(api, place_order(api, product["id"], customer_email=address)["id"])
     assert order["status"] == "completed"
     assert order["delivery"]["kind"] == "subscription"
     assert order["delivery"]["state"] == "delivered"
@@ -899,7 +684,7 @@ def test_subscription_renewal_extends_the_period(server, api):
     product = make_product(api, type="subscription", interval="month",
                            delivery_text="welcome", price_cents=999)
     address = buyer("renewing")
-    first = pay(api, place(api, product["id"], customer_email=address)["id"])
+    first = pay(api, place_order(api, product["id"], customer_email=address)["id"])
     sub_id = first["subscription"]["id"]
 
     end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=2)
@@ -946,7 +731,7 @@ def test_subscription_renewal_extends_the_period(server, api):
 def test_subscription_expires_when_the_renewal_is_unpaid(server, api):
     product = make_product(api, type="subscription", interval="month",
                            delivery_text="welcome", price_cents=999)
-    first = pay(api, place(api, product["id"])["id"])
+    first = pay(api, place_order(api, product["id"])["id"])
     sub_id = first["subscription"]["id"]
     set_period_end(server, sub_id, datetime.now(timezone.utc) + timedelta(days=2))
     renewal_id = wait_for_renewal(server, sub_id)
@@ -965,7 +750,7 @@ def test_subscription_expires_when_the_renewal_is_unpaid(server, api):
 
 def test_a_refunded_physical_order_can_not_be_shipped(server, api):
     product = make_product(api, type="physical", price_cents=2500, stock=3, delivery_text=None)
-    order = pay(api, place(api, product["id"], shipping_address=ADDRESS)["id"])
+    order = pay(api, place_order(api, product["id"], shipping_address=ADDRESS)["id"])
     assert order["delivery"]["state"] == "awaiting_shipment"
     assert refund(api, order["id"]).status_code == 200
     refunded = wait_for_status(api, order["id"], "refunded")

@@ -12,22 +12,19 @@ import hmac
 import json
 import re
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import requests
-from aiosmtpd.controller import Controller
 
-from conftest import (GENEROUS_LIMITS, ULID, Server, assert_problem, child_env, free_port,
-                      mint_via_api, wait_for_health, wait_until)
+from conftest import ULID, Server, assert_problem, free_port, mint_via_api, wait_until
+from support import (SIM_IPN_SECRET, Mailbox, assert_invalid, buyer, email_rows, event_types,
+                     expire, fetch, get_product, invoice_of, key_product, live_mode_shop,
+                     make_product, pay, place_order, smtp_config, wait_for_status)
 
 ORDER_ID = re.compile(rf"ord_{ULID}")
 CUSTOMER_ID = re.compile(rf"cus_{ULID}")
@@ -48,80 +45,12 @@ REFUSED_ORDERS = {
                                                         "postal_code": "1", "country": "DE"}},
                                   "shipping_address"),
 }
-SIM_API_KEY = "sim-api-key-" + "k" * 20
-SIM_IPN_SECRET = "sim-ipn-secret-" + "s" * 20
 
 
 # --- helpers ------------------------------------------------------------------------------
 
-
-
-def buyer(tag: str = "buyer") -> str:
-    """An email address no other test uses."""
-    return f"{tag}-{secrets.token_hex(4)}@example.com"
-
-
-def assert_invalid(response, *fields: str) -> dict:
-    """A 422 whose `errors` names each of `fields` with a readable message."""
-    body = assert_problem(response, 422, "unprocessable")
-    for field in fields:
-        assert field in body.get("errors", {}), body
-        assert isinstance(body["errors"][field], str) and body["errors"][field]
-    return body
-
-
-def make_product(client, **fields) -> dict:
-    body = {"name": f"Product {secrets.token_hex(3)}", "type": "license_key",
-            "price_cents": 4900, "currency": "USD", **fields}
-    response = client.post("/v1/products", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def key_product(client, keys: int = 10, **fields) -> tuple[dict, list[str]]:
-    """A license_key product (4900 USD by default) with a pool of `keys` fresh keys."""
-    product = make_product(client, **fields)
-    tag = secrets.token_hex(4).upper()
-    pool = [f"{tag}-{i:04d}-KEY" for i in range(keys)]
-    response = client.post(f"/v1/products/{product['id']}/keys", json={"keys": pool})
-    assert response.status_code == 201, response.text
-    assert response.json()["imported"] == keys
-    return product, pool
-
-
 def stock_of(client, product_id: str):
-    response = client.get(f"/v1/products/{product_id}")
-    assert response.status_code == 200, response.text
-    return response.json()["stock"]
-
-
-def place(client, product_id: str, qty: int = 1, customer_email: str | None = None,
-          **extra) -> dict:
-    """Create an order and return it (201)."""
-    response = client.post("/v1/orders", json={
-        "product_id": product_id, "qty": qty,
-        "customer_email": customer_email or buyer(), **extra})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def fetch(client, order_id: str) -> dict:
-    response = client.get(f"/v1/orders/{order_id}")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def pay(client, order_id: str, amount_cents: int | None = None) -> dict:
-    body = {} if amount_cents is None else {"amount_cents": amount_cents}
-    response = client.post(f"/v1/test_helpers/orders/{order_id}/pay", json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def expire(client, order_id: str) -> dict:
-    response = client.post(f"/v1/test_helpers/orders/{order_id}/expire")
-    assert response.status_code == 200, response.text
-    return response.json()
+    return get_product(client, product_id)["stock"]
 
 
 def order_events(server: Server, order_id: str) -> list[tuple[str, dict]]:
@@ -131,22 +60,10 @@ def order_events(server: Server, order_id: str) -> list[tuple[str, dict]]:
     return [(kind, json.loads(data)) for kind, data in rows]
 
 
-def event_types(server: Server, order_id: str) -> Counter:
-    return Counter(kind for kind, _ in order_events(server, order_id))
-
-
 def customer_created_events(server: Server, address: str) -> list[dict]:
     rows = server.query("SELECT data FROM events WHERE type = 'customer.created' AND "
                         "json_extract(data, '$.object.email') = ?", (address,))
     return [json.loads(data) for (data,) in rows]
-
-
-def email_rows(server: Server, order_id: str) -> list[dict]:
-    columns = ("id", "mode", "kind", "to_address", "subject", "body_text", "status",
-               "attempts", "last_error")
-    rows = server.query(f"SELECT {', '.join(columns)} FROM emails WHERE related_id = ? "
-                        "ORDER BY id", (order_id,))
-    return [dict(zip(columns, row)) for row in rows]
 
 
 def key_rows(server: Server, product_id: str) -> list[tuple[str, str, str | None]]:
@@ -203,25 +120,6 @@ def order_link(server: Server, order: dict) -> str:
 def day_of(stamp: str, days: int = 0) -> str:
     return (datetime.strptime(stamp[:10], "%Y-%m-%d") + timedelta(days=days)).strftime(
         "%Y-%m-%d")
-
-
-class Mailbox:
-    """Handler of a real SMTP server (aiosmtpd) that keeps every message."""
-
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-
-# --- fixtures -----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def live(server):
-    """A live-mode client of the shared server (which has no BlockPN configured)."""
-    return server.client(server.mint(mode="live", name="live"))
 
 
 # --- 1. the test-mode flow: order, payment, delivery, events, email -------------------------
@@ -320,7 +218,7 @@ def test_order_flow_in_test_mode(server, api):
 
 def test_an_unpaid_order_hides_the_goods_and_is_not_a_sale(server, api):
     product, _ = key_product(api, 3)
-    order = place(api, product["id"])
+    order = place_order(api, product["id"])
     again = fetch(api, order["id"])
     assert again["status"] == "awaiting_payment"
     assert again["paid_at"] is None
@@ -331,7 +229,7 @@ def test_an_unpaid_order_hides_the_goods_and_is_not_a_sale(server, api):
 
 def test_checkout_url_is_a_stable_property_of_the_order(server, api):
     product, _ = key_product(api, 1)
-    order = place(api, product["id"])
+    order = place_order(api, product["id"])
     link = order["payment"]["checkout_url"]
     # Read again in a later second: a buyer may already hold the link, it can't change.
     after = time.time()
@@ -351,7 +249,7 @@ def test_checkout_url_is_a_stable_property_of_the_order(server, api):
 
 def test_partial_payments_add_up(server, api):
     product, pool = key_product(api, 5)
-    order = place(api, product["id"])
+    order = place_order(api, product["id"])
 
     partly = pay(api, order["id"], 1000)
     assert partly["status"] == "awaiting_payment"
@@ -379,7 +277,7 @@ def test_partial_payments_add_up(server, api):
 
 def test_overpayment_completes_and_is_shown(server, api):
     product, _ = key_product(api, 2)
-    order = place(api, product["id"])
+    order = place_order(api, product["id"])
     paid = pay(api, order["id"], 6000)
     assert paid["status"] == "completed"
     assert paid["payment"]["paid_cents"] == 6000
@@ -390,7 +288,7 @@ def test_overpayment_completes_and_is_shown(server, api):
 
 def test_a_settled_order_can_not_be_paid_again(api):
     product, _ = key_product(api, 2)
-    order = place(api, product["id"])
+    order = place_order(api, product["id"])
     done = pay(api, order["id"])
     response = api.post(f"/v1/test_helpers/orders/{order['id']}/pay", json={})
     assert_invalid(response)
@@ -401,7 +299,7 @@ def test_a_settled_order_can_not_be_paid_again(api):
 
 def test_pay_helper_validates_the_amount(api):
     product, _ = key_product(api, 1)
-    order = place(api, product["id"])
+    order = place_order(api, product["id"])
     for amount in (0, -5, "100", 1.5):
         response = api.post(f"/v1/test_helpers/orders/{order['id']}/pay",
                             json={"amount_cents": amount})
@@ -413,7 +311,7 @@ def test_pay_helper_validates_the_amount(api):
 
 def test_expiry_fails_the_order_and_releases_the_keys(server, api):
     product, _ = key_product(api, 10)
-    order = place(api, product["id"], qty=3)
+    order = place_order(api, product["id"], qty=3)
     assert stock_of(api, product["id"]) == 7
 
     failed = expire(api, order["id"])
@@ -435,13 +333,13 @@ def test_expiry_fails_the_order_and_releases_the_keys(server, api):
     assert email_rows(server, order["id"]) == []
 
     # The released keys can be sold again.
-    again = place(api, product["id"], qty=10)
+    again = place_order(api, product["id"], qty=10)
     assert len(pay(api, again["id"])["delivery"]["keys"]) == 10
 
 
 def test_partly_paid_then_expired_fails_without_delivery(server, api):
     product, _ = key_product(api, 4)
-    order = place(api, product["id"], qty=2)
+    order = place_order(api, product["id"], qty=2)
     pay(api, order["id"], 1000)
     failed = expire(api, order["id"])
     assert failed["status"] == "failed"
@@ -460,7 +358,7 @@ def test_partly_paid_then_expired_fails_without_delivery(server, api):
 def test_account_product_delivers_its_text(server, api):
     text = "login: alice@example.net\npassword: c0rrect-h0rse"
     product = make_product(api, type="account", price_cents=1500, delivery_text=text, stock=3)
-    order = place(api, product["id"])
+    order = place_order(api, product["id"])
     assert order["delivery"] == {**order["delivery"], "kind": "account", "state": "pending"}
     assert not order["delivery"].get("text")
     assert stock_of(api, product["id"]) == 2
@@ -474,7 +372,7 @@ def test_account_product_delivers_its_text(server, api):
     rows = email_rows(server, order["id"])
     assert len(rows) == 1 and text in rows[0]["body_text"]
 
-    other = place(api, product["id"], qty=2)
+    other = place_order(api, product["id"], qty=2)
     assert stock_of(api, product["id"]) == 0
     expire(api, other["id"])
     assert stock_of(api, product["id"]) == 2
@@ -483,7 +381,7 @@ def test_account_product_delivers_its_text(server, api):
 def test_unlimited_account_product(api):
     product = make_product(api, type="account", price_cents=700, delivery_text="invite: xyz")
     assert product["stock"] is None
-    order = place(api, product["id"], qty=100)
+    order = place_order(api, product["id"], qty=100)
     assert order["total_cents"] == 70000
     assert pay(api, order["id"])["delivery"]["text"] == "invite: xyz"
     assert stock_of(api, product["id"]) is None
@@ -525,14 +423,14 @@ def test_invalid_values_are_422_and_reserve_nothing(server, api):
 
 def test_max_qty_per_order_is_accepted(api):
     product = make_product(api, type="account", price_cents=100, delivery_text="x")
-    assert place(api, product["id"], qty=100)["items"][0]["qty"] == 100
+    assert place_order(api, product["id"], qty=100)["items"][0]["qty"] == 100
     assert_invalid(api.post("/v1/orders", json={"product_id": product["id"], "qty": 101,
                                                 "customer_email": buyer()}), "qty")
 
 
 def test_accepted_pairs_other_than_the_default(api):
     product, _ = key_product(api, 2)
-    order = place(api, product["id"], chain="ethereum", asset="USDC")
+    order = place_order(api, product["id"], chain="ethereum", asset="USDC")
     assert (order["payment"]["chain"], order["payment"]["asset"]) == ("ethereum", "USDC")
     assert order["payment"]["address"]
 
@@ -554,7 +452,7 @@ def test_out_of_stock_is_422_and_changes_nothing(server, api):
                                                 "customer_email": address}), "qty")
     assert stock_of(api, finite["id"]) == 2
 
-    place(api, product["id"], qty=10)
+    place_order(api, product["id"], qty=10)
     assert_invalid(api.post("/v1/orders", json={"product_id": product["id"],
                                                 "customer_email": address}), "qty")
 
@@ -599,7 +497,7 @@ def test_bad_bodies(api):
 
 def test_helpers_are_test_mode_only(server, api, live):
     product, _ = key_product(api, 2)
-    order = place(api, product["id"])
+    order = place_order(api, product["id"])
     for path, body in (("pay", {}), ("pay", {"amount_cents": 100}), ("pay", {"amount_cents": 0}),
                        ("expire", None)):
         response = live.post(f"/v1/test_helpers/orders/{order['id']}/{path}", json=body)
@@ -613,7 +511,7 @@ def test_helpers_are_test_mode_only(server, api, live):
 
 def test_orders_abilities(server, api):
     product, _ = key_product(api, 2)
-    order = place(api, product["id"])
+    order = place_order(api, product["id"])
     reader = server.client(mint_via_api(server, "orders:read"))
     for path in ("pay", "expire"):
         body = assert_problem(reader.post(f"/v1/test_helpers/orders/{order['id']}/{path}",
@@ -636,12 +534,12 @@ def test_orders_abilities(server, api):
 def test_list_filters_pagination_and_modes(server, api, live):
     product, _ = key_product(api, 10)
     address = buyer("lister")
-    first = place(api, product["id"], customer_email=address)
-    second = place(api, product["id"], customer_email=address)
-    third = place(api, product["id"], customer_email=address.upper())
+    first = place_order(api, product["id"], customer_email=address)
+    second = place_order(api, product["id"], customer_email=address)
+    third = place_order(api, product["id"], customer_email=address.upper())
     pay(api, first["id"])
     expire(api, second["id"])
-    place(api, product["id"])  # someone else's order
+    place_order(api, product["id"])  # someone else's order
     newest_first = [third["id"], second["id"], first["id"]]
 
     assert ids(list_orders(api, customer_email=address)) == newest_first
@@ -703,7 +601,7 @@ def test_customers(server, api, live):
     product, _ = key_product(api, 10)
     address = f"Loyal.Buyer-{secrets.token_hex(4)}@Example.COM"
     lower = address.lower()
-    first = place(api, product["id"], customer_email=address)
+    first = place_order(api, product["id"], customer_email=address)
     customer = find_customer(api, lower)
     assert customer is not None and CUSTOMER_KEYS <= set(customer)
     assert CUSTOMER_ID.fullmatch(customer["id"]) and customer["id"] == first["customer_id"]
@@ -716,9 +614,9 @@ def test_customers(server, api, live):
     # last_seen_at follows new orders (pushed into the past so the change is visible).
     server.execute("UPDATE customers SET last_seen_at = '2000-01-01T00:00:00Z' WHERE id = ?",
                    params=(customer["id"],))
-    second = place(api, product["id"], qty=2, customer_email=lower.upper())
-    third = place(api, product["id"], customer_email=lower)
-    fourth = place(api, product["id"], customer_email=lower)
+    second = place_order(api, product["id"], qty=2, customer_email=lower.upper())
+    third = place_order(api, product["id"], customer_email=lower)
+    fourth = place_order(api, product["id"], customer_email=lower)
     assert {o["customer_id"] for o in (second, third, fourth)} == {customer["id"]}
     pay(api, first["id"], 6000)          # overpaid: lifetime counts what was paid
     pay(api, second["id"])
@@ -767,8 +665,8 @@ def test_customers(server, api, live):
 def test_one_customer_per_email_and_mode(server, api, live):
     address = buyer("twice")
     product, _ = key_product(api, 2)
-    a = place(api, product["id"], customer_email=address)
-    b = place(api, product["id"], customer_email=address)
+    a = place_order(api, product["id"], customer_email=address)
+    b = place_order(api, product["id"], customer_email=address)
     assert a["customer_id"] == b["customer_id"]
     assert server.query("SELECT count(*) FROM customers WHERE email = ?", (address,)) == [(1,)]
     assert server.query("SELECT mode FROM customers WHERE email = ?", (address,)) == [("test",)]
@@ -831,21 +729,16 @@ def test_concurrent_checkouts_never_oversell(server, api, test_key):
 
 # --- 10. email through real SMTP ----------------------------------------------------------
 
-def smtp_config(port: int) -> str:
-    return (f'[email]\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\nstarttls = false\n'
-            f'from = "shop@example.org"\n')
+SENDER = "shop@example.org"
 
 
 def test_delivery_email_through_smtp(make_server):
-    mailbox = Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
-    try:
-        srv = make_server(config=smtp_config(smtp.port))
+    with Mailbox() as mailbox:
+        srv = make_server(config=smtp_config(mailbox.port, SENDER))
         client = srv.client(srv.mint())
         product, _ = key_product(client, 3)
-        paid = pay(client, place(client, product["id"], qty=2,
-                                 customer_email="Mail.Buyer@Example.com")["id"])
+        paid = pay(client, place_order(client, product["id"], qty=2,
+                                       customer_email="Mail.Buyer@Example.com")["id"])
         assert paid["status"] == "completed"
         wait_until(lambda: mailbox.envelopes, what="the delivery email over SMTP")
         envelope = mailbox.envelopes[0]
@@ -863,16 +756,14 @@ def test_delivery_email_through_smtp(make_server):
         assert len(mailbox.envelopes) == 1
         assert not (srv.root / "data" / "outbox").exists() or not list(
             (srv.root / "data" / "outbox").glob("*.eml"))
-    finally:
-        smtp.stop()
 
 
 def test_smtp_down_keeps_the_email_queued_until_it_is_back(make_server):
     port = free_port()  # nothing listens here yet
-    srv = make_server(config=smtp_config(port))
+    srv = make_server(config=smtp_config(port, SENDER))
     client = srv.client(srv.mint())
     product, _ = key_product(client, 2)
-    paid = pay(client, place(client, product["id"])["id"])
+    paid = pay(client, place_order(client, product["id"])["id"])
     assert paid["status"] == "completed"
     assert fetch(client, paid["id"])["status"] == "completed"
 
@@ -883,10 +774,7 @@ def test_smtp_down_keeps_the_email_queued_until_it_is_back(make_server):
     assert row["status"] == "pending"
     assert fetch(client, paid["id"])["status"] == "completed"
 
-    mailbox = Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=port)
-    smtp.start()
-    try:
+    with Mailbox(port) as mailbox:
         srv.execute("UPDATE emails SET next_attempt_at = '2000-01-01T00:00:00Z'")
         wait_until(lambda: email_rows(srv, paid["id"])[0]["status"] == "sent",
                    what="the retried email marked sent")
@@ -895,74 +783,15 @@ def test_smtp_down_keeps_the_email_queued_until_it_is_back(make_server):
                           or mailbox.envelopes[0].content).get_content()
         assert paid["delivery"]["keys"][0] in text
         assert order_link(srv, paid) in text
-    finally:
-        smtp.stop()
 
 
 # --- 11. live mode against the BlockPN simulator over HTTP --------------------------------
 
-class Simulator:
-    """`sellix-lite blockpn-sim` as a subprocess on a free loopback port."""
-
-    def __init__(self, root: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = root / "blockpn-sim.log"
-        self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sellix_lite", "blockpn-sim", "--port", str(self.port),
-             "--api-key", SIM_API_KEY, "--ipn-secret", SIM_IPN_SECRET],
-            cwd=root, env=child_env(), stdout=self.log, stderr=subprocess.STDOUT)
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {SIM_API_KEY}"
-        wait_for_health(self.url, self.process, 30, self.output)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def post(self, path: str, body: dict | None = None) -> requests.Response:
-        response = self.session.post(self.url + path, json=body or {}, timeout=30)
-        assert response.ok, response.text
-        return response
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.log.close()
-        self.session.close()
-
-
 @pytest.fixture(scope="module")
 def live_shop(tmp_path_factory):
     """A shop in live mode whose BlockPN is the simulator; polls open invoices every second."""
-    sim = Simulator(tmp_path_factory.mktemp("blockpn-sim"))
-    shop = Server(tmp_path_factory.mktemp("live-shop"), GENEROUS_LIMITS + (
-        f'[blockpn]\nbase_url = "{sim.url}"\napi_key = "{SIM_API_KEY}"\n'
-        f'ipn_secret = "{SIM_IPN_SECRET}"\n[jobs]\npayment_poll_seconds = 1\n'))
-    shop.config_path.write_text(shop.config_path.read_text().replace(
-        "[server]\n", f'[server]\npublic_url = "{shop.url}"\n', 1))
-    try:
-        shop.start()
-        shop.live = shop.client(shop.mint(mode="live", name="live"))
-        shop.sim = sim
+    with live_mode_shop(tmp_path_factory) as shop:
         yield shop
-    finally:
-        shop.stop(signal.SIGKILL)
-        sim.stop()
-
-
-def invoice_of(shop: Server, order_id: str) -> str:
-    (invoice_id,), = shop.query("SELECT invoice_id FROM orders WHERE id = ?", (order_id,))
-    assert invoice_id
-    return invoice_id
-
-
-def wait_for_status(client, order_id: str, status: str, timeout: float = 20) -> dict:
-    def reached():
-        order = fetch(client, order_id)
-        return order if order["status"] == status else None
-    return wait_until(reached, timeout, what=f"order {order_id} {status}")
 
 
 def callback_body(order: dict, invoice_id: str, **changes) -> bytes:
@@ -993,7 +822,7 @@ def post_ipn(shop: Server, body: bytes, signature: str | None) -> requests.Respo
 def test_live_order_paid_through_the_ipn_callback(live_shop):
     shop, client = live_shop, live_shop.live
     product, pool = key_product(client, 5)
-    order = place(client, product["id"], qty=2, customer_email="Live.Buyer@Example.com")
+    order = place_order(client, product["id"], qty=2, customer_email="Live.Buyer@Example.com")
     assert order["mode"] == "live" and order["status"] == "awaiting_payment"
     assert order["customer_email"] == "live.buyer@example.com"
     assert order["payment"]["address"]
@@ -1029,7 +858,7 @@ def test_live_order_paid_through_the_ipn_callback(live_shop):
 def test_live_order_with_a_lost_callback_is_completed_by_polling(live_shop):
     shop, client = live_shop, live_shop.live
     product, _ = key_product(client, 3)
-    order = place(client, product["id"])
+    order = place_order(client, product["id"])
     shop.sim.post(f"/sim/invoices/{invoice_of(shop, order['id'])}/pay", {"notify": False})
     done = wait_for_status(client, order["id"], "completed")
     assert done["payment"]["paid_cents"] == 4900
@@ -1041,7 +870,7 @@ def test_live_order_with_a_lost_callback_is_completed_by_polling(live_shop):
 def test_live_partial_payment_then_the_rest(live_shop):
     shop, client = live_shop, live_shop.live
     product, _ = key_product(client, 2)
-    order = place(client, product["id"])
+    order = place_order(client, product["id"])
     invoice_id = invoice_of(shop, order["id"])
     shop.sim.post(f"/sim/invoices/{invoice_id}/pay", {"amount_cents": 1000, "notify": True})
     wait_until(lambda: fetch(client, order["id"])["payment"]["paid_cents"] == 1000,
@@ -1054,7 +883,7 @@ def test_live_partial_payment_then_the_rest(live_shop):
 def test_live_expired_invoice_fails_the_order(live_shop):
     shop, client = live_shop, live_shop.live
     product, _ = key_product(client, 2)
-    order = place(client, product["id"])
+    order = place_order(client, product["id"])
     assert stock_of(client, product["id"]) == 1
     shop.sim.post(f"/sim/invoices/{invoice_of(shop, order['id'])}/expire")
     failed = wait_for_status(client, order["id"], "failed")
@@ -1065,7 +894,7 @@ def test_live_expired_invoice_fails_the_order(live_shop):
 def test_forged_callbacks_are_401_and_change_nothing(live_shop):
     shop, client = live_shop, live_shop.live
     product, _ = key_product(client, 2)
-    order = place(client, product["id"])
+    order = place_order(client, product["id"])
     invoice_id = invoice_of(shop, order["id"])
     body = callback_body(order, invoice_id)
     forgeries = [
@@ -1105,13 +934,13 @@ def test_provider_unreachable_at_checkout_reserves_nothing(live_shop):
     assert [o["status"] for o in list_orders(client, customer_email=address)["data"]
             if o["status"] != "failed"] == []
     # Once the provider answers again, checkout works.
-    assert place(client, product["id"], qty=3)["status"] == "awaiting_payment"
+    assert place_order(client, product["id"], qty=3)["status"] == "awaiting_payment"
 
 
 def test_replayed_callback_changes_nothing_the_second_time(live_shop):
     shop, client = live_shop, live_shop.live
     product, _ = key_product(client, 3)
-    order = place(client, product["id"])
+    order = place_order(client, product["id"])
     invoice_id = invoice_of(shop, order["id"])
     # The buyer pays; the simulator's own callback is dropped, ours is the genuine one.
     shop.sim.post(f"/sim/invoices/{invoice_id}/pay", {"notify": False})

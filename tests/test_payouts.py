@@ -9,19 +9,16 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import signal
-import sqlite3
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from functools import partial
 
 import pytest
 import requests
 
-from conftest import (GENEROUS_LIMITS, ULID, Server, assert_problem, child_env, free_port,
-                      mint_via_api, wait_for_health, wait_until)
+from conftest import GENEROUS_LIMITS, ULID, Server, assert_problem, mint_via_api, wait_until
+from support import (assert_invalid, fetch, invoice_of, live_mode_shop, make_product, pay,
+                     place_order)
 
 PAYOUT_ID = re.compile(rf"po_{ULID}")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -32,8 +29,6 @@ TRON = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 EVM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"            # the EIP-55 example
 BITCOIN = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"        # the BIP-173 example
 SOLANA = "11111111111111111111111111111111"                  # 32 zero bytes: the system program
-SIM_API_KEY = "sim-api-key-" + "p" * 20
-SIM_IPN_SECRET = "sim-ipn-secret-" + "q" * 20
 LIVE_JOBS = "[jobs]\npayout_poll_seconds = 1\npayment_poll_seconds = 1\n"
 
 
@@ -41,19 +36,6 @@ LIVE_JOBS = "[jobs]\npayout_poll_seconds = 1\npayment_poll_seconds = 1\n"
 
 def new_key() -> str:
     return f"payout-{secrets.token_hex(8)}"
-
-
-def buyer() -> str:
-    return f"payee-{secrets.token_hex(4)}@example.com"
-
-
-def assert_invalid(response, *fields: str) -> dict:
-    """A 422 whose `errors` names each of `fields` with a readable message."""
-    body = assert_problem(response, 422, "unprocessable")
-    for field in fields:
-        assert field in body.get("errors", {}), body
-        assert isinstance(body["errors"][field], str) and body["errors"][field], body
-    return body
 
 
 def payout_body(amount_cents: int, chain: str = "tron", asset: str = "USDT",
@@ -111,34 +93,20 @@ def payout_count(server: Server, mode: str = "test") -> int:
     return count
 
 
-def account_product(client, price_cents: int = 10000) -> dict:
-    response = client.post("/v1/products", json={
-        "name": f"Payout fund {secrets.token_hex(3)}", "type": "account",
-        "price_cents": price_cents, "currency": "USD", "delivery_text": "x"})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def place(client, product_id: str, qty: int = 1) -> dict:
-    response = client.post("/v1/orders", json={"product_id": product_id, "qty": qty,
-                                               "customer_email": buyer()})
-    assert response.status_code == 201, response.text
-    return response.json()
+# A new account product (10000 USD unless told), whose orders are money to pay out.
+account_product = partial(make_product, type="account", delivery_text="x", price_cents=10000)
 
 
 def paid_order(client, product_id: str, qty: int = 1) -> dict:
     """A test-mode order paid in full through the sandbox test helper."""
-    order = place(client, product_id, qty)
-    response = client.post(f"/v1/test_helpers/orders/{order['id']}/pay", json={})
-    assert response.status_code == 200, response.text
-    paid = response.json()
+    paid = pay(client, place_order(client, product_id, qty)["id"])
     assert paid["paid_at"] and paid["status"] in ("paid", "delivering", "completed"), paid
     return paid
 
 
 def fund(client, cents: int) -> None:
     """Raise the test balance by `cents` with one paid order."""
-    paid_order(client, account_product(client, cents)["id"])
+    paid_order(client, account_product(client, price_cents=cents)["id"])
 
 
 def provider_id_of(server: Server, payout_id: str) -> str | None:
@@ -172,7 +140,7 @@ def test_balance_follows_paid_orders_and_refunds_per_mode(make_server):
     product = account_product(tester)
     first = paid_order(tester, product["id"])
     second = paid_order(tester, product["id"], qty=2)
-    place(tester, product["id"], qty=5)  # never paid: not money
+    place_order(tester, product["id"], qty=5)  # never paid: not money
     assert balance(tester) == {**empty, "available_cents": 30000}
     assert balance(live) == empty
 
@@ -577,109 +545,31 @@ def test_list_filters_pagination_modes_and_abilities(server, api):
 
 # --- 7.–9. live mode against the BlockPN simulator over HTTP ------------------------------
 
-class Simulator:
-    """`sellix-lite blockpn-sim` as a subprocess on a free loopback port, with its ledger in
-    a file the tests can read."""
-
-    def __init__(self, root: Path, payout_confirm_seconds: int):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ledger = root / "blockpn-sim.db"
-        self.log_path = root / "blockpn-sim.log"
-        self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sellix_lite", "blockpn-sim", "--port", str(self.port),
-             "--api-key", SIM_API_KEY, "--ipn-secret", SIM_IPN_SECRET,
-             "--data", str(self.ledger),
-             "--payout-confirm-seconds", str(payout_confirm_seconds)],
-            cwd=root, env=child_env(), stdout=self.log, stderr=subprocess.STDOUT)
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {SIM_API_KEY}"
-        wait_for_health(self.url, self.process, 30, self.output)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def post(self, path: str, body: dict | None = None) -> requests.Response:
-        response = self.session.post(self.url + path, json=body or {}, timeout=30)
-        assert response.ok, response.text
-        return response
-
-    def get(self, path: str) -> requests.Response:
-        return self.session.get(self.url + path, timeout=30)
-
-    def payouts_for(self, reference: str) -> list[dict]:
-        """The simulator's payouts made for our `reference`, read from its ledger."""
-        conn = sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True, timeout=30)
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(row) for row in conn.execute(
-                "SELECT * FROM sandbox_payouts WHERE reference = ?", (reference,))]
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.log.close()
-        self.session.close()
-
-
-def start_live_shop(tmp_path_factory, payout_confirm_seconds: int):
-    sim = Simulator(tmp_path_factory.mktemp("blockpn-sim"), payout_confirm_seconds)
-    shop = Server(tmp_path_factory.mktemp("live-shop"), GENEROUS_LIMITS + LIVE_JOBS + (
-        f'[blockpn]\nbase_url = "{sim.url}"\napi_key = "{SIM_API_KEY}"\n'
-        f'ipn_secret = "{SIM_IPN_SECRET}"\n'))
-    shop.config_path.write_text(shop.config_path.read_text().replace(
-        "[server]\n", f'[server]\npublic_url = "{shop.url}"\n', 1))
-    try:
-        shop.start()
-    except BaseException:
-        sim.stop()
-        raise
-    shop.sim = sim
-    shop.live = shop.client(shop.mint(mode="live", name="live"))
-    return shop
-
-
-def stop_live_shop(shop: Server) -> None:
-    shop.stop(signal.SIGKILL)
-    shop.sim.stop()
-
-
 @pytest.fixture(scope="module")
 def live_shop(tmp_path_factory):
     """Live mode on the simulator (payouts confirm 2 s after they are sent); jobs poll
     payments and payouts every second."""
-    shop = start_live_shop(tmp_path_factory, 2)
-    yield shop
-    stop_live_shop(shop)
+    with live_mode_shop(tmp_path_factory, GENEROUS_LIMITS + LIVE_JOBS, ledger=True,
+                        payout_confirm_seconds=2) as shop:
+        yield shop
 
 
 @pytest.fixture(scope="module")
 def slow_live_shop(tmp_path_factory):
     """As live_shop, but payouts take 6 s to confirm: time to act while they are broadcast."""
-    shop = start_live_shop(tmp_path_factory, 6)
-    yield shop
-    stop_live_shop(shop)
+    with live_mode_shop(tmp_path_factory, GENEROUS_LIMITS + LIVE_JOBS, ledger=True,
+                        payout_confirm_seconds=6) as shop:
+        yield shop
 
 
 def fund_live(shop: Server, cents: int) -> None:
     """Raise the live balance by `cents` with an order paid through the simulator."""
     client = shop.live
     before = balance(client)["available_cents"]
-    order = place(client, account_product(client, cents)["id"])
+    order = place_order(client, account_product(client, price_cents=cents)["id"])
     assert order["mode"] == "live"
-    (invoice_id,), = shop.query("SELECT invoice_id FROM orders WHERE id = ?", (order["id"],))
-    assert invoice_id
-    shop.sim.post(f"/sim/invoices/{invoice_id}/pay", {"notify": True})
-
-    def paid():
-        response = client.get(f"/v1/orders/{order['id']}")
-        assert response.status_code == 200, response.text
-        return response.json()["paid_at"]
-    wait_until(paid, what=f"live order {order['id']} paid")
+    shop.sim.post(f"/sim/invoices/{invoice_of(shop, order['id'])}/pay", {"notify": True})
+    wait_until(lambda: fetch(client, order["id"])["paid_at"], what=f"live order {order['id']} paid")
     assert balance(client)["available_cents"] == before + cents
 
 

@@ -13,19 +13,16 @@ import hmac
 import json
 import re
 import secrets
-import signal
-import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 
 import pytest
-from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conftest import (GENEROUS_LIMITS, ULID, Server, assert_problem, free_port, mint_via_api,
-                      wait_until)
+                      running_server, wait_until)
+from support import Mailbox, Received, Receiver, Reply, assert_invalid, make_product, smtp_config
 
 ENDPOINT_ID = re.compile(rf"wh_{ULID}")
 EVENT_ID = re.compile(rf"evt_{ULID}")
@@ -40,133 +37,7 @@ FAST = "[jobs]\ntick_seconds = 1\n[webhooks]\nretry_schedule = [1, 1, 1]\ntimeou
 QUIET_SECONDS = 2.5
 
 
-# --- a real receiver on loopback ----------------------------------------------------------
-
-@dataclass(frozen=True)
-class Reply:
-    """How the receiver answers one request."""
-
-    status: int = 200
-    body: bytes = b"ok"
-    hang: float = 0.0  # seconds to wait before answering (released when the receiver closes)
-    headers: tuple = ()
-
-
-@dataclass(frozen=True)
-class Received:
-    """One request as the receiver saw it; header names lower-cased."""
-
-    method: str
-    path: str
-    headers: dict
-    body: bytes
-    at: float
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client that gave up on a hanging answer is expected here
-
-
-class Receiver:
-    """An HTTP server on a free loopback port that records every request and answers each
-    path with a programmable sequence of replies (the last one repeats; default 200)."""
-
-    def __init__(self):
-        self._prefix = "/" + secrets.token_hex(4)  # a port reused later can't mix up paths
-        self._cond = threading.Condition()
-        self._requests: list[Received] = []
-        self._plans: dict[str, list[Reply]] = {}
-        self._release = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                receiver._handle(self)
-
-            do_GET = do_PUT = do_POST
-
-            def log_message(self, *args):
-                pass
-
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def path(self, name: str) -> str:
-        return f"{self._prefix}/{name}"
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path(name)}"
-
-    def plan(self, name: str, *replies) -> None:
-        """Answer `name` with these replies in turn; ints are status codes."""
-        with self._cond:
-            self._plans[self.path(name)] = [r if isinstance(r, Reply) else Reply(r)
-                                            for r in replies]
-
-    def requests(self, name: str) -> list[Received]:
-        with self._cond:
-            return [r for r in self._requests if r.path == self.path(name)]
-
-    def wait_for(self, name: str, count: int, timeout: float = 20) -> list[Received]:
-        """Wait until `name` got at least `count` requests; returns them all."""
-        with self._cond:
-            arrived = self._cond.wait_for(lambda: len(self._matching(name)) >= count, timeout)
-            got = self._matching(name)
-        assert arrived, f"{name}: {len(got)} of {count} requests arrived"
-        return got
-
-    def close(self) -> None:
-        self._release.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def _matching(self, name: str) -> list[Received]:
-        return [r for r in self._requests if r.path == self.path(name)]
-
-    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length)
-        with self._cond:
-            self._requests.append(Received(
-                handler.command, handler.path,
-                {k.lower(): v for k, v in handler.headers.items()}, body, time.time()))
-            plan = self._plans.get(handler.path) or [Reply()]
-            reply = plan.pop(0) if len(plan) > 1 else plan[0]
-            self._cond.notify_all()
-        if reply.hang:
-            self._release.wait(reply.hang)
-        handler.send_response(reply.status)
-        for name, value in reply.headers:
-            handler.send_header(name, value)
-        handler.send_header("Content-Type", "text/plain")
-        handler.send_header("Content-Length", str(len(reply.body)))
-        handler.end_headers()
-        handler.wfile.write(reply.body)
-
-
-class Mailbox:
-    """Handler of a real SMTP server (aiosmtpd) that keeps every message."""
-
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-
 # --- helpers ------------------------------------------------------------------------------
-
-
 
 def key_of(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix("whsec_"))
@@ -194,14 +65,8 @@ def ago(**delta) -> str:
     return (datetime.now(timezone.utc) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-
-
-
-
-def create_product(client, **fields) -> dict:
-    response = client.post("/v1/products", json={**PRODUCT, **fields})
-    assert response.status_code == 201, response.text
-    return response.json()
+# A new product, a "Widget" at 500 USD unless told otherwise.
+create_product = partial(make_product, **PRODUCT)
 
 
 class Hooks:
@@ -247,28 +112,13 @@ class Hooks:
             self.client.delete(f"/v1/webhooks/{endpoint_id}")
 
 
-def assert_invalid(response, field: str) -> dict:
-    body = assert_problem(response, 422, "unprocessable")
-    assert field in body["errors"], body
-    assert isinstance(body["errors"][field], str) and body["errors"][field]
-    return body
-
-
 # --- fixtures -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Server:
     """This module's shared server: fast ticks, short retries and timeout, generous limits."""
-    server = Server(tmp_path_factory.mktemp("webhooks"), GENEROUS_LIMITS + FAST).start()
-    server.admin = server.client(server.mint(name="root"))
-    yield server
-    server.stop(signal.SIGKILL)
-
-
-@pytest.fixture(scope="module")
-def live(server):
-    """A live-mode client of the shared server with every ability."""
-    return server.client(server.mint(mode="live", name="live"))
+    with running_server(tmp_path_factory.mktemp("webhooks"), GENEROUS_LIMITS + FAST) as server:
+        yield server
 
 
 @pytest.fixture
@@ -694,13 +544,9 @@ def test_rotation_signs_with_both_secrets(hooks, api, receiver):
 # --- 9. disabling a failing endpoint, re-enabling and editing it --------------------------
 
 def test_failing_endpoint_is_disabled_and_owner_emailed(make_server, receiver):
-    mailbox = Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
-    try:
-        srv, client = started(make_server, FAST + (
-            f'[shop]\nowner_email = "owner@example.com"\n'
-            f'[email]\nsmtp_host = "127.0.0.1"\nsmtp_port = {smtp.port}\nstarttls = false\n'))
+    with Mailbox() as mailbox:
+        srv, client = started(make_server, FAST + '[shop]\nowner_email = "owner@example.com"\n'
+                              + smtp_config(mailbox.port))
         hooks = Hooks(client)
         receiver.plan("broken", 500)
         endpoint = hooks.create(receiver.url("broken"))
@@ -760,8 +606,6 @@ def test_failing_endpoint_is_disabled_and_owner_emailed(make_server, receiver):
         time.sleep(QUIET_SECONDS)
         assert len(receiver.requests("moved")) == 1
         assert len(receiver.requests("broken")) == 2
-    finally:
-        smtp.stop()
 
 
 # --- 10. crash safety ---------------------------------------------------------------------
