@@ -18,7 +18,7 @@ from flask import (Blueprint, flash, g, redirect, render_template, request, sess
 from ..app import get_db, runtime
 from ..errors import ApiError
 from ..html import check_csrf
-from ..services import idempotency
+from ..services import admin, idempotency
 from ..services.scope import Scope
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -30,12 +30,20 @@ FORM_PRINCIPAL = "dashboard"  # whose idempotency records the dashboard's forms 
 def _require_sign_in():
     if request.endpoint in ("dashboard.sign_in", "dashboard.sign_out"):
         return None
-    if not session.get("admin"):
+    if not session.get("admin") or session.get("epoch") != admin.session_epoch(get_db()):
+        session.clear()
         return redirect(url_for("dashboard.sign_in", next=request.path))
     g.mode = session.get("mode", "test")
     if request.method == "POST":
         check_csrf()
     return None
+
+
+@bp.after_request
+def _never_cache(response):
+    # Pages may show a secret once; the browser must not keep them for the Back button.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.app_template_global()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from decimal import Decimal, InvalidOperation
 
 from flask import request, url_for
@@ -56,7 +58,8 @@ def import_keys(product_id):
     def action():
         result = license_keys.import_keys(scope(), product_id, {"keys": _keys_from_form()})
         from flask import flash
-        flash(f"Imported {result['imported']} keys ({result['duplicates']} duplicates); "
+        flash(f"Imported {_count(result['imported'], 'key')} "
+              f"({_count(result['duplicates'], 'duplicate')}); "
               f"{result['stock_after']} in stock.", "info")
     return submit(action, url_for("dashboard.product_page", product_id=product_id))
 
@@ -75,12 +78,16 @@ def upload_file(product_id):
 
 
 def _keys_from_form() -> list:
-    text = request.form.get("keys", "")
+    """Pasted lines and .txt lines are whole keys; a .csv's first column is the key."""
+    keys = request.form.get("keys", "").splitlines()
     upload = request.files.get("keys_file")
     if upload and upload.filename:
-        text += "\n" + upload.stream.read().decode("utf-8", errors="replace")
-    lines = [line.split(",")[0].strip() for line in text.splitlines()]
-    return [line for line in lines if line]
+        text = upload.stream.read().decode("utf-8-sig", errors="replace")
+        if upload.filename.lower().endswith(".csv"):
+            keys += [row[0] for row in csv.reader(io.StringIO(text)) if row]
+        else:
+            keys += text.splitlines()
+    return [key.strip() for key in keys if key.strip()]
 
 
 def _product_body(form, *, creating: bool) -> dict:
@@ -114,3 +121,7 @@ def _cursor() -> dict:
     cursor = request.args.get("cursor")
     return {"cursor": cursor} if cursor else {}
 
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -6,6 +6,7 @@ from flask import flash, request, url_for
 
 from ..app import runtime
 from ..errors import ApiError
+from ..html import money
 from ..services import customers, fulfilment, orders, payouts, refunds
 from . import bp, flash_error, page, scope, submit
 from .catalog import to_cents
@@ -46,7 +47,9 @@ def refund_order(order_id):
                                             orders.get(scope(), order_id,
                                                        runtime().links)["currency"])
         refund = refunds.create(scope(), order_id, body)
-        flash(f"Refund {refund['id']} of {refund['amount_cents']} is processing.", "info")
+        currency = orders.get(scope(), order_id, runtime().links)["currency"]
+        flash(f"Refund {refund['id']} of {money(refund['amount_cents'], currency)} is "
+              f"processing.", "info")
     return submit(action, url_for("dashboard.order_page", order_id=order_id))
 
 
@@ -95,5 +98,6 @@ def create_payout():
                                                      "memo") if request.form.get(k, "").strip()}
         body["amount_cents"] = to_cents(request.form.get("amount", ""), currency)
         payout = payouts.create(scope(), body, runtime().config)
-        flash(f"Payout {payout['id']} is queued.", "info")
+        flash(f"Payout {payout['id']} of {money(payout['amount_cents'], currency)} is "
+              f"queued.", "info")
     return submit(action, url_for("dashboard.payouts_page"))

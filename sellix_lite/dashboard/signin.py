@@ -27,7 +27,7 @@ def sign_in():
     if not admin.verify(get_db(), request.form.get("password", "")):
         return page_signin("That password is not right."), 401
     session.clear()
-    session.update(admin=True, mode="test")
+    session.update(admin=True, mode="test", epoch=admin.session_epoch(get_db()))
     session.permanent = True
     target = request.args.get("next", "")
     return redirect(target if target.startswith("/dashboard") else url_for("dashboard.overview"),
@@ -43,6 +43,7 @@ def page_signin(message):
 @bp.post("/logout")
 def sign_out():
     check_csrf()
+    admin.end_sessions(get_db())
     session.clear()
     return redirect(url_for("dashboard.sign_in"), code=303)
 

@@ -16,6 +16,9 @@ import sqlite_utils
 from ..db import query_one, write_txn
 
 SETTING = "admin_password_hash"
+# Sessions carry the epoch they were opened in; signing out or a new password moves it on,
+# which ends every session opened before, even from a copied cookie.
+EPOCH = "admin_session_epoch"
 MIN_LENGTH = 10
 # scrypt cost: 2^15 × 8 × 128 bytes = 32 MiB of memory per guess.
 N, R, P = 2**15, 8, 1
@@ -47,8 +50,25 @@ def set_password(db: sqlite_utils.Database, password: str) -> None:
     if len(password) < MIN_LENGTH:
         raise WeakPassword(f"the password must have at least {MIN_LENGTH} characters")
     with write_txn(db):
-        db.execute("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) "
-                   "DO UPDATE SET value = excluded.value", (SETTING, hash_password(password)))
+        _put(db, SETTING, hash_password(password))
+        _put(db, EPOCH, secrets.token_urlsafe(12))
+
+
+def session_epoch(db: sqlite_utils.Database) -> str:
+    """The current session epoch (sessions of another epoch are over)."""
+    row = query_one(db, "SELECT value FROM settings WHERE name = ?", (EPOCH,))
+    return row["value"] if row else ""
+
+
+def end_sessions(db: sqlite_utils.Database) -> None:
+    """Sign every dashboard session out."""
+    with write_txn(db):
+        _put(db, EPOCH, secrets.token_urlsafe(12))
+
+
+def _put(db, name: str, value: str) -> None:
+    db.execute("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) "
+               "DO UPDATE SET value = excluded.value", (name, value))
 
 
 def verify(db: sqlite_utils.Database, password: str) -> bool:
