@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from ..clock import iso_ago, now_iso
+from datetime import timedelta
+
+from ..clock import iso, iso_ago, now_iso, utcnow
 from ..config import Config
 from ..db import query_one, write_txn
 from ..errors import Unprocessable
@@ -102,3 +104,18 @@ def fail_stale_pending(db: sqlite_utils.Database, links: Links) -> int:
             if current["status"] == "pending":
                 orders.fail(db, current, "checkout was interrupted", links)
     return len(stale)
+
+
+def next_provider_check(mode: str, config: Config, live_seconds: int) -> str:
+    """When to ask the provider about a refund or payout again: every tick in test mode (the
+    sandbox moves on its own clock), every `live_seconds` with a real provider."""
+    seconds = config.jobs.tick_seconds if mode == "test" else live_seconds
+    return iso(utcnow() + timedelta(seconds=seconds))
+
+
+def ask_again_later(db: sqlite_utils.Database, table: str, row: dict, config: Config,
+                    live_seconds: int) -> None:
+    """Put off the next provider check of a row of `table` (after a provider error)."""
+    with write_txn(db):
+        db.execute(f"UPDATE {table} SET next_check_at = ? WHERE id = ?",
+                   (next_provider_check(row["mode"], config, live_seconds), row["id"]))

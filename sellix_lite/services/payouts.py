@@ -10,12 +10,10 @@ re-send after a crash or a timeout is the same payout), and follows each to `con
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import sqlite_utils
 
 from .. import chains
-from ..clock import iso, now_iso, utcnow
+from ..clock import now_iso
 from ..config import Config
 from ..db import query_one, write_txn
 from ..errors import Unprocessable
@@ -23,7 +21,8 @@ from ..ids import new_id
 from ..providers.blockpn import Payout, ProviderError
 from ..validation import Enum, Integer, Schema, String
 from . import events
-from .payments import LivePaymentsDisabled, provider_for
+from .payments import (LivePaymentsDisabled, ask_again_later, next_provider_check,
+                       provider_for)
 from .scope import Scope, list_query
 
 STATUSES = ("queued", "broadcast", "confirmed", "failed")
@@ -130,7 +129,7 @@ def process_due(db: sqlite_utils.Database, config: Config, limit: int = 20) -> i
         try:
             report = ask_provider(db, payout, config)
         except (ProviderError, LivePaymentsDisabled):
-            _check_later(db, payout, config)
+            ask_again_later(db, "payouts", payout, config, config.jobs.payout_poll_seconds)
             continue
         settle(db, payout["id"], report, config)
     return len(due)
@@ -180,14 +179,5 @@ def _steps(current: str, reported: str) -> list[str]:
     return order[order.index(current) + 1: order.index(reported) + 1]
 
 
-def _check_later(db, payout: dict, config: Config) -> None:
-    with write_txn(db):
-        db.execute("UPDATE payouts SET next_check_at = ? WHERE id = ?",
-                   (_next_check(payout["mode"], config), payout["id"]))
-
-
 def _next_check(mode: str, config: Config) -> str:
-    # The sandbox moves on its own clock (payout_confirm_seconds), so it is read every
-    # tick; a real provider at the payout poll pace.
-    seconds = config.jobs.tick_seconds if mode == "test" else config.jobs.payout_poll_seconds
-    return iso(utcnow() + timedelta(seconds=seconds))
+    return next_provider_check(mode, config, config.jobs.payout_poll_seconds)

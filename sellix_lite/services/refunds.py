@@ -9,11 +9,9 @@ reference (a re-send after a crash is the same refund), and follows it to `succe
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import sqlite_utils
 
-from ..clock import iso, now_iso, utcnow
+from ..clock import now_iso
 from ..config import Config
 from ..currencies import format_amount
 from ..db import query_one, write_txn
@@ -23,7 +21,8 @@ from ..providers.blockpn import ProviderError, Refund
 from ..validation import Enum, Integer, Schema, String
 from . import emails, orders
 from .links import Links
-from .payments import LivePaymentsDisabled, provider_for
+from .payments import (LivePaymentsDisabled, ask_again_later, next_provider_check,
+                       provider_for)
 from .scope import Scope, list_query
 
 REASONS = ("requested_by_buyer", "duplicate", "fraud", "other")
@@ -91,7 +90,7 @@ def process_due(db: sqlite_utils.Database, config: Config, links: Links, limit: 
             else:
                 report = provider.get_refund(refund["provider_refund_id"])
         except (ProviderError, LivePaymentsDisabled):
-            _check_again(db, refund, config)
+            ask_again_later(db, "refunds", refund, config, config.jobs.payment_poll_seconds)
             continue
         settle(db, refund["id"], report, config, links)
     return len(due)
@@ -140,13 +139,5 @@ def _refunded(db, refund: dict, config: Config, links: Links) -> None:
                        f"{links.order_url(order['id'], order['mode'])}\n"))
 
 
-def _check_again(db, refund: dict, config: Config) -> None:
-    with write_txn(db):
-        db.execute("UPDATE refunds SET next_check_at = ? WHERE id = ?",
-                   (_next_check(refund["mode"], config), refund["id"]))
-
-
 def _next_check(mode: str, config: Config) -> str:
-    # The sandbox settles at once; a real provider is asked at the payment poll pace.
-    seconds = config.jobs.tick_seconds if mode == "test" else config.jobs.payment_poll_seconds
-    return iso(utcnow() + timedelta(seconds=seconds))
+    return next_provider_check(mode, config, config.jobs.payment_poll_seconds)
