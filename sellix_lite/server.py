@@ -96,6 +96,9 @@ def _create_server(app, config: Config, host: str, port: int):
         return waitress.create_server(
             app, host=host, port=port, threads=config.server.threads,
             max_request_body_size=config.storage.max_upload_bytes + SERVER_BODY_HEADROOM_BYTES,
+            # waitress's default of 100 open connections lets a hundred idle keep-alive
+            # clients lock everyone else out; allow more, and drop idle ones sooner.
+            connection_limit=1000, channel_timeout=60,
             ident="sellix-lite", **options)
     except OSError as exc:
         raise StartupError(f"can't listen on {host}:{port}: {exc.strerror}") from None
