@@ -17,6 +17,8 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
+# Screenshots of the pages the browser tests visit (kept out of git).
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PROBLEM = "application/problem+json"
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
 
@@ -252,3 +254,24 @@ def test_key(server) -> str:
 def api(server, test_key) -> Api:
     """A client authenticated with a fresh test-mode key with every ability."""
     return server.client(test_key)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium from the system (Debian's package), driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """The folder screenshots are saved in."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

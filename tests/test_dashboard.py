@@ -25,13 +25,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conftest import GENEROUS_LIMITS, Server, wait_until
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CONFIG = GENEROUS_LIMITS + "[jobs]\ntick_seconds = 1\n"
 PASSWORD = "correct horse battery staple"
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
@@ -69,23 +68,6 @@ def server(tmp_path_factory):
     shop = start_shop(tmp_path_factory.mktemp("dashboard"))
     yield shop
     shop.stop(signal.SIGKILL)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,13 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import sync_playwright
 
 from conftest import mint_via_api, wait_until
 from sellix_lite import signing
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True,
          "device_scale_factor": 2}
@@ -38,23 +35,6 @@ TIMEOUT_MS = 10_000
 
 
 # --- fixtures -----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
-
 
 @pytest.fixture(scope="module")
 def spec(server) -> dict:

@@ -17,13 +17,12 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from conftest import GENEROUS_LIMITS, Server, running_server, wait_until
 from support import (buyer, fetch, get_product, key_product, live_mode_shop, make_product,
                      place_order)
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 # The shared shop never trips the per-IP checkout limit; the limit has a test of its own.
 SHOP_LIMITS = GENEROUS_LIMITS + "checkouts_per_minute_per_ip = 100000\n"
 DEVICES = {
@@ -43,23 +42,6 @@ def server(tmp_path_factory):
     """The module's shop (overrides the shared one: it takes many storefront checkouts)."""
     with running_server(tmp_path_factory.mktemp("storefront"), SHOP_LIMITS) as shop:
         yield shop
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
 
 
 @pytest.fixture(scope="module")
