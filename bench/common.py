@@ -68,10 +68,7 @@ class BenchServer:
         raise RuntimeError("the server did not start")
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return rss_mib(self.process.pid)
 
     def stop(self) -> None:
         if self.process:
@@ -93,24 +90,25 @@ def request(method: str, port: int, path: str, body=None, secret: str | None = N
     return response.status, json.loads(data) if data else None
 
 
-def _load_worker(port, secret, paths, seconds, threads, queue):
+def _load_worker(port, secret, paths, seconds, threads, queue, method="GET", body=None):
     latencies, errors = [], [0]
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
 
     def run(offset):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Authorization": f"Bearer {secret}"}
+        headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
         mine, index = [], offset
         while time.perf_counter() < stop_at:
             path = paths[index % len(paths)]
             index += threads
             started = time.perf_counter()
-            conn.request("GET", path, headers=headers)
+            payload = body.replace("{n}", f"{offset}-{index}").encode() if body else None
+            conn.request(method, path, body=payload, headers=headers)
             response = conn.getresponse()
             response.read()
             mine.append(time.perf_counter() - started)
-            if response.status != 200:
+            if response.status >= 300:
                 with lock:
                     errors[0] += 1
         with lock:
@@ -125,11 +123,14 @@ def _load_worker(port, secret, paths, seconds, threads, queue):
 
 
 def load(port: int, secret: str, paths: list[str], seconds: float = 10,
-         threads: int = 8) -> dict:
-    """GET `paths` round-robin for `seconds` from another process; figures as a dict."""
+         threads: int = 8, method: str = "GET", body: str | None = None) -> dict:
+    """Request `paths` round-robin for `seconds` from another process; figures as a dict.
+
+    `body` may hold `{n}`, replaced by a number unique to each request.
+    """
     queue = multiprocessing.Queue()
-    process = multiprocessing.Process(target=_load_worker,
-                                      args=(port, secret, paths, seconds, threads, queue))
+    process = multiprocessing.Process(target=_load_worker, args=(
+        port, secret, paths, seconds, threads, queue, method, body))
     process.start()
     latencies, errors = queue.get()
     process.join()
@@ -145,3 +146,16 @@ def load(port: int, secret: str, paths: list[str], seconds: float = 10,
 
 def median(values) -> float:
     return statistics.median(values)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
