@@ -71,16 +71,29 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def sessions_shop(tmp_path_factory):
+    """A shop of its own for the tests that end every session (sign-out, a new password),
+    so the module's shared sign-in stays valid whatever order the tests run in."""
+    shop = start_shop(tmp_path_factory.mktemp("sessions"))
+    yield shop
+    shop.stop(signal.SIGKILL)
+
+
+def sign_in_page(page, shop: Server) -> None:
+    """Sign in through the browser form and land on the overview."""
+    page.goto(shop.url + "/dashboard/login")
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(shop.url + "/dashboard/")
+
+
+@pytest.fixture(scope="module")
 def signed_in(server, browser) -> dict:
     """The cookies of one browser sign-in, shared by the tests' pages (the mode a page shows
     lives in its own copy of the session, so one test switching modes leaves the others)."""
     context = browser.new_context(**DESKTOP)
     try:
-        page = context.new_page()
-        page.goto(server.url + "/dashboard/login")
-        page.fill("input[name=password]", PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(server.url + "/dashboard/")
+        sign_in_page(context.new_page(), server)
         return context.storage_state()
     finally:
         context.close()
@@ -357,7 +370,8 @@ def test_set_password_reads_one_line_and_stores_only_a_scrypt_hash(server):
     assert password_hash(server) == stored, "a refused password must change nothing"
 
 
-def test_a_new_password_works_at_the_next_sign_in_while_the_server_runs(server):
+def test_a_new_password_works_at_the_next_sign_in_while_the_server_runs(sessions_shop):
+    server = sessions_shop
     new = f"a brand new passphrase {secrets.token_hex(4)}"
     before = password_hash(server)
     try:
@@ -410,14 +424,12 @@ def test_sign_in_in_the_browser(server, browser):
         context.close()
 
 
-def test_sign_out_ends_the_session_in_the_browser(server, browser):
+def test_sign_out_ends_the_session_in_the_browser(sessions_shop, browser):
+    server = sessions_shop
     context = browser.new_context(**DESKTOP)
     try:
         page = context.new_page()
-        page.goto(server.url + "/dashboard/login")
-        page.fill("input[name=password]", PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(server.url + "/dashboard/")
+        sign_in_page(page, server)
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url(re.compile(r"/dashboard/login"))
         cookie = session_cookie(context)
@@ -429,9 +441,10 @@ def test_sign_out_ends_the_session_in_the_browser(server, browser):
         context.close()
 
 
-def test_a_session_cookie_kept_from_before_sign_out_no_longer_works(server):
+def test_a_session_cookie_kept_from_before_sign_out_no_longer_works(sessions_shop):
     """Sign-out must end the session itself, not only drop the browser's copy of it: a
     cookie copied before (a shared computer, a stolen cookie) must not get back in."""
+    server = sessions_shop
     session = requests.Session()
     assert sign_in(server, PASSWORD, session).status_code == 303
     kept = session.cookies.get(SESSION_COOKIE)
