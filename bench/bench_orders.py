@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import multiprocessing
 import sys
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BenchServer, request  # noqa: E402
+from bench.common import BenchServer, call, request  # noqa: E402
 
 KEYS = 20_000
 
@@ -28,27 +27,21 @@ def _flows(port, secret, product_id, seconds, threads, queue):
     durations, failures = [], [0]
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
-    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
-
-    def call(conn, method, path, body=None):
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers=headers)
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
 
     def run(worker):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine, count = [], 0
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
-            status, order = call(conn, "POST", "/v1/orders", {
+            status, order = call(conn, secret, "POST", "/v1/orders", {
                 "product_id": product_id, "customer_email": f"b{worker}-{count}@example.com"})
             count += 1
             if status != 201:
                 with lock:
                     failures[0] += 1
                 continue
-            status, paid = call(conn, "POST", f"/v1/test_helpers/orders/{order['id']}/pay", {})
+            status, paid = call(conn, secret, "POST",
+                                f"/v1/test_helpers/orders/{order['id']}/pay", {})
             if status != 200 or paid["status"] != "completed" or not paid["delivery"]["keys"]:
                 with lock:
                     failures[0] += 1

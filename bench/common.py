@@ -90,6 +90,16 @@ def request(method: str, port: int, path: str, body=None, secret: str | None = N
     return response.status, json.loads(data) if data else None
 
 
+def call(conn: http.client.HTTPConnection, secret: str, method: str, path: str, body=None):
+    """One request on a kept-alive connection: (status, parsed JSON body)."""
+    conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                 headers={"Authorization": f"Bearer {secret}",
+                          "Content-Type": "application/json"})
+    response = conn.getresponse()
+    data = response.read()
+    return response.status, json.loads(data) if data else None
+
+
 def _load_worker(port, secret, paths, seconds, threads, queue, method="GET", body=None):
     latencies, errors = [], [0]
     lock = threading.Lock()

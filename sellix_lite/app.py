@@ -31,6 +31,10 @@ class Runtime:
     signer: Signer
     boot_id: str = field(default_factory=lambda: secrets.token_hex(8))
     limiter: SlidingWindowLimiter = field(default_factory=SlidingWindowLimiter)
+    connections: storage.ThreadConnections = field(init=False)
+
+    def __post_init__(self):
+        self.connections = storage.ThreadConnections(self.config.database_path)
 
     @property
     def links(self) -> Links:
@@ -70,7 +74,7 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     dashboard.install(app)
     html.install(app)
     app.jinja_env.globals["shop"] = config.shop
-    app.teardown_appcontext(_close_db)
+    app.teardown_appcontext(_release_db)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app
 
@@ -81,16 +85,16 @@ def runtime() -> Runtime:
 
 
 def get_db():
-    """This request's database connection, opened on first use and closed at teardown."""
+    """This request's database connection: its thread's, handed back clean at teardown."""
     if "db" not in g:
-        g.db = storage.connect(runtime().config.database_path)
+        g.db = runtime().connections.acquire()
     return g.db
 
 
-def _close_db(_exc=None) -> None:
+def _release_db(_exc=None) -> None:
     connection = g.pop("db", None)
     if connection is not None:
-        connection.close()
+        runtime().connections.release(connection)
 
 
 def _healthz():

@@ -27,8 +27,6 @@ import hashlib
 import re
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
 
-from Crypto.Hash import keccak
-
 from .currencies import MINOR_UNITS
 
 CHAINS: dict[str, tuple[str, ...]] = {
@@ -187,6 +185,8 @@ def sandbox_tx_hash(chain: str, seed: str) -> str:
 
 def eip55(hex_digits: str) -> str:
     """`0x` + the 40 digits with EIP-55 checksum casing."""
+    from Crypto.Hash import keccak  # on first use: it loads a native library at import
+
     lower = hex_digits.lower()
     digest = keccak.new(digest_bits=256, data=lower.encode()).hexdigest()
     return "0x" + "".join(char.upper() if int(nibble, 16) >= 8 else char

@@ -1,7 +1,8 @@
 """The only place that opens SQLite connections and write transactions.
 
-Each thread (a request, a job run, a CLI command) opens its own connection; connections are
-never shared across threads. Writes that read first must hold the write lock from the start,
+Each thread (a request, a job run, a CLI command) has its own connection; connections are
+never shared across threads. The web server's threads keep theirs open between requests
+(`ThreadConnections`): opening one costs more than answering a simple read. Writes that read first must hold the write lock from the start,
 so every write transaction is opened with BEGIN IMMEDIATE: a deferred transaction upgrading
 its lock fails at once with "database is locked" and ignores the busy timeout.
 """
@@ -25,16 +26,52 @@ _writer_locks: dict[str, threading.Lock] = {}
 _writer_locks_guard = threading.Lock()
 
 
-def connect(path: str | Path) -> sqlite_utils.Database:
+class Database(sqlite_utils.Database):
+    """sqlite-utils' Database with the statements of our hot paths kept to one each.
+
+    sqlite-utils wraps every `query` in a savepoint (three statements instead of one) and
+    reads the schema on every `table.insert` or `table.update`; reads and writes of the
+    services go through `query`, `insert` and `update` below instead.
+    """
+
+    def query(self, sql: str, params=()) -> Iterator[dict]:
+        """Run a SELECT now; its rows as dicts, fetched as they are iterated."""
+        cursor = self.conn.execute(sql, params or ())
+        names = [column[0] for column in cursor.description]
+        return (dict(zip(names, row)) for row in cursor)
+
+
+def connect(path: str | Path) -> Database:
     """Open a connection in autocommit mode: transactions are only the ones we open."""
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = FULL")
-    db = sqlite_utils.Database(conn)
+    db = Database(conn)
     # Callables run inside every write transaction just before it commits (see write_txn).
     db.before_commit = []
     db.writer_lock = _writer_lock(str(Path(path).resolve()))
     return db
+
+
+class ThreadConnections:
+    """One connection per thread to one database file, reused from request to request."""
+
+    def __init__(self, path: str | Path):
+        self.path = path
+        self._local = threading.local()
+
+    def acquire(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect(self.path)
+        return db
+
+    @staticmethod
+    def release(db: sqlite_utils.Database) -> None:
+        """Leave the connection as a new one would be: no transaction, no hooks."""
+        if db.conn.in_transaction:
+            db.conn.rollback()
+        db.before_commit.clear()
 
 
 def _writer_lock(path: str) -> threading.Lock:
@@ -61,6 +98,20 @@ def write_txn(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
             raise
         else:
             db.commit()
+
+
+def insert(db: sqlite_utils.Database, table: str, row: dict) -> None:
+    """INSERT one row of `table` (a dict of column values)."""
+    columns = ", ".join(f'"{name}"' for name in row)
+    marks = ", ".join("?" * len(row))
+    db.execute(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', tuple(row.values()))
+
+
+def update(db: sqlite_utils.Database, table: str, row_id: str, changes: dict) -> None:
+    """UPDATE the columns in `changes` of `table`'s row `row_id`."""
+    assignments = ", ".join(f'"{name}" = ?' for name in changes)
+    db.execute(f'UPDATE "{table}" SET {assignments} WHERE id = ?',
+               (*changes.values(), row_id))
 
 
 def query_one(db: sqlite_utils.Database, sql: str, params=()) -> dict | None:

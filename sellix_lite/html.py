@@ -7,11 +7,9 @@ no merchant HTML, a CSRF token on every form) is written once.
 from __future__ import annotations
 
 import secrets
+from functools import cache
 
-import nh3
-import segno
 from flask import Flask, Response, abort, g, request
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from .currencies import format_amount
@@ -35,15 +33,25 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 _ALLOWED_TAGS = {"p", "br", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li",
                  "h1", "h2", "h3", "h4", "h5", "h6", "hr", "a", "table", "thead", "tbody",
                  "tr", "th", "td", "del"}
 
 
+# The Markdown, sanitizer and QR libraries are imported on first use: the API process never
+# needs them, and importing them at start costs memory and start-up time.
+@cache
+def _markdown():
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
 def render_markdown(text: str) -> Markup:
     """Merchant Markdown as HTML with no script, event handler, raw HTML or unsafe URL."""
-    html = _markdown.render(text or "")
+    import nh3
+
+    html = _markdown().render(text or "")
     clean = nh3.clean(html, tags=_ALLOWED_TAGS, attributes={"a": {"href", "title"}},
                       url_schemes={"http", "https", "mailto"},
                       link_rel="noopener noreferrer nofollow")
@@ -52,6 +60,8 @@ def render_markdown(text: str) -> Markup:
 
 def qr_svg(data: str) -> Markup:
     """A QR code of `data` as an inline SVG element."""
+    import segno
+
     return Markup(segno.make(data, error="m").svg_inline(scale=5, border=2, dark="#111"))
 
 

@@ -10,6 +10,7 @@ import json
 
 import sqlite_utils
 
+from .. import db as storage
 from ..clock import iso_ago, now_iso
 from ..db import query_one, write_txn
 from ..errors import ForbiddenScope, NotFound
@@ -58,7 +59,7 @@ def mint(db: sqlite_utils.Database, *, name: str, abilities: list[str], mode: st
         "created_at": now_iso(), "last_used_at": None, "revoked_at": None,
     }
     with write_txn(db):
-        db["api_keys"].insert(row)
+        storage.insert(db, "api_keys", row)
     return {**render(row), "secret": secret}
 
 

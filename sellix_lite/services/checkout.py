@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from .. import db as storage
 from ..clock import now_iso
 from ..config import Config
 from ..db import write_txn
@@ -141,5 +142,5 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
             if "shipping_address" in params else None,
             "subscription_id": subscription_id,
         }
-        scope.db["orders"].insert(row)
+        storage.insert(scope.db, "orders", row)
     return scope.get("orders", order_id)

@@ -12,6 +12,7 @@ from datetime import datetime, time, timezone
 
 import sqlite_utils
 
+from .. import db as storage
 from ..clock import iso, now_iso
 from ..db import query_one
 from ..errors import Unprocessable
@@ -140,7 +141,7 @@ def save(db: sqlite_utils.Database, order: dict, changes: dict, links: Links,
     """Write `changes` to the order and emit `event_types` with its new state (inside the
     caller's write transaction); returns the updated row."""
     if changes:
-        db["orders"].update(order["id"], changes)
+        storage.update(db, "orders", order["id"], changes)
     row = query_one(db, "SELECT * FROM orders WHERE id = ?", (order["id"],))
     for event_type in event_types:
         events.emit(db, row["mode"], event_type, present(db, row, links))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from .. import chains
+from .. import chains, db as storage
 from ..clock import now_iso
 from ..config import Config
 from ..db import query_one, write_txn
@@ -89,7 +89,7 @@ def create(scope: Scope, body: dict, config: Config) -> dict:
                "memo": params.get("memo"), "provider_payout_id": None, "tx_hash": None,
                "failure_reason": None, "next_check_at": now, "created_at": now,
                "updated_at": now, "broadcast_at": None, "confirmed_at": None}
-        scope.db["payouts"].insert(row)
+        storage.insert(scope.db, "payouts", row)
         events.emit(scope.db, scope.mode, "payout.queued", render(row))
     return render(row)
 
@@ -162,10 +162,10 @@ def settle(db: sqlite_utils.Database, payout_id: str, report: Payout, config: Co
                                confirmed_at=report.confirmed_at or now_iso())
             elif status == "failed":
                 changes.update(failure_reason=report.failure_reason or "failed at the provider")
-            db["payouts"].update(payout_id, changes)
+            storage.update(db, "payouts", payout_id, changes)
             events.emit(db, payout["mode"], f"payout.{status}",
                         render({**payout, **changes}))
-        db["payouts"].update(payout_id, changes)
+        storage.update(db, "payouts", payout_id, changes)
         return query_one(db, "SELECT * FROM payouts WHERE id = ?", (payout_id,))
 
 

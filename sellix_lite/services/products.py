@@ -13,13 +13,13 @@ import unicodedata
 from pathlib import Path
 from typing import BinaryIO
 
+from .. import db as storage, signing
 from ..clock import now_iso
 from ..currencies import CODES
 from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
 from ..validation import Boolean, Enum, Integer, Schema, String
-from .. import signing
 from . import events, files
 from .scope import Scope, list_query
 from .urls import UrlRefused, check_target_url
@@ -165,7 +165,7 @@ def create(scope: Scope, body: dict, *, allow_private_urls: bool = False) -> dic
     }
     with write_txn(scope.db):
         row["slug"] = _unique_slug(scope, row["name"])
-        scope.db["products"].insert(row)
+        storage.insert(scope.db, "products", row)
         product = render(row)
         events.emit(scope.db, scope.mode, "product.created", product)
     return product
@@ -237,7 +237,7 @@ def _save(scope: Scope, row: dict, changes: dict) -> dict:
 def _save_row(scope: Scope, row: dict, changes: dict) -> dict:
     """Write `changes` and their event inside the caller's transaction; returns the changes."""
     changes = {**changes, "updated_at": now_iso()}
-    scope.db["products"].update(row["id"], changes)
+    storage.update(scope.db, "products", row["id"], changes)
     after = render({**row, **changes})
     event_type = "product.archived" if changes.get("status") == "archived" else "product.updated"
     before = render(row)
@@ -278,9 +278,12 @@ def slugify(name: str) -> str:
 def _unique_slug(scope: Scope, name: str) -> str:
     """The name's slug, suffixed `-2`, `-3`, ... when this mode already has it."""
     base = slugify(name)
+    # Slugs are made of [a-z0-9-], so `base` and every `base-...` lie in [base, base.) ('.'
+    # follows '-' in ASCII): one range the (mode, slug) index answers, where LIKE would
+    # scan the whole catalog.
     taken = {row["slug"] for row in scope.db.query(
-        "SELECT slug FROM products WHERE mode = ? AND (slug = ? OR slug LIKE ?)",
-        (scope.mode, base, f"{base}-%"))}
+        "SELECT slug FROM products WHERE mode = ? AND slug >= ? AND slug < ?",
+        (scope.mode, base, f"{base}."))}
     if base not in taken:
         return base
     suffix = 2

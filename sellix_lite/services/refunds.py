@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from .. import db as storage
 from ..clock import now_iso
 from ..config import Config
 from ..currencies import format_amount
@@ -63,7 +64,7 @@ def create(scope: Scope, order_id: str, body: dict) -> dict:
                "note": params.get("note"), "status": "processing", "provider_refund_id": None,
                "destination_tx": None, "failure_reason": None, "next_check_at": now,
                "created_at": now, "updated_at": now}
-        scope.db["refunds"].insert(row)
+        storage.insert(scope.db, "refunds", row)
         scope.db.execute("UPDATE orders SET refunded_cents = refunded_cents + ?, updated_at = ?"
                          " WHERE id = ?", (amount, now, order_id))
     return render(row)
@@ -107,16 +108,16 @@ def settle(db: sqlite_utils.Database, refund_id: str, report: Refund, config: Co
         changes = {"provider_refund_id": report.id, "updated_at": now}
         if report.status == "succeeded":
             changes.update(status="succeeded", destination_tx=report.destination_tx)
-            db["refunds"].update(refund_id, changes)
+            storage.update(db, "refunds", refund_id, changes)
             _refunded(db, refund, config, links)
         elif report.status == "failed":
             changes.update(status="failed", failure_reason=report.failure_reason)
-            db["refunds"].update(refund_id, changes)
+            storage.update(db, "refunds", refund_id, changes)
             db.execute("UPDATE orders SET refunded_cents = refunded_cents - ?, updated_at = ? "
                        "WHERE id = ?", (refund["amount_cents"], now, refund["order_id"]))
         else:
             changes["next_check_at"] = _next_check(refund["mode"], config)
-            db["refunds"].update(refund_id, changes)
+            storage.update(db, "refunds", refund_id, changes)
         return query_one(db, "SELECT * FROM refunds WHERE id = ?", (refund_id,))
 
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import sqlite_utils
 
-from .. import signing
+from .. import db as storage, signing
 from ..clock import iso, now_iso, utcnow
 from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
@@ -90,7 +90,7 @@ def create(scope: Scope, body: dict, *, allow_private_urls: bool) -> dict:
            "previous_secret_expires_at": None, "failing_since": None, "disabled_at": None,
            "created_at": now, "updated_at": now, "deleted_at": None}
     with write_txn(scope.db):
-        scope.db["webhook_endpoints"].insert(row)
+        storage.insert(scope.db, "webhook_endpoints", row)
     return {**render(row), "signing_secret": row["secret"]}
 
 
@@ -107,7 +107,7 @@ def update(scope: Scope, endpoint_id: str, body: dict, *, allow_private_urls: bo
         elif changes.get("status") == "disabled" and row["status"] != "disabled":
             changes["disabled_at"] = now_iso()
         changes["updated_at"] = now_iso()
-        scope.db["webhook_endpoints"].update(endpoint_id, changes)
+        storage.update(scope.db, "webhook_endpoints", endpoint_id, changes)
         return render({**row, **changes})
 
 
@@ -131,7 +131,7 @@ def rotate_secret(scope: Scope, endpoint_id: str) -> dict:
         changes = {"secret": signing.new_secret(), "previous_secret": row["secret"],
                    "previous_secret_expires_at": iso(utcnow() + ROTATION_OVERLAP),
                    "updated_at": now_iso()}
-        scope.db["webhook_endpoints"].update(endpoint_id, changes)
+        storage.update(scope.db, "webhook_endpoints", endpoint_id, changes)
     return {**render({**row, **changes}), "signing_secret": changes["secret"],
             "previous_secret_expires_at": changes["previous_secret_expires_at"]}
 
