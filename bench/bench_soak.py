@@ -48,7 +48,7 @@ def _mixed_load(port, secret, product_id, seconds, threads, queue):
         if status != 201:
             return "orders", False
         status, paid = call(conn, secret, "POST",
-                                f"/v1/test_helpers/orders/{order['id']}/pay", {})
+                            f"/v1/test_helpers/orders/{order['id']}/pay", {})
         return "orders", status == 200 and paid["status"] == "completed"
 
     def run(worker):

@@ -55,7 +55,7 @@ def _wait(port: int) -> None:
             if request("GET", port, "/healthz")[0] == 200:
                 return
         except OSError:
-            time.sleep(0.02)
+            time.sleep(0.005)
     raise RuntimeError("a server did not start")
 
 

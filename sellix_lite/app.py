@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask, current_app, g
+from flask.sessions import SecureCookieSessionInterface
 
 from . import __version__, db as storage
 from .config import Config
@@ -41,6 +42,16 @@ class Runtime:
         return Links(self.config.public_url, self.signer, self.config.shop.download_link_hours)
 
 
+class DashboardSessions(SecureCookieSessionInterface):
+    """Signed-cookie sessions, opened only for the dashboard: the API, the shop and the IPN
+    endpoint never use one, and opening one costs a serializer per request."""
+
+    def open_session(self, app, request):
+        if not request.path.startswith("/dashboard"):
+            return None  # Flask substitutes a read-only empty session
+        return super().open_session(app, request)
+
+
 def resource_dir(name: str) -> Path:
     """`templates` or `static`: inside the installed package, else beside it in a checkout."""
     installed = PACKAGE_DIR / name
@@ -58,6 +69,7 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app.config["SECRET_KEY"] = secret_key
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
+    app.session_interface = DashboardSessions()
     app.extensions["sellix"] = Runtime(config=config, signer=Signer(secret_key),
                                        boot_id=boot_id or secrets.token_hex(8))
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
+
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def utcnow() -> datetime:
@@ -12,12 +15,12 @@ def utcnow() -> datetime:
 
 def iso(moment: datetime) -> str:
     """`2026-05-26T07:18:03Z`."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(timezone.utc).strftime(ISO_FORMAT)
 
 
 def now_iso() -> str:
-    """The current time as the API writes it."""
-    return iso(utcnow())
+    """The current time as the API writes it (on every write path, so without datetime)."""
+    return time.strftime(ISO_FORMAT, time.gmtime())
 
 
 def iso_ago(**delta) -> str:

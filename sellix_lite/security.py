@@ -81,6 +81,8 @@ class Signer:
 
     def __init__(self, secret_key: str):
         self._secret_key = secret_key
+        # Serializers derive their key when made: make one per namespace, not per token.
+        self._serializers: dict[tuple[str, bool], URLSafeSerializer] = {}
 
     def sign(self, value, namespace: str) -> str:
         """A URL-safe token carrying `value`, valid only for `namespace`, never expiring."""
@@ -117,7 +119,13 @@ class Signer:
             raise BadToken(str(exc)) from None
 
     def _plain(self, namespace: str) -> URLSafeSerializer:
-        return URLSafeSerializer(self._secret_key, salt=f"sellix-lite.{namespace}")
+        if (namespace, False) not in self._serializers:
+            self._serializers[namespace, False] = URLSafeSerializer(
+                self._secret_key, salt=f"sellix-lite.{namespace}")
+        return self._serializers[namespace, False]
 
     def _timed(self, namespace: str) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(self._secret_key, salt=f"sellix-lite.timed.{namespace}")
+        if (namespace, True) not in self._serializers:
+            self._serializers[namespace, True] = URLSafeTimedSerializer(
+                self._secret_key, salt=f"sellix-lite.timed.{namespace}")
+        return self._serializers[namespace, True]
