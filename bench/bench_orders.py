@@ -58,11 +58,8 @@ def _flows(port, secret, product_id, seconds, threads, queue):
     queue.put((durations, failures[0]))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--threads", type=int, default=8)
-    args = parser.parse_args()
+def order_flows(seconds: float, threads: int) -> dict:
+    """Run the flows for `seconds`; orders per second and latency percentiles."""
     server = BenchServer()
     server.cli("init")
     secret = server.mint()
@@ -75,17 +72,32 @@ def main() -> None:
                     body={"keys": [f"KEY-{n:06d}" for n in range(start, start + 5000)]})
         queue = multiprocessing.Queue()
         load = multiprocessing.Process(target=_flows, args=(
-            server.port, secret, product["id"], args.seconds, args.threads, queue))
+            server.port, secret, product["id"], seconds, threads, queue))
         load.start()
         durations, failures = queue.get()
         load.join()
     finally:
         server.stop()
     durations.sort()
-    print(f"checkout -> pay -> delivered: {len(durations) / args.seconds:.1f} orders/s, "
-          f"p50 {1000 * durations[len(durations) // 2]:.1f} ms, "
-          f"p99 {1000 * durations[int(len(durations) * 0.99)]:.1f} ms, "
-          f"{len(durations)} orders, {failures} failures ({args.threads} concurrent buyers)")
+    return {"orders": len(durations), "failures": failures, "threads": threads,
+            "per_second": len(durations) / seconds,
+            "p50_ms": 1000 * durations[len(durations) // 2],
+            "p99_ms": 1000 * durations[int(len(durations) * 0.99)]}
+
+
+def summary(figures: dict) -> str:
+    return (f"checkout -> pay -> delivered: {figures['per_second']:.1f} orders/s, "
+            f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "
+            f"{figures['orders']} orders, {figures['failures']} failures "
+            f"({figures['threads']} concurrent buyers)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    print(summary(order_flows(args.seconds, args.threads)))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,19 @@
 """Every benchmark in one run, against the stack's own ceiling; writes docs/performance.md.
 
     python bench/run_all.py [--rounds 3] [--seconds 5] [--products 10000] [--large]
+                            [--soak-minutes 10]
 
 Machines are shared and absolute figures swing between runs, so each scenario runs as
 alternating rounds (sellix-lite, ceiling, sellix-lite, ...) and reports the median of the
-per-round ratios. `--large` adds a catalog of 1,000,000 products. The per-area scripts
-(orders, webhooks) run after and their lines are quoted as they print them.
+per-round ratios. `--large` adds a catalog of 1,000,000 products. Orders, webhooks and the
+memory soak come from the per-area scripts, which also run alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sqlite3
 import statistics
@@ -22,9 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import bench_orders, bench_soak, bench_webhooks  # noqa: E402
 from bench.common import (REPO, BenchServer, cpu_seconds, free_port, load,  # noqa: E402
                           request, rss_mib)
 from sellix_lite.ids import new_id  # noqa: E402
+from sellix_lite.security import Signer, load_secret_key  # noqa: E402
+from sellix_lite.services.scope import Scope  # noqa: E402
 
 OUTPUT = REPO / "docs" / "performance.md"
 NEW_PRODUCT = ('{"name": "Bench {n}", "type": "account", "price_cents": 100, '
@@ -99,22 +104,37 @@ def median(results: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in results)
 
 
+def page_paths(database: Path, spread: int = 10) -> tuple[list[str], list[str]]:
+    """The first page and pages starting at `spread` points through the catalog, as
+    (our paths, the ceiling's paths): deep pages cost what the first one does."""
+    conn = sqlite3.connect(database)
+    count = conn.execute("SELECT count(*) FROM products").fetchone()[0]
+    ids = [conn.execute("SELECT id FROM products ORDER BY id DESC LIMIT 1 OFFSET ?",
+                        (count * step // spread,)).fetchone()[0] for step in range(1, spread)]
+    conn.close()
+    scope = Scope(None, "test", Signer(load_secret_key("", database.parent)))
+    ours = ["/v1/products?limit=25"] + [
+        f"/v1/products?limit=25&cursor={scope.cursor_after(i, 'products')}" for i in ids]
+    return ours, ["/rows"] + [f"/rows?after={i}" for i in ids]
+
+
 def reads(args, products: int) -> dict:
+    """List and create throughput against the ceiling, and idle memory."""
     server = BenchServer()
     server.cli("init")
     secret = server.mint()
     seed(server.database, products)
-    started = time.perf_counter()
+    ours_paths, ceiling_paths = page_paths(server.database)
     server.start()
-    startup = time.perf_counter() - started
     ceiling = Ceiling(server.database)
     try:
         idle = {"ours": server.rss_mib(), "ceiling": rss_mib(ceiling.process.pid)}
         ours, bare = alternate(
             args.rounds,
-            lambda: measured(server.process.pid, server.port, secret,
-                             ["/v1/products?limit=25"], args.seconds),
-            lambda: measured(ceiling.process.pid, ceiling.port, "", ["/rows"], args.seconds))
+            lambda: measured(server.process.pid, server.port, secret, ours_paths,
+                             args.seconds),
+            lambda: measured(ceiling.process.pid, ceiling.port, "", ceiling_paths,
+                             args.seconds))
         writes = alternate(
             args.rounds,
             lambda: measured(server.process.pid, server.port, secret, ["/v1/products"],
@@ -125,7 +145,24 @@ def reads(args, products: int) -> dict:
         ceiling.stop()
         server.stop()
     return {"products": products, "ours": ours, "ceiling": bare, "writes": writes,
-            "idle": idle, "startup": startup, "ceiling_startup": ceiling.startup}
+            "idle": idle}
+
+
+def startup(rounds: int) -> dict:
+    """Seconds from launch to the first answered request, against importing the stack."""
+    server = BenchServer()
+    server.cli("init")
+    ours, imports = alternate(rounds, lambda: {"seconds": _start_once(server)},
+                              lambda: {"seconds": import_time()})
+    return {"ours": ours, "imports": imports}
+
+
+def _start_once(server: BenchServer) -> float:
+    started = time.perf_counter()
+    server.start()
+    elapsed = time.perf_counter() - started
+    server.stop()
+    return elapsed
 
 
 def import_time() -> float:
@@ -134,64 +171,91 @@ def import_time() -> float:
     return time.perf_counter() - started
 
 
-def script_lines(name: str, *extra: str) -> list[str]:
-    result = subprocess.run([sys.executable, str(REPO / "bench" / name), *extra],
-                            capture_output=True, text=True, check=True)
-    return [line for line in result.stdout.splitlines() if line.strip()]
+def webhooks(args) -> dict:
+    """Fan-out rate, and the API's p99 with and without a hanging endpoint, alternated."""
+    rate = bench_webhooks.fan_out_rate(args.events)
+    hanging, calm = alternate(args.rounds,
+                              lambda: bench_webhooks.api_latency(args.seconds, True),
+                              lambda: bench_webhooks.api_latency(args.seconds, False))
+    return {"deliveries_per_second": rate, "events": args.events,
+            "hanging": hanging, "calm": calm}
 
 
-def report(runs: list[dict], imports: float, lines: list[str], args) -> str:
+def report(runs: list[dict], starts: dict, orders: dict, hooks: dict, soak: dict | None,
+           args) -> str:
     out = ["# Performance", "",
            "Written by `python bench/run_all.py`: the real server (waitress, 8 threads) on "
            "loopback, loaded from a second process with 8 keep-alive connections, against the "
            "stack's ceiling measured in the same run (`bench/ceiling.py`: a bare Flask app on "
-           "waitress reading the same 25 rows from the same SQLite file, and inserting one row "
-           "with the same durability). Each scenario ran "
+           "waitress reading the same pages of 25 rows from the same SQLite file, and "
+           "inserting one row with the same durability). Each scenario ran "
            f"{args.rounds} alternating rounds of {args.seconds:g} s; ratios are medians of the "
            "per-round ratios, so they hold across machines better than absolute figures. No "
            "test asserts a time.", "",
            f"Machine of this run: {platform.machine()}, Python {platform.python_version()}, "
-           "2 cores shared by server and load generator.", "",
+           f"{os.cpu_count()} cores shared by the server and the load generator; packages "
+           "as `pip install .` installs them.", "",
            "| scenario | sellix-lite | ceiling | ratio (target) |", "|---|---|---|---|"]
     for run in runs:
-        ours, bare, (w_ours, w_bare) = run["ours"], run["ceiling"], run["writes"]
-        label = f"GET /v1/products, 25 per page, {run['products']:,} products"
-        out += [
-            f"| {label}: req/s | {median(ours, 'rps'):.0f} | {median(bare, 'rps'):.0f} | "
-            f"{ratio(ours, bare, 'rps'):.2f} (≥ 0.6) |",
-            f"| {label}: p99 | {median(ours, 'p99_ms'):.1f} ms | {median(bare, 'p99_ms'):.1f} ms"
-            f" | {ratio(ours, bare, 'p99_ms'):.2f} (≤ 2) |",
-            f"| {label}: CPU per request | {median(ours, 'cpu_ms'):.2f} ms | "
-            f"{median(bare, 'cpu_ms'):.2f} ms | {ratio(ours, bare, 'cpu_ms'):.2f} (≤ 2) |",
-            f"| POST /v1/products: writes/s | {median(w_ours, 'rps'):.0f} | "
-            f"{median(w_bare, 'rps'):.0f} | {ratio(w_ours, w_bare, 'rps'):.2f} (≥ 0.5) |",
-            f"| POST /v1/products: p99 | {median(w_ours, 'p99_ms'):.1f} ms | "
-            f"{median(w_bare, 'p99_ms'):.1f} ms | {ratio(w_ours, w_bare, 'p99_ms'):.2f} |",
-            f"| idle RSS | {run['idle']['ours']:.1f} MiB | {run['idle']['ceiling']:.1f} MiB | "
-            f"{run['idle']['ours'] / run['idle']['ceiling']:.2f} (≤ 1.5) |",
-            f"| start-up to first answer | {run['startup']:.2f} s | imports alone "
-            f"{imports:.2f} s | {run['startup'] / imports:.2f} (≤ 1.5) |",
-        ]
+        out += _catalog_rows(run)
+    out.append(f"| start-up to the first answer | {median(starts['ours'], 'seconds'):.2f} s | "
+               f"importing flask, waitress, sqlite_utils: "
+               f"{median(starts['imports'], 'seconds'):.2f} s | "
+               f"{ratio(starts['ours'], starts['imports'], 'seconds'):.2f} (≤ 1.5) |")
+    hang, calm = hooks["hanging"], hooks["calm"]
+    out.append(f"| GET /v1/products p99 while a hanging webhook endpoint is retried | "
+               f"{median(hang, 'p99_ms'):.1f} ms | no endpoint: {median(calm, 'p99_ms'):.1f} ms"
+               f" | {ratio(hang, calm, 'p99_ms'):.2f} (≤ 2) |")
+    if soak:
+        out.append(f"| RSS growth over {soak['minutes']:g} min of mixed load | "
+                   f"{soak['growth']:+.1f} MiB | | (< 10 MB) |")
     if len(runs) > 1:
         scale = median(runs[1]["ours"], "rps") / median(runs[0]["ours"], "rps")
         out += ["", f"Throughput at {runs[1]['products']:,} products is {scale:.2f} × the "
                 f"throughput at {runs[0]['products']:,} (target ≥ 0.8): pages are keyset "
-                "queries on an index, with no count and no OFFSET."]
-    out += ["", "## Orders and webhooks", "", "As printed by the scripts of this run "
-            "(`bench/bench_orders.py`: 8 buyers each creating, paying and checking an order; "
-            "`bench/bench_webhooks.py`: 200 events to 10 local receivers, then the API while "
-            "a hanging endpoint is retried):", ""]
-    out += [f"- {line}" for line in lines]
+                "queries on an index, with no count and no OFFSET. The pages read are the "
+                "first and nine starting at tenths of the catalog."]
+    out += ["", "## Orders, webhooks and memory", "",
+            f"- {bench_orders.summary(orders)}",
+            f"- webhook fan-out: {hooks['deliveries_per_second']:.0f} deliveries/s, "
+            f"{hooks['deliveries_per_second'] / bench_webhooks.RECEIVERS:.1f} events/s "
+            f"({hooks['events']} events to {bench_webhooks.RECEIVERS} local receivers)"]
+    if soak:
+        out.append(f"- {bench_soak.summary(soak)}")
     out += ["", "Notes: each order flow commits about six transactions, each synced to disk "
             "(`synchronous = FULL`), so its rate follows the disk's sync rate. Writers of "
             "the process queue on an in-process lock before SQLite's write lock, because "
-            "SQLite's busy handler sleeps and polls (p99 of the order flow 910 ms without the "
-            "lock, about 170 ms with it). A hanging webhook receiver holds one sender thread "
-            "and none of the API's."]
-    out += ["", "Raw figures of this run:", "", "```json",
-            json.dumps([{k: v for k, v in run.items()} for run in runs], indent=1)[:20000],
+            "SQLite's busy handler sleeps and polls. A hanging webhook receiver holds one "
+            "sender thread and none of the API's. Growth is counted from the end of the "
+            "first minute, once SQLite's page caches (one connection per server thread) have "
+            "filled.", "",
+            "Raw figures of this run:", "", "```json",
+            json.dumps({"catalog": runs, "startup": starts, "orders": orders,
+                        "webhooks": hooks, "soak": soak}, indent=1)[:30000],
             "```", ""]
     return "\n".join(out)
+
+
+def _catalog_rows(run: dict) -> list[str]:
+    ours, bare, (w_ours, w_bare) = run["ours"], run["ceiling"], run["writes"]
+    label = f"GET /v1/products, 25 per page, {run['products']:,} products"
+    return [
+        f"| {label}: req/s | {median(ours, 'rps'):.0f} | {median(bare, 'rps'):.0f} | "
+        f"{ratio(ours, bare, 'rps'):.2f} (≥ 0.6) |",
+        f"| {label}: p99 | {median(ours, 'p99_ms'):.1f} ms | {median(bare, 'p99_ms'):.1f} ms"
+        f" | {ratio(ours, bare, 'p99_ms'):.2f} (≤ 2) |",
+        f"| {label}: CPU per request | {median(ours, 'cpu_ms'):.2f} ms | "
+        f"{median(bare, 'cpu_ms'):.2f} ms | {ratio(ours, bare, 'cpu_ms'):.2f} (≤ 2) |",
+        f"| POST /v1/products ({run['products']:,} products): writes/s | "
+        f"{median(w_ours, 'rps'):.0f} | {median(w_bare, 'rps'):.0f} | "
+        f"{ratio(w_ours, w_bare, 'rps'):.2f} (≥ 0.5) |",
+        f"| POST /v1/products ({run['products']:,} products): p99 | "
+        f"{median(w_ours, 'p99_ms'):.1f} ms | {median(w_bare, 'p99_ms'):.1f} ms | "
+        f"{ratio(w_ours, w_bare, 'p99_ms'):.2f} |",
+        f"| idle RSS ({run['products']:,} products) | {run['idle']['ours']:.1f} MiB | "
+        f"{run['idle']['ceiling']:.1f} MiB | "
+        f"{run['idle']['ours'] / run['idle']['ceiling']:.2f} (≤ 1.5) |",
+    ]
 
 
 def main() -> None:
@@ -200,13 +264,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--large", action="store_true", help="also 1,000,000 products")
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--soak-minutes", type=float, default=10,
+                        help="minutes of mixed load for memory growth; 0 skips it")
     args = parser.parse_args()
     sizes = [args.products] + ([1_000_000] if args.large else [])
     runs = [reads(args, size) for size in sizes]
-    imports = import_time()
-    lines = (script_lines("bench_orders.py", "--seconds", str(args.seconds))
-             + script_lines("bench_webhooks.py", "--seconds", str(args.seconds)))
-    OUTPUT.write_text(report(runs, imports, lines, args))
+    starts = startup(max(args.rounds, 5))
+    orders = bench_orders.order_flows(args.seconds, 8)
+    hooks = webhooks(args)
+    soak = bench_soak.soak(args.soak_minutes, 4) if args.soak_minutes else None
+    OUTPUT.write_text(report(runs, starts, orders, hooks, soak, args))
     print(OUTPUT.read_text())
 
 

@@ -70,11 +70,12 @@ class Scope:
         rows = list(self.db.query(sql, (*args, limit + 1)))
         has_more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = self._encode_cursor(rows[-1]["id"], table) if has_more else None
+        next_cursor = self.cursor_after(rows[-1]["id"], table) if has_more else None
         return {"object": "list", "data": [render(row) for row in rows],
                 "has_more": has_more, "next_cursor": next_cursor}
 
-    def _encode_cursor(self, last_id: str, table: str) -> str:
+    def cursor_after(self, last_id: str, table: str) -> str:
+        """The cursor of the page of `table` that starts after the row `last_id`."""
         return self.signer.sign({"after": last_id, "list": table, "mode": self.mode},
                                 CURSOR_NAMESPACE)
 
