@@ -7,18 +7,18 @@ stderr and exit 1; usage errors are click's (exit 2).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import sys
 from pathlib import Path
 
 import click
 
-from . import __version__, db as storage
+from . import __version__, backups, db as storage
+from .clock import utcnow
 from .config import Config, ConfigError, load_config
 from .errors import ApiError
 from .migrations import SchemaTooNew, migrate
-from .server import StartupError, prepare, serve as run_server
+from .server import StartupError, exclusive_lock, prepare, serve as run_server
 from .services import admin as admin_service, api_keys
 from .services.admin import WeakPassword
 from .services.scope import MODES
@@ -30,7 +30,7 @@ class CommandError(Exception):
 
 
 EXPECTED_ERRORS = (ConfigError, StartupError, CommandError, SchemaTooNew, ApiError,
-                   WeakPassword, sqlite3.Error, OSError)
+                   WeakPassword, backups.BackupError, sqlite3.Error, OSError)
 
 
 class Cli(click.Group):
@@ -140,21 +140,21 @@ def migrate_command():
 def backup(path):
     """Write a consistent copy of the database to PATH, even while the server runs."""
     config = _config()
-    target = Path(path).resolve()
-    if target.exists():
-        raise CommandError(f"{path} already exists; choose a new file name")
-    if not config.database_path.exists():
-        raise CommandError(f"there is no database at {config.database_path} to back up")
-    partial = target.with_name(target.name + ".partial")
-    db = storage.connect(config.database_path)
-    try:
-        # VACUUM INTO reads one snapshot of the database: writes that go on meanwhile
-        # are either wholly in the copy or not at all.
-        db.execute("VACUUM INTO ?", (str(partial),))
-    finally:
-        db.close()
-    os.replace(partial, target)
+    target = backups.write_copy(config.database_path, Path(path).resolve())
     click.echo(f"backed up {config.database_path} to {target}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+def restore(path):
+    """Put the backup at PATH in place of the database; the server must be stopped."""
+    config = _config()
+    with exclusive_lock(config.database_path, purpose="restoring"):
+        kept = backups.restore(Path(path).resolve(), config.database_path, utcnow())
+    if kept:
+        click.echo(f"the database it replaced is kept as {kept}")
+    click.echo(f"restored {config.database_path} from {Path(path).resolve()}; "
+               "start the server to bring its schema up to date")
 
 
 @cli.group()

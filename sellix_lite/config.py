@@ -100,6 +100,13 @@ class EmailConfig:
 
 
 @dataclass(frozen=True)
+class BackupsConfig:
+    every_hours: int = 0
+    keep: int = 7
+    folder: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -111,6 +118,7 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
+    backups: BackupsConfig = field(default_factory=BackupsConfig)
     # Folder that relative paths are resolved against (the config file's folder).
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
 
@@ -128,6 +136,13 @@ class Config:
     def files_dir(self) -> Path:
         """Where the files of file_download products are kept."""
         return self.data_dir / "files"
+
+    @property
+    def backups_dir(self) -> Path:
+        """Where scheduled backups go: `[backups] folder`, or `backups` in the data folder."""
+        if self.backups.folder:
+            return (self.base_dir / self.backups.folder).resolve()
+        return self.data_dir / "backups"
 
     @property
     def public_url(self) -> str:
@@ -149,8 +164,9 @@ _POSITIVE = {
     ("blockpn", "invoice_ttl_minutes"), ("webhooks", "timeout_seconds"),
     ("webhooks", "disable_after_hours"), ("jobs", "tick_seconds"),
     ("jobs", "payment_poll_seconds"), ("jobs", "payout_poll_seconds"),
-    ("email", "smtp_port"),
+    ("email", "smtp_port"), ("backups", "keep"),
 }
+_NOT_NEGATIVE = {("backups", "every_hours")}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -227,6 +243,8 @@ def _check_constraint(section: str, key: str, value) -> None:
         raise ConfigError(f"config key {section}.{key} must be one of {', '.join(choices)}")
     if (section, key) in _POSITIVE and value <= 0:
         raise ConfigError(f"config key {section}.{key} must be greater than 0")
+    if (section, key) in _NOT_NEGATIVE and value < 0:
+        raise ConfigError(f"config key {section}.{key} must be 0 or more")
     if key.endswith("port") and value > 65535:
         raise ConfigError(f"config key {section}.{key} must be a port number from 1 to 65535")
 

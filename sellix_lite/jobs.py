@@ -19,13 +19,16 @@ from typing import Callable
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import db as storage
+from . import backups, db as storage
+from .clock import utcnow
 from .config import Config
 from .services import (delivery, emails, fulfilment, idempotency, payments, payouts, refunds,
                        renewals)
 from .services.links import Links
 
 log = logging.getLogger("sellix_lite.jobs")
+# How often the backup job checks whether the newest scheduled backup is old enough.
+BACKUP_CHECK_SECONDS = 600
 
 
 class SenderPool:
@@ -178,6 +181,12 @@ def send_emails(ctx: JobContext) -> int:
     with ctx.connection() as db:
         return emails.send_due(db, ctx.config.email, ctx.config.email.from_,
                                ctx.config.data_dir / "outbox", ctx.boot_id)
+
+
+@job("back_up_database", every=lambda config: BACKUP_CHECK_SECONDS)
+def back_up_database(ctx: JobContext):
+    """Make the scheduled backup when one is due (`[backups] every_hours`)."""
+    return backups.run_scheduled(ctx.config, utcnow())
 
 
 def build_scheduler(ctx: JobContext) -> BackgroundScheduler:

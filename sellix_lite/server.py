@@ -45,15 +45,18 @@ def prepare(config: Config) -> tuple[str, int]:
 
 
 @contextmanager
-def exclusive_lock(database_path: Path):
-    """Hold the database's lock file for as long as this process serves it."""
+def exclusive_lock(database_path: Path, purpose: str = "serving"):
+    """Hold the database's lock file for as long as this process serves (or restores) it."""
+    database_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = database_path.with_name(database_path.name + ".lock")
     handle = path.open("a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise StartupError(f"another sellix-lite is already serving {database_path}") from None
+        advice = "" if purpose == "serving" else f"; stop it before {purpose} it"
+        raise StartupError(
+            f"another sellix-lite is already serving {database_path}{advice}") from None
     try:
         yield
     finally:

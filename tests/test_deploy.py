@@ -1,0 +1,66 @@
+"""What docs/deploy.md promises an operator: client addresses behind a reverse proxy, and
+one log line per request that a log shipper can parse (CONTRACT §18)."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import assert_problem
+
+WRONG_KEY = "sx_test_" + "W" * 40
+THREE_FAILURES = "[limits]\nfailed_auths_per_minute_per_ip = 3\n"
+
+
+def fail_authentication(server, forwarded_for: str, times: int = 1) -> list[int]:
+    client = server.client(WRONG_KEY)
+    return [client.get("/v1/products", headers={"X-Forwarded-For": forwarded_for}).status_code
+            for _ in range(times)]
+
+
+def test_without_a_proxy_a_spoofed_forwarded_for_changes_nothing(make_server):
+    server = make_server(THREE_FAILURES)
+    # Each guess claims another address; all of them count against the real one.
+    statuses = [fail_authentication(server, f"203.0.113.{n}")[0] for n in range(3)]
+    assert statuses == [401, 401, 401]
+    refused = server.client(WRONG_KEY).get("/v1/products",
+                                            headers={"X-Forwarded-For": "198.51.100.9"})
+    assert_problem(refused, 429, "rate_limited")
+    assert "ip=127.0.0.1" in server.output()
+    assert "203.0.113." not in server.output()
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_address(make_server):
+    server = make_server(THREE_FAILURES, server_options='trusted_proxy = "127.0.0.1"')
+    assert fail_authentication(server, "203.0.113.7", times=4) == [401, 401, 401, 429]
+    # Another client behind the same proxy is not blocked by the first one's failures.
+    assert fail_authentication(server, "198.51.100.9") == [401]
+    assert "ip=203.0.113.7" in server.output()
+    assert "ip=198.51.100.9" in server.output()
+
+
+def test_behind_a_proxy_only_the_address_the_proxy_saw_counts(make_server):
+    """nginx appends the peer it saw to whatever the client sent: the last entry is the
+    one to trust, and what a client prepends is ignored."""
+    server = make_server(THREE_FAILURES, server_options='trusted_proxy = "127.0.0.1"')
+    for n in range(3):
+        fail_authentication(server, f"10.9.9.{n}, 203.0.113.7")
+    assert fail_authentication(server, "10.1.1.1, 203.0.113.7") == [429]
+    assert "ip=10.9.9." not in server.output()
+
+
+def test_json_log_has_one_parsable_line_per_request_without_secrets(make_server):
+    server = make_server(server_options='log_format = "json"')
+    secret = server.mint()
+    response = server.client(secret).get("/v1/products?limit=1")
+    assert response.status_code == 200
+    lines = [json.loads(line) for line in server.output().splitlines()
+             if line.startswith("{")]
+    entry = next(line for line in lines if line.get("path") == "/v1/products")
+    assert entry["method"] == "GET"
+    assert entry["status"] == 200
+    assert isinstance(entry["duration_ms"], (int, float)) and entry["duration_ms"] >= 0
+    assert entry["request_id"] == response.headers["X-Request-Id"]
+    assert entry["api_key_id"].startswith("apik_")
+    assert entry["client_ip"] == "127.0.0.1"
+    assert secret not in server.output()
+    assert "limit=1" not in server.output()  # query strings can carry tokens: never logged
