@@ -42,6 +42,7 @@ class BenchServer:
         self.config.write_text(f"[server]\nport = {self.port}\n"
                                f'[storage]\npath = "data/sellix.db"\n{UNLIMITED}{extra_config}')
         self.database = self.root / "data" / "sellix.db"
+        self.log = self.root / "serve.log"  # the server's log lines, to look into a run
         self.env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.process = None
 
@@ -57,7 +58,7 @@ class BenchServer:
     def start(self) -> "BenchServer":
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sellix_lite", "--config", str(self.config), "serve"],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=self.env, stdout=subprocess.DEVNULL, stderr=self.log.open("ab"))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -44,6 +44,11 @@ class SenderPool:
         self._size = size
         self._busy = 0
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def running(self) -> bool:
+        """False once shutdown began: long-running work should wind down."""
+        return not self._stopping.is_set()
 
     def idle(self) -> int:
         with self._lock:
@@ -66,8 +71,13 @@ class SenderPool:
             with self._lock:
                 self._busy -= 1
 
+    def wind_down(self) -> None:
+        """Ask senders to stop after the call they are making."""
+        self._stopping.set()
+
     def shutdown(self) -> None:
         """Wait for calls under way (each is bounded by its timeout)."""
+        self.wind_down()
         self._threads.shutdown(wait=True)
 
 
@@ -136,7 +146,8 @@ def deliver_webhooks(ctx: JobContext) -> int:
         limit = ctx.senders.idle()
         if limit == 0:
             return 0
-        return delivery.deliver_due(db, ctx.config, ctx.boot_id, ctx.senders.submit, limit)
+        return delivery.deliver_due(db, ctx.config, ctx.boot_id, ctx.senders.submit, limit,
+                                    keep_going=ctx.senders.running)
 
 
 @job("poll_payments", every=lambda config: config.jobs.payment_poll_seconds)
@@ -215,6 +226,8 @@ def start_scheduler(ctx: JobContext) -> BackgroundScheduler:
 
 def stop_scheduler(scheduler: BackgroundScheduler, ctx: JobContext) -> None:
     """Wait for running jobs and outbound calls to finish, then stop."""
+    if ctx.senders is not None:
+        ctx.senders.wind_down()
     scheduler.shutdown(wait=True)
     if ctx.senders is not None:
         ctx.senders.shutdown()

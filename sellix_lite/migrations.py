@@ -430,6 +430,19 @@ def m0008_idempotency_for_every_principal(db):
     )
 
 
+@migration
+def m0009_delivery_claim_indexes(db):
+    # Claiming a delivery looks up one endpoint's oldest due delivery and whether one of
+    # its deliveries is in flight; both must stay index seeks when a backlog builds up.
+    _run(
+        db,
+        "CREATE INDEX webhook_deliveries_next ON webhook_deliveries "
+        "(endpoint_id, status, next_attempt_at, id)",
+        "CREATE INDEX webhook_deliveries_leased ON webhook_deliveries "
+        "(endpoint_id, lease_owner, lease_until) WHERE lease_owner IS NOT NULL",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]

@@ -11,7 +11,8 @@ from sellix_lite.jobs import JOBS, JobContext, build_scheduler, start_scheduler,
 def test_registered_jobs():
     assert [job.id for job in JOBS] == [
         "purge_idempotency_keys", "deliver_webhooks", "poll_payments", "process_refunds",
-        "process_payouts", "deliver_dynamic", "renew_subscriptions", "send_emails"]
+        "process_payouts", "deliver_dynamic", "renew_subscriptions", "send_emails",
+        "back_up_database"]
 
 
 def test_scheduler_holds_every_job_with_safe_defaults(tmp_path):

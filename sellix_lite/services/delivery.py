@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Callable
 
 import sqlite_utils
 
@@ -41,28 +42,35 @@ class Claimed:
 
 def claim_due(db: sqlite_utils.Database, boot_id: str, config: Config, limit: int,
               endpoint_id: str | None = None) -> list[Claimed]:
-    """Lease up to `limit` due deliveries, at most one per endpoint, oldest first."""
+    """Lease up to `limit` due deliveries, at most one per endpoint, oldest first.
+
+    Endpoints are few and deliveries can pile up by the thousand behind a slow one, so the
+    lookups go endpoint by endpoint, each an index seek: the time spent under the write
+    lock does not grow with a backlog.
+    """
     now = now_iso()
-    only_endpoint = "AND d.endpoint_id = :endpoint" if endpoint_id else ""
     with write_txn(db):
-        rows = list(db.query(
-            f"""SELECT d.id, d.endpoint_id FROM webhook_deliveries d
-               JOIN webhook_endpoints e ON e.id = d.endpoint_id
-               WHERE d.status = 'pending' AND d.next_attempt_at <= :now {only_endpoint}
-                 AND e.status = 'active' AND e.deleted_at IS NULL
-                 AND (d.lease_owner IS NULL OR d.lease_owner != :boot OR d.lease_until < :now)
-                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries busy
-                                 WHERE busy.endpoint_id = d.endpoint_id AND busy.id != d.id
-                                   AND busy.status = 'pending' AND busy.lease_owner = :boot
-                                   AND busy.lease_until >= :now)
-               ORDER BY d.next_attempt_at, d.id""",
-            {"now": now, "boot": boot_id, "endpoint": endpoint_id}))
-        chosen, seen = [], set()
-        for row in rows:
-            if row["endpoint_id"] not in seen and len(chosen) < limit:
-                seen.add(row["endpoint_id"])
-                chosen.append(row["id"])
-        return [_lease(db, delivery_id, boot_id, config) for delivery_id in chosen]
+        endpoints = [row["id"] for row in db.query(
+            "SELECT id FROM webhook_endpoints WHERE status = 'active' AND deleted_at IS NULL")]
+        due = []
+        for endpoint in endpoints:
+            if endpoint_id not in (None, endpoint) or _in_flight(db, endpoint, boot_id, now):
+                continue
+            row = query_one(db, """SELECT id, next_attempt_at FROM webhook_deliveries
+                WHERE endpoint_id = ? AND status = 'pending' AND next_attempt_at <= ?
+                  AND (lease_owner IS NULL OR lease_owner != ? OR lease_until < ?)
+                ORDER BY next_attempt_at, id LIMIT 1""", (endpoint, now, boot_id, now))
+            if row:
+                due.append(row)
+        due.sort(key=lambda row: (row["next_attempt_at"], row["id"]))
+        return [_lease(db, row["id"], boot_id, config) for row in due[:limit]]
+
+
+def _in_flight(db: sqlite_utils.Database, endpoint_id: str, boot_id: str, now: str) -> bool:
+    """Whether a sender of this process is delivering to the endpoint right now."""
+    return query_one(db, "SELECT 1 AS busy FROM webhook_deliveries WHERE endpoint_id = ? "
+                         "AND lease_owner = ? AND lease_until >= ? AND status = 'pending' "
+                         "LIMIT 1", (endpoint_id, boot_id, now)) is not None
 
 
 def _lease(db: sqlite_utils.Database, delivery_id: str, boot_id: str,
@@ -164,30 +172,31 @@ def _email_owner(db, endpoint: dict, config: Config) -> None:
 
 
 def deliver_due(db: sqlite_utils.Database, config: Config, boot_id: str, submit,
-                limit: int = 16) -> int:
+                limit: int = 16, keep_going: Callable[[], bool] = lambda: True) -> int:
     """Start a sender for each endpoint with due deliveries (up to `limit` endpoints).
 
     `submit(work)` runs `work(db)` now or on a sender thread. Each sender drains its
     endpoint's due deliveries one after another, up to MAX_SENDS_IN_A_ROW, so a backlog
-    goes out at the receiver's pace rather than one delivery per tick.
+    goes out at the receiver's pace rather than one delivery per tick; it stops early once
+    `keep_going()` is false (the server is shutting down), leaving the rest for next time.
     """
     claimed = claim_due(db, boot_id, config, limit)
     for item in claimed:
-        submit(_sender(item, config, boot_id))
+        submit(_sender(item, config, boot_id, keep_going))
     return len(claimed)
 
 
 MAX_SENDS_IN_A_ROW = 100
 
 
-def _sender(first: Claimed, config: Config, boot_id: str):
+def _sender(first: Claimed, config: Config, boot_id: str, keep_going: Callable[[], bool]):
     def drain(db: sqlite_utils.Database) -> int:
         item, sent = first, 0
         while item is not None:
             record(db, item, send(item, config), config)
             sent += 1
             more = []
-            if sent < MAX_SENDS_IN_A_ROW:
+            if sent < MAX_SENDS_IN_A_ROW and keep_going():
                 more = claim_due(db, boot_id, config, 1, item.endpoint_id)
             item = more[0] if more else None
         return sent
