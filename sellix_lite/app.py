@@ -70,6 +70,8 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
     app.session_interface = DashboardSessions()
+    # Behind TLS the dashboard's session cookie must never travel over plain HTTP.
+    app.config["SESSION_COOKIE_SECURE"] = config.public_url.startswith("https://")
     app.extensions["sellix"] = Runtime(config=config, signer=Signer(secret_key),
                                        boot_id=boot_id or secrets.token_hex(8))
 

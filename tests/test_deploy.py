@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import assert_problem
+from sellix_lite.app import create_app
+from sellix_lite.config import config_from_dict
 
 WRONG_KEY = "sx_test_" + "W" * 40
 THREE_FAILURES = "[limits]\nfailed_auths_per_minute_per_ip = 3\n"
@@ -46,6 +50,25 @@ def test_behind_a_proxy_only_the_address_the_proxy_saw_counts(make_server):
         fail_authentication(server, f"10.9.9.{n}, 203.0.113.7")
     assert fail_authentication(server, "10.1.1.1, 203.0.113.7") == [429]
     assert "ip=10.9.9." not in server.output()
+
+
+def test_behind_a_tls_proxy_cookies_are_secure(make_server):
+    server = make_server(server_options='trusted_proxy = "127.0.0.1"\n'
+                                        'public_url = "https://shop.example.com"')
+    page = server.client().get("/dashboard/login", headers={"X-Forwarded-Proto": "https"})
+    assert page.status_code == 200
+    assert "Secure" in page.headers["Set-Cookie"]
+    # The same request from anywhere but the proxy is plain HTTP, whatever it claims.
+    direct = make_server().client().get("/dashboard/login",
+                                        headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" not in direct.headers["Set-Cookie"]
+
+
+@pytest.mark.parametrize("public_url, secure", [("https://shop.example.com", True),
+                                                 ("http://127.0.0.1:8080", False), ("", False)])
+def test_the_session_cookie_is_secure_when_the_shop_is_served_over_https(public_url, secure):
+    config = config_from_dict({"server": {"public_url": public_url}})
+    assert create_app(config, "k" * 40).config["SESSION_COOKIE_SECURE"] is secure
 
 
 def test_json_log_has_one_parsable_line_per_request_without_secrets(make_server):
