@@ -25,4 +25,4 @@ def now_iso() -> str:
 
 def iso_ago(**delta) -> str:
     """The time `delta` ago, as the API writes it (for comparisons in SQL)."""
-    return iso(utcnow() - timedelta(**delta))
+    return time.strftime(ISO_FORMAT, time.gmtime(time.time() - timedelta(**delta).total_seconds()))

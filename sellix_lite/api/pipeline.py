@@ -107,23 +107,24 @@ def authenticate_request() -> None:
     """Blueprint hook: resolve the bearer key and count the request against its limit."""
     if request.endpoint in PUBLIC_ENDPOINTS:
         return
-    limits = runtime().config.limits
+    shared, db = runtime(), get_db()
+    limit = shared.config.limits.failed_auths_per_minute_per_ip
     ip_bucket = f"auth-failures:{request.remote_addr}"
-    failures = runtime().limiter.peek(ip_bucket, limits.failed_auths_per_minute_per_ip)
+    failures = shared.limiter.peek(ip_bucket, limit)
     if not failures.allowed:
         raise RateLimited("too many failed authentications from this address",
                           headers={"Retry-After": str(failures.reset_seconds)})
     try:
-        key = api_keys.authenticate(get_db(), _bearer_secret())
+        key = api_keys.authenticate(db, _bearer_secret())
         if key is None:
             raise Unauthenticated("the API key is unknown or revoked")
     except Unauthenticated:
-        runtime().limiter.hit(ip_bucket, limits.failed_auths_per_minute_per_ip)
+        shared.limiter.hit(ip_bucket, limit)
         raise
     g.api_key, g.api_key_id = key, key["id"]
-    g.scope = Scope(get_db(), key["mode"], runtime().signer)
+    g.scope = Scope(db, key["mode"], shared.signer)
     _count_request(key["id"])
-    api_keys.touch(get_db(), key)
+    api_keys.touch(db, key)
 
 
 def add_rate_limit_headers(response: Response) -> Response:
