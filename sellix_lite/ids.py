@@ -7,11 +7,13 @@ and keyset cursors can order by id alone.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET)
 _lock = threading.Lock()
 _last = (0, 0)  # (milliseconds, 80-bit random part)
 
@@ -36,8 +38,10 @@ def new_id(prefix: str) -> str:
 
 
 def _encode(number: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        number, index = divmod(number, 32)
-        chars.append(_ALPHABET[index])
-    return "".join(reversed(chars))
+    """`number` as `length` Crockford base32 digits (most significant first).
+
+    b32encode of 20 bytes gives 32 digits whose last `length` hold the number's low bits;
+    a translation table turns RFC 4648's digits into Crockford's.
+    """
+    digits = base64.b32encode(number.to_bytes(20, "big")).decode()[-length:]
+    return digits.translate(_TO_CROCKFORD)
