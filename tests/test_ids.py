@@ -1,0 +1,38 @@
+"""Object ids: a prefix and a monotonic ULID in Crockford base32."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, strategies as st
+
+from sellix_lite import ids
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def digits_by_division(number: int, length: int) -> str:
+    out = ""
+    for _ in range(length):
+        number, index = divmod(number, 32)
+        out = CROCKFORD[index] + out
+    return out
+
+
+@given(number=st.integers(min_value=0, max_value=2**80 - 1))
+def test_encoding_matches_base32_digits_by_division(number):
+    assert ids._encode(number, 16) == digits_by_division(number, 16)
+    assert ids._encode(number >> 32, 10) == digits_by_division(number >> 32, 10)
+
+
+def test_known_values():
+    assert ids._encode(0, 10) == "0000000000"
+    assert ids._encode(31, 10) == "000000000Z"
+    assert ids._encode(32, 10) == "0000000010"
+    assert ids._encode(2**80 - 1, 16) == "Z" * 16
+
+
+def test_ids_have_the_prefix_and_sort_in_the_order_they_were_made():
+    made = [ids.new_id("prod") for _ in range(2000)]  # many within one millisecond
+    assert all(re.fullmatch(r"prod_[0-9A-HJKMNP-TV-Z]{26}", made_id) for made_id in made)
+    assert made == sorted(made) and len(set(made)) == len(made)
