@@ -82,14 +82,13 @@ def restore(backup: Path, database: Path, now: datetime) -> Path | None:
     check_backup(backup)
     database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     kept = None
-    if database.exists():
+    present = [suffix for suffix in ("", "-wal", "-shm") if Path(f"{database}{suffix}").exists()]
+    if present:
         kept = database.with_name(f"{database.name}.before-restore-{now.strftime(STAMP)}")
-        # The WAL and shared-memory files belong to the old database: moved along with it,
-        # they can never be replayed into the restored one.
-        for suffix in ("", "-wal", "-shm"):
-            current = Path(f"{database}{suffix}")
-            if current.exists():
-                os.replace(current, Path(f"{kept}{suffix}"))
+        # The WAL and shared-memory files belong to the old database (even one deleted by
+        # hand): moved along with it, they can never be replayed into the restored one.
+        for suffix in present:
+            os.replace(Path(f"{database}{suffix}"), Path(f"{kept}{suffix}"))
     partial = database.with_name(database.name + ".partial")
     shutil.copyfile(backup, partial)
     os.chmod(partial, 0o600)

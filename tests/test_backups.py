@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import stat
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import requests
 
@@ -109,6 +110,24 @@ def test_restore_keeps_the_replaced_database_and_refuses_a_non_database(make_ser
     check_backup(kept)  # the replaced database is whole and can be restored in turn
     conn = sqlite3.connect(kept)
     assert conn.execute("SELECT name FROM products").fetchall() == [("Kept aside",)]
+    conn.close()
+
+
+def test_restore_moves_aside_a_log_left_without_its_database(tmp_path):
+    """A -wal file whose database was deleted by hand must not be replayed into the copy."""
+    source = tmp_path / "source.db"
+    conn = sqlite3.connect(source)
+    conn.executescript("CREATE TABLE _sqlite_migrations (x); CREATE TABLE products (name);"
+                       "INSERT INTO products VALUES ('from the backup');")
+    conn.close()
+    database = tmp_path / "data" / "sellix.db"
+    database.parent.mkdir()
+    Path(f"{database}-wal").write_bytes(b"a log of some other database")
+    kept = backups.restore(source, database, datetime(2026, 3, 1, tzinfo=timezone.utc))
+    assert kept is not None and Path(f"{kept}-wal").exists()
+    assert not Path(f"{database}-wal").exists()
+    conn = sqlite3.connect(database)
+    assert conn.execute("SELECT name FROM products").fetchall() == [("from the backup",)]
     conn.close()
 
 
