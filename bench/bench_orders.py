@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BenchServer, call, request  # noqa: E402
+from bench.common import BenchServer, call, request, run_in_threads  # noqa: E402
 
 KEYS = 20_000
 
@@ -50,11 +50,7 @@ def _flows(port, secret, product_id, seconds, threads, queue):
         with lock:
             durations.extend(mine)
 
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    run_in_threads(run, threads)
     queue.put((durations, failures[0]))
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_webhooks import register, start_receivers  # noqa: E402
-from bench.common import BenchServer, call, free_port, request  # noqa: E402
+from bench.common import BenchServer, call, free_port, request, run_in_threads  # noqa: E402
 
 WARM_UP_SECONDS = 60
 SAMPLE_SECONDS = 10
@@ -61,11 +61,7 @@ def _mixed_load(port, secret, product_id, seconds, threads, queue):
                 counts[kind] += 1
                 counts["errors"] += not ok
 
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    run_in_threads(run, threads)
     queue.put(counts)
 
 

@@ -101,6 +101,15 @@ def call(conn: http.client.HTTPConnection, secret: str, method: str, path: str, 
     return response.status, json.loads(data) if data else None
 
 
+def run_in_threads(work, count: int) -> None:
+    """Run `work(i)` for i in 0..count-1, each on its own thread, and wait for all."""
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
 def _load_worker(port, secret, paths, seconds, threads, queue, method="GET", body=None):
     latencies, errors = [], [0]
     lock = threading.Lock()
@@ -125,11 +134,7 @@ def _load_worker(port, secret, paths, seconds, threads, queue, method="GET", bod
         with lock:
             latencies.extend(mine)
 
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    run_in_threads(run, threads)
     queue.put((latencies, errors[0]))
 
 

@@ -2,9 +2,10 @@
 
 Each thread (a request, a job run, a CLI command) has its own connection; connections are
 never shared across threads. The web server's threads keep theirs open between requests
-(`ThreadConnections`): opening one costs more than answering a simple read. Writes that read first must hold the write lock from the start,
-so every write transaction is opened with BEGIN IMMEDIATE: a deferred transaction upgrading
-its lock fails at once with "database is locked" and ignores the busy timeout.
+(`ThreadConnections`): opening one costs more than answering a simple read. Writes that
+read first must hold the write lock from the start, so every write transaction is opened
+with BEGIN IMMEDIATE: a deferred transaction upgrading its lock fails at once with
+"database is locked" and ignores the busy timeout.
 """
 
 from __future__ import annotations
@@ -60,14 +61,14 @@ class ThreadConnections:
         self.path = path
         self._local = threading.local()
 
-    def acquire(self) -> sqlite_utils.Database:
+    def acquire(self) -> Database:
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = connect(self.path)
         return db
 
     @staticmethod
-    def release(db: sqlite_utils.Database) -> None:
+    def release(db: Database) -> None:
         """Leave the connection as a new one would be: no transaction, no hooks."""
         if db.conn.in_transaction:
             db.conn.rollback()

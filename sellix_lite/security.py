@@ -83,8 +83,8 @@ class Signer:
 
     def __init__(self, secret_key: str):
         self._secret_key = secret_key
-        # Serializers derive their key when made: make one per namespace, not per token.
-        self._serializers: dict[tuple[str, object], object] = {}
+        # Made once per salt (each namespace and kind has its own), not once per token.
+        self._signers: dict[str, object] = {}
 
     def sign(self, value, namespace: str) -> str:
         """A URL-safe token carrying `value`, valid only for `namespace`, never expiring."""
@@ -136,22 +136,19 @@ class Signer:
             raise BadToken(str(exc)) from None
 
     def _text_signer(self, namespace: str) -> ItsdangerousSigner:
-        if (namespace, "text") not in self._serializers:
-            self._serializers[namespace, "text"] = ItsdangerousSigner(
-                self._secret_key, salt=f"sellix-lite.text.{namespace}")
-        return self._serializers[namespace, "text"]
+        return self._made(ItsdangerousSigner, f"sellix-lite.text.{namespace}")
 
     def _plain(self, namespace: str) -> URLSafeSerializer:
-        if (namespace, False) not in self._serializers:
-            self._serializers[namespace, False] = URLSafeSerializer(
-                self._secret_key, salt=f"sellix-lite.{namespace}")
-        return self._serializers[namespace, False]
+        return self._made(URLSafeSerializer, f"sellix-lite.{namespace}")
 
     def _timed(self, namespace: str) -> URLSafeTimedSerializer:
-        if (namespace, True) not in self._serializers:
-            self._serializers[namespace, True] = URLSafeTimedSerializer(
-                self._secret_key, salt=f"sellix-lite.timed.{namespace}")
-        return self._serializers[namespace, True]
+        return self._made(URLSafeTimedSerializer, f"sellix-lite.timed.{namespace}")
+
+    def _made(self, kind: type, salt: str):
+        """One signer or serializer of `kind` per salt, made on first use."""
+        if salt not in self._signers:
+            self._signers[salt] = kind(self._secret_key, salt=salt)
+        return self._signers[salt]
 
 
 def _require_canonical_signature(token: str) -> None:

@@ -66,7 +66,6 @@ def exclusive_lock(database_path: Path, purpose: str = "serving"):
 
 def serve(config: Config, host: str, port: int) -> None:
     """Run until SIGINT or SIGTERM; returns after the scheduler and server have stopped."""
-    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with exclusive_lock(config.database_path):
         secret_key, version = prepare(config)
         ctx = JobContext(config, secret_key, senders=SenderPool(config))

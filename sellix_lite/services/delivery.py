@@ -50,11 +50,13 @@ def claim_due(db: sqlite_utils.Database, boot_id: str, config: Config, limit: in
     """
     now = now_iso()
     with write_txn(db):
+        only = " AND id = ?" if endpoint_id else ""
         endpoints = [row["id"] for row in db.query(
-            "SELECT id FROM webhook_endpoints WHERE status = 'active' AND deleted_at IS NULL")]
+            "SELECT id FROM webhook_endpoints WHERE status = 'active' AND deleted_at IS NULL"
+            + only, (endpoint_id,) if endpoint_id else ())]
         due = []
         for endpoint in endpoints:
-            if endpoint_id not in (None, endpoint) or _in_flight(db, endpoint, boot_id, now):
+            if _in_flight(db, endpoint, boot_id, now):
                 continue
             row = query_one(db, """SELECT id, next_attempt_at FROM webhook_deliveries
                 WHERE endpoint_id = ? AND status = 'pending' AND next_attempt_at <= ?
