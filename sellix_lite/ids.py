@@ -7,13 +7,14 @@ and keyset cursors can order by id alone.
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
-_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET)
+# Every pair of digits, indexed by the 10 bits they encode: a ULID is 13 lookups.
+_PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
+_PAIR_SHIFTS = range(120, -10, -10)
 _lock = threading.Lock()
 _last = (0, 0)  # (milliseconds, 80-bit random part)
 
@@ -29,7 +30,7 @@ def ulid() -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big")
         _last = (millis, rand)
-    return _encode(millis, 10) + _encode(rand & ((1 << 80) - 1), 16)
+    return _encode((millis << 80) | (rand & ((1 << 80) - 1)))
 
 
 def new_id(prefix: str) -> str:
@@ -37,11 +38,9 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{ulid()}"
 
 
-def _encode(number: int, length: int) -> str:
-    """`number` as `length` Crockford base32 digits (most significant first).
+def _encode(number: int) -> str:
+    """A 128-bit `number` as 26 Crockford base32 digits, most significant first.
 
-    b32encode of 20 bytes gives 32 digits whose last `length` hold the number's low bits;
-    a translation table turns RFC 4648's digits into Crockford's.
+    26 digits hold 130 bits, so the first digit carries only the top 3 bits (0-7).
     """
-    digits = base64.b32encode(number.to_bytes(20, "big")).decode()[-length:]
-    return digits.translate(_TO_CROCKFORD)
+    return "".join([_PAIRS[(number >> shift) & 1023] for shift in _PAIR_SHIFTS])
