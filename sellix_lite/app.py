@@ -42,6 +42,15 @@ class Runtime:
         return Links(self.config.public_url, self.signer, self.config.shop.download_link_hours)
 
 
+class SellixFlask(Flask):
+    """Flask for an app whose views and hooks are all plain functions."""
+
+    def ensure_sync(self, func):
+        # Flask asks `inspect` whether each view and hook is `async def` on every call,
+        # eight times a request; none of ours is.
+        return func
+
+
 class DashboardSessions(SecureCookieSessionInterface):
     """Signed-cookie sessions, opened only for the dashboard: the API, the shop and the IPN
     endpoint never use one, and opening one costs a serializer per request."""
@@ -64,7 +73,7 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     `boot_id` names this process in the claims it leaves in the database (idempotency keys,
     leased deliveries); the jobs of the same process use the same id.
     """
-    app = Flask(__name__, template_folder=str(resource_dir("templates")),
+    app = SellixFlask(__name__, template_folder=str(resource_dir("templates")),
                 static_folder=str(resource_dir("static")))
     app.config["SECRET_KEY"] = secret_key
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

@@ -101,11 +101,19 @@ def write_txn(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
             db.commit()
 
 
-def insert(db: sqlite_utils.Database, table: str, row: dict) -> None:
-    """INSERT one row of `table` (a dict of column values)."""
+def insert(db: sqlite_utils.Database, table: str, row: dict, *,
+           unless_taken: tuple[str, ...] = ()) -> bool:
+    """INSERT one row of `table` (a dict of column values); returns whether it was.
+
+    With `unless_taken` (the columns of a UNIQUE constraint), a row whose values there are
+    already taken is skipped instead of failing.
+    """
     columns = ", ".join(f'"{name}"' for name in row)
     marks = ", ".join("?" * len(row))
-    db.execute(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', tuple(row.values()))
+    skip = f" ON CONFLICT ({', '.join(unless_taken)}) DO NOTHING" if unless_taken else ""
+    cursor = db.execute(f'INSERT INTO "{table}" ({columns}) VALUES ({marks}){skip}',
+                        tuple(row.values()))
+    return cursor.rowcount == 1
 
 
 def update(db: sqlite_utils.Database, table: str, row_id: str, changes: dict) -> None:

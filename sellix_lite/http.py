@@ -17,6 +17,8 @@ from .errors import ApiError
 from .ids import new_id
 
 log = logging.getLogger("sellix_lite")
+# Every JSON body of the API: compact, and UTF-8 as is rather than \u escapes.
+_json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 PROBLEM_PREFIXES = ("/v1", "/ipn")
 # Werkzeug's own HTTP errors, mapped onto the contract's slugs.
@@ -36,17 +38,21 @@ def request_id() -> str:
     return g.request_id
 
 
+def compact_json(value) -> str:
+    """`value` encoded as the API's bodies are, keys in the order the object was built."""
+    return _json_encoder.encode(value)
+
+
 def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
     """A JSON response, keys in the order the object was built."""
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return Response(body, status=status, headers=headers, mimetype="application/json")
+    return Response(compact_json(payload), status=status, headers=headers,
+                    mimetype="application/json")
 
 
 def problem_response(error: ApiError) -> Response:
     """The problem+json response for `error`."""
     body = errors.problem(error, instance=request.path, request_id=request_id())
-    response = Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-                        status=error.status,
+    response = Response(compact_json(body), status=error.status,
                         mimetype="application/problem+json")
     response.headers.update(error.headers)
     return response

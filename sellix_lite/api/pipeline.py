@@ -18,7 +18,7 @@ from flask import Blueprint, Response, g, request
 from ..app import get_db, runtime
 from ..errors import (ApiError, ForbiddenScope, InvalidRequest, RateLimited,
                       Unauthenticated, UnsupportedMediaType)
-from ..http import problem_response
+from ..http import compact_json, problem_response
 from ..services import api_keys, idempotency
 from ..services.scope import Scope
 from ..validation import Schema
@@ -231,7 +231,7 @@ def _storable_body(op: Operation, response: Response) -> bytes:
     if op.secret_field and response.status_code < 300:
         payload = json.loads(body)
         payload[op.secret_field] = None
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        body = compact_json(payload).encode()
     return body
 
 

@@ -164,8 +164,11 @@ def create(scope: Scope, body: dict, *, allow_private_urls: bool = False) -> dic
         "dynamic_secret": signing.new_secret() if product_type == "dynamic" else None,
     }
     with write_txn(scope.db):
-        row["slug"] = _unique_slug(scope, row["name"])
-        storage.insert(scope.db, "products", row)
+        # The name's own slug is usually free: try it, and look for a free one if not.
+        row["slug"] = slugify(row["name"])
+        if not storage.insert(scope.db, "products", row, unless_taken=("mode", "slug")):
+            row["slug"] = _free_slug(scope, row["slug"])
+            storage.insert(scope.db, "products", row)
         product = render(row)
         events.emit(scope.db, scope.mode, "product.created", product)
     return product
@@ -275,17 +278,14 @@ def slugify(name: str) -> str:
     return slug or "product"
 
 
-def _unique_slug(scope: Scope, name: str) -> str:
-    """The name's slug, suffixed `-2`, `-3`, ... when this mode already has it."""
-    base = slugify(name)
+def _free_slug(scope: Scope, base: str) -> str:
+    """`base` suffixed `-2`, `-3`, ...: the first this mode doesn't have yet."""
     # Slugs are made of [a-z0-9-], so `base` and every `base-...` lie in [base, base.) ('.'
     # follows '-' in ASCII): one range the (mode, slug) index answers, where LIKE would
     # scan the whole catalog.
     taken = {row["slug"] for row in scope.db.query(
         "SELECT slug FROM products WHERE mode = ? AND slug >= ? AND slug < ?",
         (scope.mode, base, f"{base}."))}
-    if base not in taken:
-        return base
     suffix = 2
     while f"{base}-{suffix}" in taken:
         suffix += 1
