@@ -43,7 +43,10 @@ class BenchServer:
                                f'[storage]\npath = "data/sellix.db"\n{UNLIMITED}{extra_config}')
         self.database = self.root / "data" / "sellix.db"
         self.log = self.root / "serve.log"  # the server's log lines, to look into a run
-        self.env = {**os.environ, "PYTHONPATH": str(REPO)}
+        # The checkout's modules get their bytecode cached, as `pip install` compiles an
+        # installed package's; without it every start would compile them from source.
+        self.env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                    "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(self.root / "pycache")}
         self.process = None
 
     def cli(self, *args) -> str:
