@@ -74,7 +74,7 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     leased deliveries); the jobs of the same process use the same id.
     """
     app = SellixFlask(__name__, template_folder=str(resource_dir("templates")),
-                static_folder=str(resource_dir("static")))
+                      static_folder=str(resource_dir("static")))
     app.config["SECRET_KEY"] = secret_key
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
