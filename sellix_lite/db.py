@@ -1,17 +1,29 @@
 """The only place that opens SQLite connections and write transactions.
 
-Each thread (a request, a job run, a CLI command) has its own connection; connections are
-never shared across threads. The web server's threads keep theirs open between requests
-(`ThreadConnections`): opening one costs more than answering a simple read. Writes that
-read first must hold the write lock from the start, so every write transaction is opened
+Each thread (a request, a job run, a CLI command) reads through a connection of its own;
+those are never shared across threads. The web server's threads keep theirs open between
+requests (`ThreadConnections`): opening one costs more than answering a simple read.
+
+Writes of one process go through one shared connection per database file (`SharedWriter`)
+and are committed in groups: a write transaction runs its statements under the writer's
+mutex, inside the group's open transaction, and then waits for the group's COMMIT, which one
+of the waiting threads runs for all. Only then does `write_txn` return, so a write is
+acknowledged only once it is durable, while one sync to disk serves every write that
+finished in the meantime. The sync, not the statements, is what a single write spends most
+of its time on. Grouped writes see each other and commit or fail together, exactly as if
+they had run one after the other; a write that fails rolls back only its own savepoint.
+
+Writes that read first must hold the write lock from the start, so every group is opened
 with BEGIN IMMEDIATE: a deferred transaction upgrading its lock fails at once with
 "database is locked" and ignores the busy timeout.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,12 +31,8 @@ from typing import Iterator
 import sqlite_utils
 
 BUSY_TIMEOUT_SECONDS = 30
-# Writers of this process queue on a lock before they ask SQLite for its write lock.
-# SQLite's busy handler waits by sleeping and polling, with sleeps up to 100 ms, which
-# turns contention into long tail latencies; a mutex hands the lock over at once. Other
-# processes (the CLI, a backup) still meet the busy timeout as before.
-_writer_locks: dict[str, threading.Lock] = {}
-_writer_locks_guard = threading.Lock()
+# name of the savepoint that a write joining an open group runs in
+_JOINED = "joined_write"
 
 
 class Database(sqlite_utils.Database):
@@ -44,14 +52,19 @@ class Database(sqlite_utils.Database):
 
 def connect(path: str | Path) -> Database:
     """Open a connection in autocommit mode: transactions are only the ones we open."""
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA synchronous = FULL")
-    db = Database(conn)
+    db = Database(_open(path))
     # Callables run inside every write transaction just before it commits (see write_txn).
     db.before_commit = []
-    db.writer_lock = _writer_lock(str(Path(path).resolve()))
+    db.writer = SharedWriter.of(path)
     return db
+
+
+def _open(path: str | Path, **options) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                           **options)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
 
 
 class ThreadConnections:
@@ -75,30 +88,181 @@ class ThreadConnections:
         db.before_commit.clear()
 
 
-def _writer_lock(path: str) -> threading.Lock:
-    with _writer_locks_guard:
-        return _writer_locks.setdefault(path, threading.Lock())
+class SharedWriter:
+    """The one connection a process writes to a database file with, and its group commit.
+
+    The mutex is held while one write transaction runs its statements and while a group
+    commits; it also makes this process's writers queue at once instead of in SQLite's busy
+    handler, which polls with sleeps of up to 100 ms. Other processes (the CLI, a backup)
+    still meet the busy timeout.
+    """
+
+    _by_file: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+    _by_file_guard = threading.Lock()
+
+    @classmethod
+    def of(cls, path: str | Path) -> SharedWriter:
+        """The writer of the file now at `path`: a file put in its place gets another."""
+        resolved = Path(path).resolve()
+        key = (str(resolved), _inode(resolved))
+        with cls._by_file_guard:
+            writer = cls._by_file.get(key)
+            if writer is None:
+                writer = cls._by_file[key] = cls(resolved)
+            return writer
+
+    def __init__(self, path: Path):
+        self.conn = _open(path, check_same_thread=False)
+        weakref.finalize(self, self.conn.close)
+        self.mutex = threading.Lock()
+        self._group = _Group()  # the group that writes join now
+        self._committing = False  # a thread has taken on committing the open group
+        # Writes that have asked for a turn, and those that have had it. Arrivals are
+        # numbered without a lock, so `_arrived` is at times a little behind, which only
+        # makes a group smaller.
+        self._tickets = itertools.count(1)
+        self._arrived = self._finished = 0
+        self._awaited = 0  # the count of finished writes the committer waits for
+        self._state = threading.Lock()
+        self._settled = threading.Condition(self._state)
+        self._joined = threading.Condition(self._state)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the mutex for one write transaction's statements."""
+        self._arrived = next(self._tickets)
+        with self.mutex:
+            try:
+                yield
+            finally:
+                self._finished += 1
+                if self._finished == self._awaited:
+                    with self._state:
+                        self._joined.notify()
+
+    def start(self) -> None:
+        """Open the group's transaction, or a savepoint in it if other writes are in it."""
+        self._drop_lost_group()
+        self.conn.execute(f"SAVEPOINT {_JOINED}" if self._group.writes else "BEGIN IMMEDIATE")
+
+    def keep(self) -> _Group:
+        """Add the finished write to the group; returns the group to wait for."""
+        if self._drop_lost_group() or not self.conn.in_transaction:
+            raise _ended()  # the block committed or rolled back by itself
+        # A joined write's savepoint is left open (ROLLBACK TO finds the newest of the
+        # name) and goes with the COMMIT: releasing it would cost a statement.
+        self._group.writes += 1
+        return self._group
+
+    def undo(self) -> None:
+        """Roll back the failed write, and nothing of the others in its group."""
+        self._drop_lost_group()
+        if not self.conn.in_transaction:
+            return
+        if not self._group.writes:
+            self.conn.rollback()
+            return
+        try:
+            self.conn.execute(f"ROLLBACK TO {_JOINED}")
+        except sqlite3.Error as exc:
+            self.conn.rollback()
+            self._settle(exc)
+
+    def wait_durable(self, group: _Group) -> None:
+        """Return once `group` has committed; raise if it failed. Commits it if no one is."""
+        while True:
+            with self._state:
+                while not group.settled and self._committing:
+                    self._settled.wait()
+                if group.settled:
+                    break
+                self._committing = True
+                # Writes already queued join the group before it commits: this is what
+                # makes groups, since the COMMIT holds the mutex.
+                self._awaited = self._arrived
+                while self._finished < self._awaited:
+                    self._joined.wait()
+            self._commit_group()
+        if group.failure is not None:
+            raise sqlite3.OperationalError(f"the write was not committed: {group.failure}")
+
+    def _drop_lost_group(self) -> bool:
+        """Fail the open group if its transaction is gone, as SQLite does on some errors."""
+        lost = self._group.writes > 0 and not self.conn.in_transaction
+        if lost:
+            self._settle(_ended())
+        return lost
+
+    def _commit_group(self) -> None:
+        with self.mutex:
+            self._drop_lost_group()
+            failure = None
+            try:
+                self.conn.commit()
+            except BaseException as exc:
+                failure = exc
+                if self.conn.in_transaction:
+                    self.conn.rollback()
+            self._settle(failure, by_committer=True)
+
+    def _settle(self, failure: BaseException | None, *, by_committer: bool = False) -> None:
+        """Close the open group (under the mutex) and wake the writes waiting for it.
+
+        `by_committer`: this is the COMMIT a waiting thread took on, so another may take on
+        the next.
+        """
+        with self._state:
+            self._group.settled, self._group.failure = True, failure
+            self._group = _Group()
+            if by_committer:
+                self._committing = False
+            self._settled.notify_all()
+
+
+class _Group:
+    """Writes committed by one COMMIT."""
+
+    def __init__(self):
+        self.writes = 0
+        self.settled = False
+        self.failure: BaseException | None = None
+
+
+def _ended() -> sqlite3.OperationalError:
+    return sqlite3.OperationalError("the transaction ended before its commit")
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
 
 
 @contextmanager
 def write_txn(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """Run the block as one BEGIN IMMEDIATE transaction: all of it commits, or none.
+    """Run the block as one transaction: all of it commits, or none; durable on return.
 
-    The connection's `before_commit` hooks run inside the transaction, so what they write
-    commits together with the block (the idempotency layer uses this to note that a
-    request has taken effect).
+    Inside the block `db` talks to the process's shared writer (see the module's notes).
+    Its `before_commit` hooks run inside the transaction, so what they write commits
+    together with the block (the idempotency layer uses this to note that a request has
+    taken effect).
     """
-    with db.writer_lock:
-        db.execute("BEGIN IMMEDIATE")
+    writer, own = db.writer, db.conn
+    with writer.turn():
+        writer.start()
+        db.conn = writer.conn
         try:
             yield db
             for hook in db.before_commit:
                 hook(db)
         except BaseException:
-            db.rollback()
+            writer.undo()
             raise
-        else:
-            db.commit()
+        finally:
+            db.conn = own
+        group = writer.keep()
+    writer.wait_durable(group)
 
 
 def insert(db: sqlite_utils.Database, table: str, row: dict, *,

@@ -50,7 +50,8 @@ def test_upgrade_from_the_first_migration_keeps_rows(db_path):
     assert "idempotency_keys" not in table_names(old)
     rows = [api_key_row(n) for n in range(5)]
     with storage.write_txn(old):
-        old["api_keys"].insert_all(rows)
+        for row in rows:
+            storage.insert(old, "api_keys", row)
     old.close()
 
     db = storage.connect(db_path)
@@ -372,3 +373,118 @@ def test_concurrent_writers_lose_nothing(db, db_path, tmp_path):
     assert per_worker == {n: TXNS_PER_WORKER for n in range(WORKERS)}
     assert ticks and count(db, "ticks") == len(ticks)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# --- (e) group commit ----------------------------------------------------------------------
+
+
+def run_queued(db_path, blocks):
+    """Run each block in a write_txn of its own thread, all queued before the first starts
+    (the test holds the writer's mutex meanwhile); returns (outcomes, COMMITs run)."""
+    writer = storage.SharedWriter.of(db_path)
+    commits = []
+    writer.conn.set_trace_callback(lambda sql: sql == "COMMIT" and commits.append(sql))
+    outcomes = [None] * len(blocks)
+
+    def write(n: int) -> None:
+        conn = storage.connect(db_path)
+        try:
+            with storage.write_txn(conn):
+                blocks[n](conn)
+            outcomes[n] = "committed"
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[n] = exc
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(len(blocks))]
+    with writer.mutex:
+        for thread in threads:
+            thread.start()
+        while writer._arrived - writer._finished < len(blocks):
+            threading.Event().wait(0.001)
+    for thread in threads:
+        thread.join(timeout=30)
+    writer.conn.set_trace_callback(None)
+    assert not any(thread.is_alive() for thread in threads), "a writer hung"
+    return outcomes, len(commits)
+
+
+def insert_thing(name: str):
+    return lambda conn: conn.execute("INSERT INTO things (name) VALUES (?)", (name,))
+
+
+def names(db) -> list[str]:
+    return sorted(row["name"] for row in db.query("SELECT name FROM things"))
+
+
+def test_queued_writes_commit_together_with_one_sync(things, db_path):
+    outcomes, commits = run_queued(db_path, [insert_thing(f"t{n}") for n in range(6)])
+    assert outcomes == ["committed"] * 6
+    assert commits == 1
+    assert names(things) == [f"t{n}" for n in range(6)]
+
+
+def test_a_failing_write_in_a_group_rolls_back_only_itself(things, db_path):
+    def fails(conn):
+        conn.execute("INSERT INTO things (name) VALUES ('doomed')")
+        raise RuntimeError("no")
+
+    outcomes, commits = run_queued(
+        db_path, [insert_thing("a"), fails, insert_thing("b"), insert_thing("c")])
+    assert [o if isinstance(o, str) else repr(o) for o in outcomes] == \
+        ["committed", "RuntimeError('no')", "committed", "committed"]
+    assert commits == 1
+    assert names(things) == ["a", "b", "c"]
+
+
+def test_writes_in_a_group_see_each_other_as_if_run_one_after_another(things, db_path):
+    def next_number(conn):
+        seen = conn.execute("SELECT count(*) FROM things").fetchone()[0]
+        conn.execute("INSERT INTO things (name) VALUES (?)", (f"n{seen}",))
+
+    outcomes, _ = run_queued(db_path, [next_number] * 5)
+    assert outcomes == ["committed"] * 5
+    assert names(things) == [f"n{n}" for n in range(5)]
+
+
+def test_a_failed_commit_fails_every_write_of_its_group(things, db_path):
+    """No write is acknowledged unless its COMMIT succeeded: a deferred constraint that
+    fails at COMMIT takes the whole group down, and the writers all hear of it."""
+    things.execute("CREATE TABLE parents (id INTEGER PRIMARY KEY)")
+    things.execute("CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER "
+                   "REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)")
+    orphan = lambda conn: conn.execute("INSERT INTO children (parent_id) VALUES (42)")  # noqa: E731
+    outcomes, commits = run_queued(db_path, [insert_thing("a"), orphan, insert_thing("b")])
+    assert all(isinstance(o, sqlite3.OperationalError) and "not committed" in str(o)
+               for o in outcomes), outcomes
+    assert commits == 1
+    assert names(things) == []
+    assert count(things, "children") == 0
+    with storage.write_txn(things):  # the writer carries on
+        insert_thing("after")(things)
+    assert names(things) == ["after"]
+
+
+def test_a_write_is_durable_when_write_txn_returns(things, db_path):
+    """Another process's connection sees it at once: it is committed, not only grouped."""
+    with storage.write_txn(things):
+        insert_thing("x")(things)
+    outside = sqlite3.connect(db_path)
+    try:
+        assert outside.execute("SELECT name FROM things").fetchall() == [("x",)]
+    finally:
+        outside.close()
+
+
+def test_a_file_put_in_place_of_the_database_gets_its_own_writer(db_path, tmp_path):
+    first = storage.connect(db_path)
+    try:
+        replacement = tmp_path / "replacement.db"
+        sqlite3.connect(replacement).close()
+        replacement.replace(db_path)
+        second = storage.connect(db_path)
+        assert second.writer is not first.writer
+        second.close()
+    finally:
+        first.close()
