@@ -17,6 +17,11 @@ _PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
 _PAIR_SHIFTS = range(120, -10, -10)
 _lock = threading.Lock()
 _last = (0, 0)  # (milliseconds, 80-bit random part)
+# Random bytes are drawn from the OS a page at a time: each draw is a system call during
+# which other threads take the interpreter, and ids are made several per request.
+_POOL_SIZE = 4000
+_pool = b""
+_pool_used = 0
 
 
 def ulid() -> str:
@@ -28,9 +33,27 @@ def ulid() -> str:
         if millis <= last_millis:
             millis, rand = last_millis, last_random + 1
         else:
-            rand = int.from_bytes(os.urandom(10), "big")
+            rand = _random_80_bits()
         _last = (millis, rand)
     return _encode((millis << 80) | (rand & ((1 << 80) - 1)))
+
+
+def _random_80_bits() -> int:
+    """The next 10 bytes of the pool as a number; call with `_lock` held."""
+    global _pool, _pool_used
+    if _pool_used == len(_pool):
+        _pool, _pool_used = os.urandom(_POOL_SIZE), 0
+    _pool_used += 10
+    return int.from_bytes(_pool[_pool_used - 10:_pool_used], "big")
+
+
+def _forget_after_fork() -> None:
+    """A forked child must not make the ids its parent will."""
+    global _pool, _pool_used, _last
+    _pool, _pool_used, _last = b"", 0, (0, 0)
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def new_id(prefix: str) -> str:

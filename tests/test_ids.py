@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from hypothesis import given, strategies as st
@@ -35,3 +36,26 @@ def test_ids_have_the_prefix_and_sort_in_the_order_they_were_made():
     made = [ids.new_id("prod") for _ in range(2000)]  # many within one millisecond
     assert all(re.fullmatch(r"prod_[0-9A-HJKMNP-TV-Z]{26}", made_id) for made_id in made)
     assert made == sorted(made) and len(set(made)) == len(made)
+
+
+def test_random_parts_are_drawn_from_a_pool_that_a_forked_child_does_not_share():
+    ids.ulid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports the random part of its first id, then leaves
+        os.write(write, ids.ulid()[10:].encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    childs = os.read(read, 64).decode()
+    os.close(read)
+    ours = [ids.ulid()[10:] for _ in range(3)]
+    assert len(childs) == 16
+    assert childs not in ours
+    assert len({*ours, childs}) == 4
+
+
+def test_pooled_random_parts_differ_across_a_refill():
+    parts = {ids._random_80_bits() for _ in range(3 * ids._POOL_SIZE // 10)}
+    assert len(parts) == 3 * ids._POOL_SIZE // 10
+    assert all(part < 1 << 80 for part in parts)
