@@ -6,12 +6,13 @@ requests (`ThreadConnections`): opening one costs more than answering a simple r
 
 Writes of one process go through one shared connection per database file (`SharedWriter`)
 and are committed in groups: a write transaction runs its statements under the writer's
-mutex, inside the group's open transaction, and then waits for the group's COMMIT, which one
-of the waiting threads runs for all. Only then does `write_txn` return, so a write is
-acknowledged only once it is durable, while one sync to disk serves every write that
-finished in the meantime. The sync, not the statements, is what a single write spends most
-of its time on. Grouped writes see each other and commit or fail together, exactly as if
-they had run one after the other; a write that fails rolls back only its own savepoint.
+mutex, inside the group's open transaction, and if other writes are queued for the mutex
+it leaves the transaction open for them and waits for the COMMIT that the last of them
+runs. Only then does `write_txn` return, so a write is acknowledged only once it is
+durable, while one sync to disk serves every write of the group. The sync, not the
+statements, is what a single write spends most of its time on. Grouped writes see each
+other and commit or fail together, exactly as if they had run one after the other; a
+write that fails rolls back only its own savepoint.
 
 Writes that read first must hold the write lock from the start, so every group is opened
 with BEGIN IMMEDIATE: a deferred transaction upgrading its lock fails at once with
@@ -20,7 +21,6 @@ with BEGIN IMMEDIATE: a deferred transaction upgrading its lock fails at once wi
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 import threading
 import weakref
@@ -91,11 +91,15 @@ class ThreadConnections:
 class SharedWriter:
     """The one connection a process writes to a database file with, and its group commit.
 
-    The mutex is held while one write transaction runs its statements and while a group
-    commits; it also makes this process's writers queue at once instead of in SQLite's busy
-    handler, which polls with sleeps of up to 100 ms. Other processes (the CLI, a backup)
-    still meet the busy timeout.
+    One write at a time runs its statements, holding the mutex; a write that ends while
+    others are queued for the mutex leaves the transaction open for them and waits, and
+    the last of the queue commits the group (or a full group's write does, so that a
+    stream of writes can't keep one waiting). The mutex also makes this process's writers
+    queue at once instead of in SQLite's busy handler, which polls with sleeps of up to
+    100 ms; other processes (the CLI, a backup) still meet the busy timeout.
     """
+
+    MAX_GROUP = 64
 
     _by_file: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
     _by_file_guard = threading.Lock()
@@ -116,37 +120,54 @@ class SharedWriter:
         weakref.finalize(self, self.conn.close)
         self.mutex = threading.Lock()
         self._group = _Group()  # the group that writes join now
-        self._committing = False  # a thread has taken on committing the open group
-        # Writes that have asked for a turn, and those that have had it. Arrivals are
-        # numbered without a lock, so `_arrived` is at times a little behind, which only
-        # makes a group smaller.
-        self._tickets = itertools.count(1)
-        self._arrived = self._finished = 0
-        self._awaited = 0  # the count of finished writes the committer waits for
-        self._state = threading.Lock()
-        self._settled = threading.Condition(self._state)
-        self._joined = threading.Condition(self._state)
+        # Threads that have asked for the mutex and not yet finished their write (adding
+        # to and removing from a set are atomic, so this needs no lock of its own).
+        self._queued: set[int] = set()
+        self._settled = threading.Condition(threading.Lock())
 
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        """Hold the mutex for one write transaction's statements."""
-        self._arrived = next(self._tickets)
-        with self.mutex:
-            try:
-                yield
-            finally:
-                self._finished += 1
-                if self._finished == self._awaited:
-                    with self._state:
-                        self._joined.notify()
+    def begin(self) -> None:
+        """Take the mutex, behind the process's other writes, and start a write.
 
-    def start(self) -> None:
-        """Open the group's transaction, or a savepoint in it if other writes are in it."""
-        self._drop_lost_group()
-        self.conn.execute(f"SAVEPOINT {_JOINED}" if self._group.writes else "BEGIN IMMEDIATE")
+        It opens the group's transaction, or a savepoint in it if other writes are in it.
+        """
+        me = threading.get_ident()
+        self._queued.add(me)
+        try:
+            self.mutex.acquire()
+        except BaseException:
+            self._queued.discard(me)
+            raise
+        try:
+            self._drop_lost_group()
+            self.conn.execute(f"SAVEPOINT {_JOINED}" if self._group.writes
+                              else "BEGIN IMMEDIATE")
+        except BaseException:
+            self._hand_on()
+            raise
 
-    def keep(self) -> _Group:
-        """Add the finished write to the group; returns the group to wait for."""
+    def end(self, *, failed: bool = False) -> _Group | None:
+        """Finish the write and hand the mutex on; returns the group to wait for.
+
+        A failed write is rolled back, and nothing of the others in its group.
+        """
+        try:
+            if failed:
+                self._undo()
+                return None
+            return self._keep()
+        finally:
+            self._hand_on()
+
+    def wait_durable(self, group: _Group) -> None:
+        """Return once `group` has committed; raise if it failed."""
+        if not group.settled:  # the write that committed it knows already
+            with self._settled:
+                while not group.settled:
+                    self._settled.wait()
+        if group.failure is not None:
+            raise sqlite3.OperationalError(f"the write was not committed: {group.failure}")
+
+    def _keep(self) -> _Group:
         if self._drop_lost_group() or not self.conn.in_transaction:
             raise _ended()  # the block committed or rolled back by itself
         # A joined write's savepoint is left open (ROLLBACK TO finds the newest of the
@@ -154,8 +175,7 @@ class SharedWriter:
         self._group.writes += 1
         return self._group
 
-    def undo(self) -> None:
-        """Roll back the failed write, and nothing of the others in its group."""
+    def _undo(self) -> None:
         self._drop_lost_group()
         if not self.conn.in_transaction:
             return
@@ -168,23 +188,15 @@ class SharedWriter:
             self.conn.rollback()
             self._settle(exc)
 
-    def wait_durable(self, group: _Group) -> None:
-        """Return once `group` has committed; raise if it failed. Commits it if no one is."""
-        while True:
-            with self._state:
-                while not group.settled and self._committing:
-                    self._settled.wait()
-                if group.settled:
-                    break
-                self._committing = True
-                # Writes already queued join the group before it commits: this is what
-                # makes groups, since the COMMIT holds the mutex.
-                self._awaited = self._arrived
-                while self._finished < self._awaited:
-                    self._joined.wait()
-            self._commit_group()
-        if group.failure is not None:
-            raise sqlite3.OperationalError(f"the write was not committed: {group.failure}")
+    def _hand_on(self) -> None:
+        """Release the mutex; the last write of the queue commits the group first."""
+        try:
+            self._queued.discard(threading.get_ident())
+            group = self._group
+            if group.writes and (not self._queued or group.writes >= self.MAX_GROUP):
+                self._commit_group()
+        finally:
+            self.mutex.release()
 
     def _drop_lost_group(self) -> bool:
         """Fail the open group if its transaction is gone, as SQLite does on some errors."""
@@ -194,28 +206,23 @@ class SharedWriter:
         return lost
 
     def _commit_group(self) -> None:
-        with self.mutex:
-            self._drop_lost_group()
-            failure = None
-            try:
-                self.conn.commit()
-            except BaseException as exc:
-                failure = exc
-                if self.conn.in_transaction:
-                    self.conn.rollback()
-            self._settle(failure, by_committer=True)
+        """COMMIT the open group (under the mutex) and tell its writes how it went."""
+        if self._drop_lost_group():
+            return
+        failure = None
+        try:
+            self.conn.commit()
+        except BaseException as exc:
+            failure = exc
+            if self.conn.in_transaction:
+                self.conn.rollback()
+        self._settle(failure)
 
-    def _settle(self, failure: BaseException | None, *, by_committer: bool = False) -> None:
-        """Close the open group (under the mutex) and wake the writes waiting for it.
-
-        `by_committer`: this is the COMMIT a waiting thread took on, so another may take on
-        the next.
-        """
-        with self._state:
+    def _settle(self, failure: BaseException | None) -> None:
+        """Close the open group (under the mutex) and wake the writes waiting for it."""
+        with self._settled:
             self._group.settled, self._group.failure = True, failure
             self._group = _Group()
-            if by_committer:
-                self._committing = False
             self._settled.notify_all()
 
 
@@ -249,20 +256,18 @@ def write_txn(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     taken effect).
     """
     writer, own = db.writer, db.conn
-    with writer.turn():
-        writer.start()
-        db.conn = writer.conn
-        try:
-            yield db
-            for hook in db.before_commit:
-                hook(db)
-        except BaseException:
-            writer.undo()
-            raise
-        finally:
-            db.conn = own
-        group = writer.keep()
-    writer.wait_durable(group)
+    writer.begin()
+    db.conn = writer.conn
+    try:
+        yield db
+        for hook in db.before_commit:
+            hook(db)
+    except BaseException:
+        db.conn = own
+        writer.end(failed=True)
+        raise
+    db.conn = own
+    writer.wait_durable(writer.end())
 
 
 def insert(db: sqlite_utils.Database, table: str, row: dict, *,

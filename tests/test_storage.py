@@ -401,7 +401,7 @@ def run_queued(db_path, blocks):
     with writer.mutex:
         for thread in threads:
             thread.start()
-        while writer._arrived - writer._finished < len(blocks):
+        while len(writer._queued) < len(blocks):
             threading.Event().wait(0.001)
     for thread in threads:
         thread.join(timeout=30)
