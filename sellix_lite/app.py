@@ -109,9 +109,10 @@ def runtime() -> Runtime:
 
 def get_db():
     """This request's database connection: its thread's, handed back clean at teardown."""
-    if "db" not in g:
-        g.db = runtime().connections.acquire()
-    return g.db
+    context = g._get_current_object()  # one lookup of the proxy, not three
+    if "db" not in context:
+        context.db = runtime().connections.acquire()
+    return context.db
 
 
 def _release_db(_exc=None) -> None:

@@ -33,9 +33,10 @@ _HTTP_ERRORS = {
 
 def request_id() -> str:
     """This request's id (`req_` + ULID), made on first use."""
-    if "request_id" not in g:
-        g.request_id = new_id("req")
-    return g.request_id
+    context = g._get_current_object()  # one lookup of the proxy, not three
+    if "request_id" not in context:
+        context.request_id = new_id("req")
+    return context.request_id
 
 
 def compact_json(value) -> str:

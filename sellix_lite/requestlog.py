@@ -25,15 +25,17 @@ def install(app: Flask) -> None:
 
     @app.after_request
     def _log(response: Response) -> Response:
-        started = g.get("started", time.perf_counter())
+        # Each use of Flask's `request` and `g` proxies looks the context up again.
+        this, context = request._get_current_object(), g._get_current_object()
+        started = context.get("started", time.perf_counter())
         fields = {
-            "method": request.method,
-            "path": request.path,
+            "method": this.method,
+            "path": this.path,
             "status": response.status_code,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             "request_id": request_id(),
-            "api_key_id": g.get("api_key_id"),
-            "client_ip": request.remote_addr,
+            "api_key_id": context.get("api_key_id"),
+            "client_ip": this.remote_addr,
         }
         access_log.info(
             "%(method)s %(path)s %(status)s %(duration_ms)sms %(request_id)s key=%(key)s "

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Callable
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Request, Response, g, request
 
-from ..app import get_db, runtime
+from ..app import Runtime, get_db, runtime
 from ..errors import (ApiError, ForbiddenScope, InvalidRequest, RateLimited,
                       Unauthenticated, UnsupportedMediaType)
 from ..http import compact_json, problem_response
@@ -105,25 +105,27 @@ def allow_private_targets() -> bool:
 
 def authenticate_request() -> None:
     """Blueprint hook: resolve the bearer key and count the request against its limit."""
-    if request.endpoint in PUBLIC_ENDPOINTS:
+    this = request._get_current_object()  # one lookup of the proxy for all uses below
+    if this.endpoint in PUBLIC_ENDPOINTS:
         return
     shared, db = runtime(), get_db()
     limit = shared.config.limits.failed_auths_per_minute_per_ip
-    ip_bucket = f"auth-failures:{request.remote_addr}"
+    ip_bucket = f"auth-failures:{this.remote_addr}"
     failures = shared.limiter.peek(ip_bucket, limit)
     if not failures.allowed:
         raise RateLimited("too many failed authentications from this address",
                           headers={"Retry-After": str(failures.reset_seconds)})
     try:
-        key = api_keys.authenticate(db, _bearer_secret())
+        key = api_keys.authenticate(db, _bearer_secret(this))
         if key is None:
             raise Unauthenticated("the API key is unknown or revoked")
     except Unauthenticated:
         shared.limiter.hit(ip_bucket, limit)
         raise
-    g.api_key, g.api_key_id = key, key["id"]
-    g.scope = Scope(db, key["mode"], shared.signer)
-    _count_request(key["id"])
+    context = g._get_current_object()
+    context.api_key, context.api_key_id = key, key["id"]
+    context.scope = Scope(db, key["mode"], shared.signer)
+    _count_request(shared, this.method, key["id"], context)
     api_keys.touch(db, key)
 
 
@@ -133,8 +135,8 @@ def add_rate_limit_headers(response: Response) -> Response:
     return response
 
 
-def _bearer_secret() -> str:
-    header = request.headers.get("Authorization", "")
+def _bearer_secret(this: Request) -> str:
+    header = this.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     if not header:
         raise Unauthenticated("send your API key as `Authorization: Bearer sx_...`")
@@ -143,13 +145,13 @@ def _bearer_secret() -> str:
     return secret.strip()
 
 
-def _count_request(key_id: str) -> None:
-    limits = runtime().config.limits
-    bucket, limit = (("reads", limits.reads_per_minute) if request.method in READ_METHODS
+def _count_request(shared: Runtime, method: str, key_id: str, context) -> None:
+    limits = shared.config.limits
+    bucket, limit = (("reads", limits.reads_per_minute) if method in READ_METHODS
                      else ("writes", limits.writes_per_minute))
-    decision = runtime().limiter.hit(f"{bucket}:{key_id}", limit)
-    window = runtime().limiter.window
-    g.rate_limit_headers = {
+    decision = shared.limiter.hit(f"{bucket}:{key_id}", limit)
+    window = shared.limiter.window
+    context.rate_limit_headers = {
         "RateLimit-Policy": f'"{bucket}";q={limit};w={window}',
         "RateLimit": f'"{bucket}";r={decision.remaining};t={decision.reset_seconds}',
     }
@@ -178,12 +180,14 @@ def json_body() -> dict:
 
     Bodies over the app's MAX_CONTENT_LENGTH (1 MiB) make `get_data` raise a 413.
     """
-    raw = request.get_data(cache=True)
+    this = request._get_current_object()
+    raw = this.get_data(cache=True)
     if not raw.strip():
         return {}
-    if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
+    mimetype = this.mimetype
+    if not (mimetype == "application/json" or mimetype.endswith("+json")):
         raise UnsupportedMediaType(
-            f"send the body as application/json, not {request.mimetype or 'no content type'}")
+            f"send the body as application/json, not {mimetype or 'no content type'}")
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError) as exc:
