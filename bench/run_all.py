@@ -245,10 +245,12 @@ def report(runs: list[dict], starts: dict, orders: dict, groups: dict, hooks: di
             "transaction synced to disk; the ceiling writes one row with no secondary index. "
             "The ceiling's inserts are bound by the disk: each waits for its own sync, and "
             "its threads spend that time off the interpreter lock. Ours share syncs, so "
-            "they are bound by the interpreter lock instead: about 1.1 ms of server CPU per "
-            "creation under this load against 0.5 ms inside the process, the difference "
-            "being threads handing the lock over at each statement, socket call and lock "
-            "wait (some 25 hand-overs per request, against 3 for the ceiling). Two server "
+            "they are bound by the interpreter lock instead: under this load a creation "
+            "costs the server about twice the CPU it costs inside the process (0.5 ms), the "
+            "difference being threads handing the lock over at each statement, socket call "
+            "and lock wait (some 25 hand-overs per request, against 3 for the ceiling), and "
+            "waitress's one network thread, which reads and parses every request, waits "
+            "for the lock behind the busy workers, which then idle a third of the time. Two server "
             "threads instead of eight gained about 10%, no more than the noise between "
             "rounds, and would let two slow requests stall the rest; a longer switch "
             "interval lost; logging from a queue and fetching rows as JSON changed nothing "
@@ -290,7 +292,7 @@ def _catalog_rows(run: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--large", action="store_true", help="also 1,000,000 products")
