@@ -488,3 +488,22 @@ def test_a_file_put_in_place_of_the_database_gets_its_own_writer(db_path, tmp_pa
         second.close()
     finally:
         first.close()
+
+
+def test_a_full_disk_never_acknowledges_a_write_it_lost(things, db_path):
+    """SQLite may roll a whole transaction back when the disk is full; the writes of the
+    group that were lost with it must hear so, and later writes start a group afresh."""
+    writer = storage.SharedWriter.of(db_path)
+    pages = writer.conn.execute("PRAGMA page_count").fetchone()[0]
+    writer.conn.execute(f"PRAGMA max_page_count = {pages + 3}")
+    blocks = [insert_thing("a"), insert_thing("x" * 200_000), insert_thing("c")]
+    outcomes, _ = run_queued(db_path, blocks)
+    assert isinstance(outcomes[1], sqlite3.OperationalError)
+    kept = set(names(things))
+    for name, outcome in zip(["a", "x" * 200_000, "c"], outcomes):
+        assert (outcome == "committed") == (name in kept), (name[:5], outcome)
+    writer.conn.execute("PRAGMA max_page_count = 1073741823")
+    with storage.write_txn(things):
+        insert_thing("after")(things)
+    assert "after" in names(things)
+    assert not writer.conn.in_transaction
