@@ -221,7 +221,9 @@ class SharedWriter:
     def _settle(self, failure: BaseException | None) -> None:
         """Close the open group (under the mutex) and wake the writes waiting for it."""
         with self._settled:
-            self._group.settled, self._group.failure = True, failure
+            # failure first: `wait_durable` reads `settled` without the lock
+            self._group.failure = failure
+            self._group.settled = True
             self._group = _Group()
             self._settled.notify_all()
 
