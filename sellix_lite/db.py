@@ -119,6 +119,7 @@ class SharedWriter:
         self.conn = _open(path, check_same_thread=False)
         weakref.finalize(self, self.conn.close)
         self.mutex = threading.Lock()
+        self._holder: int | None = None  # the thread holding the mutex
         self._group = _Group()  # the group that writes join now
         # Threads that have asked for the mutex and not yet finished their write (adding
         # to and removing from a set are atomic, so this needs no lock of its own).
@@ -131,29 +132,38 @@ class SharedWriter:
         It opens the group's transaction, or a savepoint in it if other writes are in it.
         """
         me = threading.get_ident()
+        if self._holder == me:  # the mutex isn't reentrant: this would wait for ever
+            raise RuntimeError("write_txn can't be nested; run the inner writes in the "
+                               "outer transaction")
         self._queued.add(me)
         try:
             self.mutex.acquire()
         except BaseException:
             self._queued.discard(me)
             raise
+        self._holder = me
         try:
             self._drop_lost_group()
             self.conn.execute(f"SAVEPOINT {_JOINED}" if self._group.writes
                               else "BEGIN IMMEDIATE")
         except BaseException:
+            if not self._group.writes and self.conn.in_transaction:
+                self.conn.rollback()
             self._hand_on()
             raise
 
     def end(self, *, failed: bool = False) -> _Group | None:
         """Finish the write and hand the mutex on; returns the group to wait for.
 
-        A failed write is rolled back, and nothing of the others in its group.
+        A failed write is rolled back, and nothing of the others in its group. It still
+        returns the group it joined: the failure may rest on what the group's earlier
+        writes did, which counts only if they commit.
         """
         try:
             if failed:
+                joined = self._group if self._group.writes else None
                 self._undo()
-                return None
+                return joined
             return self._keep()
         finally:
             self._hand_on()
@@ -185,12 +195,15 @@ class SharedWriter:
         try:
             self.conn.execute(f"ROLLBACK TO {_JOINED}")
         except sqlite3.Error as exc:
-            self.conn.rollback()
-            self._settle(exc)
+            try:
+                self.conn.rollback()
+            finally:
+                self._settle(exc)
 
     def _hand_on(self) -> None:
         """Release the mutex; the last write of the queue commits the group first."""
         try:
+            self._holder = None
             self._queued.discard(threading.get_ident())
             group = self._group
             if group.writes and (not self._queued or group.writes >= self.MAX_GROUP):
@@ -216,7 +229,8 @@ class SharedWriter:
             failure = exc
             if self.conn.in_transaction:
                 self.conn.rollback()
-        self._settle(failure)
+        finally:
+            self._settle(failure)
 
     def _settle(self, failure: BaseException | None) -> None:
         """Close the open group (under the mutex) and wake the writes waiting for it."""
@@ -266,7 +280,9 @@ def write_txn(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
             hook(db)
     except BaseException:
         db.conn = own
-        writer.end(failed=True)
+        joined = writer.end(failed=True)
+        if joined is not None:
+            writer.wait_durable(joined)  # an error resting on writes that were lost says so
         raise
     db.conn = own
     writer.wait_durable(writer.end())

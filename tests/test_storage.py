@@ -507,3 +507,50 @@ def test_a_full_disk_never_acknowledges_a_write_it_lost(things, db_path):
         insert_thing("after")(things)
     assert "after" in names(things)
     assert not writer.conn.in_transaction
+
+
+def test_an_error_resting_on_a_lost_group_reports_the_loss(things, db_path):
+    """A write that fails because of what an earlier write of its group did (a conflict
+    with a row not yet committed) must not report that reason if the row never commits."""
+    things.execute("CREATE TABLE parents (id INTEGER PRIMARY KEY)")
+    things.execute("CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER "
+                   "REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)")
+    writer = storage.SharedWriter.of(db_path)
+    outcomes = {}
+
+    def refuses_after_an_orphan():
+        conn = storage.connect(db_path)
+        try:
+            with storage.write_txn(conn):
+                if count(conn, "children"):
+                    raise RuntimeError("conflict with a row that was never committed")
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes["refused"] = exc
+        finally:
+            conn.close()
+
+    second = threading.Thread(target=refuses_after_an_orphan)
+    with pytest.raises(sqlite3.OperationalError, match="not committed"):
+        with storage.write_txn(things):
+            # fine until its COMMIT, which the deferred key fails
+            things.execute("INSERT INTO children (parent_id) VALUES (42)")
+            second.start()  # queued behind this write, so it joins this group
+            while len(writer._queued) < 2:
+                threading.Event().wait(0.001)
+    second.join(timeout=30)
+    assert isinstance(outcomes["refused"], sqlite3.OperationalError), outcomes
+    assert "not committed" in str(outcomes["refused"])
+    assert count(things, "children") == 0
+
+
+def test_nesting_write_txn_is_an_error_not_a_hang(things, db_path):
+    inner = storage.connect(db_path)
+    try:
+        with storage.write_txn(things):
+            insert_thing("outer")(things)
+            with pytest.raises(RuntimeError, match="nested"):
+                with storage.write_txn(inner):
+                    insert_thing("inner")(inner)
+    finally:
+        inner.close()
+    assert names(things) == ["outer"]
