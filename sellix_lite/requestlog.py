@@ -12,8 +12,9 @@ import time
 from flask import Flask, Response, g, request
 
 from .http import request_id
+from .logsetup import ACCESS_LOGGER
 
-access_log = logging.getLogger("sellix_lite.access")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 def install(app: Flask) -> None:

@@ -156,6 +156,11 @@ class Server:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def logged(self, text: str) -> str:
+        """The server's log once `text` is in it: request lines are written in batches."""
+        return wait_until(lambda: text in self.output() and self.output(),
+                          what=f"{text!r} in the server's log")
+
     def client(self, secret: str | None = None) -> "Api":
         return Api(self.url, secret)
 
