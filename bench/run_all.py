@@ -100,6 +100,14 @@ def ratio(ours: list[dict], ceiling: list[dict], key: str) -> float:
     return statistics.median(o[key] / c[key] for o, c in zip(ours, ceiling) if c[key])
 
 
+def against(value: float, target: str) -> str:
+    """`value` and its target (such as "≥ 0.6"). A value short of it says so, with three
+    digits: rounded to two, 0.499 would print as a met 0.50."""
+    sign, limit = target.split()
+    met = value >= float(limit) if sign == "≥" else value <= float(limit)
+    return f"{value:.2f} ({target})" if met else f"{value:.3f} ({target}, short)"
+
+
 def median(results: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in results)
 
@@ -202,18 +210,18 @@ def report(runs: list[dict], starts: dict, orders: dict, groups: dict, hooks: di
     out.append(f"| start-up to the first answer | {median(starts['ours'], 'seconds'):.2f} s | "
                f"importing flask, waitress, sqlite_utils: "
                f"{median(starts['imports'], 'seconds'):.2f} s | "
-               f"{ratio(starts['ours'], starts['imports'], 'seconds'):.2f} (≤ 1.5) |")
+               f"{against(ratio(starts['ours'], starts['imports'], 'seconds'), '≤ 1.5')} |")
     hang, calm = hooks["hanging"], hooks["calm"]
     out.append(f"| GET /v1/products p99 while a hanging webhook endpoint is retried | "
                f"{median(hang, 'p99_ms'):.1f} ms | no endpoint: {median(calm, 'p99_ms'):.1f} ms"
-               f" | {ratio(hang, calm, 'p99_ms'):.2f} (≤ 2) |")
+               f" | {against(ratio(hang, calm, 'p99_ms'), '≤ 2')} |")
     if soak:
         out.append(f"| RSS growth over {soak['minutes']:g} min of mixed load | "
                    f"{soak['growth']:+.1f} MiB | | (< 10 MB) |")
     if len(runs) > 1:
         scale = median(runs[1]["ours"], "rps") / median(runs[0]["ours"], "rps")
-        out += ["", f"Throughput at {runs[1]['products']:,} products is {scale:.2f} × the "
-                f"throughput at {runs[0]['products']:,} (target ≥ 0.8): pages are keyset "
+        out += ["", f"Throughput at {runs[1]['products']:,} products over throughput at "
+                f"{runs[0]['products']:,}: {against(scale, '≥ 0.8')}. Pages are keyset "
                 "queries on an index, with no count and no OFFSET. The pages read are the "
                 "first and nine starting at tenths of the catalog."]
     out += ["", "## Orders, webhooks and memory", "",
@@ -275,20 +283,20 @@ def _catalog_rows(run: dict) -> list[str]:
     label = f"GET /v1/products, 25 per page, {run['products']:,} products"
     return [
         f"| {label}: req/s | {median(ours, 'rps'):.0f} | {median(bare, 'rps'):.0f} | "
-        f"{ratio(ours, bare, 'rps'):.2f} (≥ 0.6) |",
+        f"{against(ratio(ours, bare, 'rps'), '≥ 0.6')} |",
         f"| {label}: p99 | {median(ours, 'p99_ms'):.1f} ms | {median(bare, 'p99_ms'):.1f} ms"
-        f" | {ratio(ours, bare, 'p99_ms'):.2f} (≤ 2) |",
+        f" | {against(ratio(ours, bare, 'p99_ms'), '≤ 2')} |",
         f"| {label}: CPU per request | {median(ours, 'cpu_ms'):.2f} ms | "
-        f"{median(bare, 'cpu_ms'):.2f} ms | {ratio(ours, bare, 'cpu_ms'):.2f} (≤ 2) |",
+        f"{median(bare, 'cpu_ms'):.2f} ms | {against(ratio(ours, bare, 'cpu_ms'), '≤ 2')} |",
         f"| POST /v1/products ({run['products']:,} products): writes/s | "
         f"{median(w_ours, 'rps'):.0f} | {median(w_bare, 'rps'):.0f} | "
-        f"{ratio(w_ours, w_bare, 'rps'):.2f} (≥ 0.5) |",
+        f"{against(ratio(w_ours, w_bare, 'rps'), '≥ 0.5')} |",
         f"| POST /v1/products ({run['products']:,} products): p99 | "
         f"{median(w_ours, 'p99_ms'):.1f} ms | {median(w_bare, 'p99_ms'):.1f} ms | "
         f"{ratio(w_ours, w_bare, 'p99_ms'):.2f} |",
         f"| idle RSS ({run['products']:,} products) | {run['idle']['ours']:.1f} MiB | "
         f"{run['idle']['ceiling']:.1f} MiB | "
-        f"{run['idle']['ours'] / run['idle']['ceiling']:.2f} (≤ 1.5) |",
+        f"{against(run['idle']['ours'] / run['idle']['ceiling'], '≤ 1.5')} |",
     ]
 
 
