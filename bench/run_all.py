@@ -1,6 +1,6 @@
 """Every benchmark in one run, against the stack's own ceiling; writes docs/performance.md.
 
-    python bench/run_all.py [--rounds 3] [--seconds 5] [--products 10000] [--large]
+    python bench/run_all.py [--rounds 7] [--seconds 5] [--products 10000] [--large]
                             [--soak-minutes 10]
 
 Machines are shared and absolute figures swing between runs, so each scenario runs as
@@ -302,7 +302,7 @@ def _catalog_rows(run: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--large", action="store_true", help="also 1,000,000 products")
