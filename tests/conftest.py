@@ -158,8 +158,11 @@ class Server:
 
     def logged(self, text: str) -> str:
         """The server's log once `text` is in it: request lines are written in batches."""
-        return wait_until(lambda: text in self.output() and self.output(),
-                          what=f"{text!r} in the server's log")
+        def log_with_text() -> str | None:
+            log = self.output()
+            return log if text in log else None
+
+        return wait_until(log_with_text, what=f"{text!r} in the server's log")
 
     def client(self, secret: str | None = None) -> "Api":
         return Api(self.url, secret)
