@@ -93,12 +93,12 @@ def compare(threads: int = 8, writes: int = 300, rounds: int = 3) -> dict:
 
 
 def summary(figures: dict) -> str:
-    grouped_, single = figures["grouped"], figures["one_sync_each"]
+    in_groups, single = figures["grouped"], figures["one_sync_each"]
     return (f"group commit: {figures['threads']} threads writing one row per transaction, "
-            f"{grouped_['writes_per_second']:.0f} writes/s with "
-            f"{grouped_['syncs_per_write']:.2f} syncs per write, against "
+            f"{in_groups['writes_per_second']:.0f} writes/s with "
+            f"{in_groups['syncs_per_write']:.2f} syncs per write, against "
             f"{single['writes_per_second']:.0f} writes/s with one sync each "
-            f"({grouped_['writes_per_second'] / single['writes_per_second']:.1f} ×)")
+            f"({in_groups['writes_per_second'] / single['writes_per_second']:.1f} ×)")
 
 
 def main() -> None:
