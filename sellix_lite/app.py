@@ -12,6 +12,7 @@ from pathlib import Path
 
 from flask import Flask, current_app, g
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.routing import Rule
 
 from . import __version__, db as storage
 from .config import Config
@@ -42,8 +43,30 @@ class Runtime:
         return Links(self.config.public_url, self.signer, self.config.shop.download_link_hours)
 
 
+class LazyBuilderRule(Rule):
+    """A URL rule that compiles its URL builder the first time it builds a URL.
+
+    Werkzeug compiles two builder functions for each rule as it is added: for our 88 rules
+    that took about two thirds of `create_app`, and so of every start, while most rules
+    (the API's) never build a URL.
+    """
+
+    def _compile_builder(self, append_unknown: bool = True):
+        compiled = None
+
+        def build(rule: Rule, *args, **kwargs):
+            nonlocal compiled
+            if compiled is None:  # two threads may both compile; either result is right
+                compiled = Rule._compile_builder(rule, append_unknown)
+            return compiled(rule, *args, **kwargs)
+
+        return build
+
+
 class SellixFlask(Flask):
     """Flask for an app whose views and hooks are all plain functions."""
+
+    url_rule_class = LazyBuilderRule
 
     def ensure_sync(self, func):
         # Flask asks `inspect` whether each view and hook is `async def` on every call,
