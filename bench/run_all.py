@@ -5,7 +5,8 @@
 
 Machines are shared and absolute figures swing between runs, so each scenario runs as
 alternating rounds (sellix-lite, ceiling, sellix-lite, ...) and reports the median of the
-per-round ratios. `--large` adds a catalog of 1,000,000 products. Orders, webhooks and the
+per-round ratios. `--large` adds a catalog of 1,000,000 products, served beside the default
+one and read in rounds alternating with it for the scale figure. Orders, webhooks and the
 memory soak come from the per-area scripts, which also run alone.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -126,34 +128,61 @@ def page_paths(database: Path, spread: int = 10) -> tuple[list[str], list[str]]:
     return ours, ["/rows"] + [f"/rows?after={i}" for i in ids]
 
 
-def reads(args, products: int) -> dict:
+class Catalog:
+    """Our server and the ceiling over one shop of `products` products, both kept running
+    so that rounds at two catalog sizes can alternate."""
+
+    def __init__(self, products: int):
+        self.products = products
+        self.server = BenchServer()
+        self.server.cli("init")
+        self.secret = self.server.mint()
+        seed(self.server.database, products)
+        self.ours_paths, self.ceiling_paths = page_paths(self.server.database)
+        self.server.start()
+        self.ceiling = Ceiling(self.server.database)
+        self.idle = {"ours": self.server.rss_mib(), "ceiling": rss_mib(self.ceiling.process.pid)}
+
+    def read_ours(self, seconds: float) -> dict:
+        return measured(self.server.process.pid, self.server.port, self.secret,
+                        self.ours_paths, seconds)
+
+    def read_ceiling(self, seconds: float) -> dict:
+        return measured(self.ceiling.process.pid, self.ceiling.port, "", self.ceiling_paths,
+                        seconds)
+
+    def write_ours(self, seconds: float) -> dict:
+        return measured(self.server.process.pid, self.server.port, self.secret,
+                        ["/v1/products"], seconds, "POST", NEW_PRODUCT)
+
+    def write_ceiling(self, seconds: float) -> dict:
+        return measured(self.ceiling.process.pid, self.ceiling.port, "", ["/insert"], seconds,
+                        "POST", NEW_PRODUCT)
+
+    def discard(self) -> None:
+        """Stop both servers and delete the shop: a million products take 400 MB."""
+        self.ceiling.stop()
+        self.server.stop()
+        shutil.rmtree(self.server.root, ignore_errors=True)
+
+
+def reads(args, catalog: Catalog) -> dict:
     """List and create throughput against the ceiling, and idle memory."""
-    server = BenchServer()
-    server.cli("init")
-    secret = server.mint()
-    seed(server.database, products)
-    ours_paths, ceiling_paths = page_paths(server.database)
-    server.start()
-    ceiling = Ceiling(server.database)
-    try:
-        idle = {"ours": server.rss_mib(), "ceiling": rss_mib(ceiling.process.pid)}
-        ours, bare = alternate(
-            args.rounds,
-            lambda: measured(server.process.pid, server.port, secret, ours_paths,
-                             args.seconds),
-            lambda: measured(ceiling.process.pid, ceiling.port, "", ceiling_paths,
-                             args.seconds))
-        writes = alternate(
-            args.rounds,
-            lambda: measured(server.process.pid, server.port, secret, ["/v1/products"],
-                             args.seconds, "POST", NEW_PRODUCT),
-            lambda: measured(ceiling.process.pid, ceiling.port, "", ["/insert"],
-                             args.seconds, "POST", NEW_PRODUCT))
-    finally:
-        ceiling.stop()
-        server.stop()
-    return {"products": products, "ours": ours, "ceiling": bare, "writes": writes,
-            "idle": idle}
+    ours, bare = alternate(args.rounds, lambda: catalog.read_ours(args.seconds),
+                           lambda: catalog.read_ceiling(args.seconds))
+    writes = alternate(args.rounds, lambda: catalog.write_ours(args.seconds),
+                       lambda: catalog.write_ceiling(args.seconds))
+    return {"products": catalog.products, "ours": ours, "ceiling": bare, "writes": writes,
+            "idle": catalog.idle}
+
+
+def scale(args, small: Catalog, large: Catalog) -> dict:
+    """Our list throughput at two catalog sizes, alternated in the same window: rates
+    measured minutes apart would carry the host's drift into their ratio."""
+    at_small, at_large = alternate(args.rounds, lambda: small.read_ours(args.seconds),
+                                   lambda: large.read_ours(args.seconds))
+    return {"small": small.products, "large": large.products, "at_small": at_small,
+            "at_large": at_large}
 
 
 def startup(rounds: int) -> dict:
@@ -190,8 +219,8 @@ def webhooks(args) -> dict:
             "hanging": hanging, "calm": calm}
 
 
-def report(runs: list[dict], starts: dict, orders: dict, groups: dict, hooks: dict,
-           soak: dict | None, args) -> str:
+def report(runs: list[dict], scaled: dict | None, starts: dict, orders: dict, groups: dict,
+           hooks: dict, soak: dict | None, args) -> str:
     out = ["# Performance", "",
            "Written by `python bench/run_all.py`: the real server (waitress, 8 threads) on "
            "loopback, loaded from a second process with 8 keep-alive connections, against the "
@@ -218,12 +247,14 @@ def report(runs: list[dict], starts: dict, orders: dict, groups: dict, hooks: di
     if soak:
         out.append(f"| RSS growth over {soak['minutes']:g} min of mixed load | "
                    f"{soak['growth']:+.1f} MiB | | (< 10 MB) |")
-    if len(runs) > 1:
-        scale = median(runs[1]["ours"], "rps") / median(runs[0]["ours"], "rps")
-        out += ["", f"Throughput at {runs[1]['products']:,} products over throughput at "
-                f"{runs[0]['products']:,}: {against(scale, '≥ 0.8')}. Pages are keyset "
-                "queries on an index, with no count and no OFFSET. The pages read are the "
-                "first and nine starting at tenths of the catalog."]
+    if scaled:
+        value = ratio(scaled["at_large"], scaled["at_small"], "rps")
+        out += ["", f"Throughput at {scaled['large']:,} products over throughput at "
+                f"{scaled['small']:,}, the two shops served side by side and read in "
+                f"alternating rounds: {against(value, '≥ 0.8')}, the median of "
+                f"{len(scaled['at_large'])} per-round ratios. Pages are keyset queries on an "
+                "index, with no count and no OFFSET. The pages read are the first and nine "
+                "starting at tenths of the catalog."]
     out += ["", "## Orders, webhooks and memory", "",
             f"- {bench_orders.summary(orders)}",
             f"- {bench_group_commit.summary(groups)}",
@@ -271,7 +302,7 @@ def report(runs: list[dict], starts: dict, orders: dict, groups: dict, hooks: di
             "timed with our bytecode compiled, as after `pip install` (an unmeasured first "
             "start compiles it), since the baseline's libraries are installed compiled.", "",
             "Raw figures of this run:", "", "```json",
-            json.dumps({"catalog": runs, "startup": starts, "orders": orders,
+            json.dumps({"catalog": runs, "scale": scaled, "startup": starts, "orders": orders,
                         "group_commit": groups, "webhooks": hooks, "soak": soak},
                        indent=1)[:30000],
             "```", ""]
@@ -311,13 +342,22 @@ def main() -> None:
                         help="minutes of mixed load for memory growth; 0 skips it")
     args = parser.parse_args()
     sizes = [args.products] + ([1_000_000] if args.large else [])
-    runs = [reads(args, size) for size in sizes]
+    catalogs = []
+    try:
+        for size in sizes:
+            catalogs.append(Catalog(size))
+        # Before any round writes products, so each catalog keeps its size.
+        scaled = scale(args, *catalogs) if args.large else None
+        runs = [reads(args, catalog) for catalog in catalogs]
+    finally:
+        for catalog in catalogs:
+            catalog.discard()
     starts = startup(max(args.rounds, 5))
     orders = bench_orders.order_flows(args.seconds, 8)
     groups = bench_group_commit.compare(rounds=args.rounds)
     hooks = webhooks(args)
     soak = bench_soak.soak(args.soak_minutes, 4) if args.soak_minutes else None
-    OUTPUT.write_text(report(runs, starts, orders, groups, hooks, soak, args))
+    OUTPUT.write_text(report(runs, scaled, starts, orders, groups, hooks, soak, args))
     print(OUTPUT.read_text())
 
 
