@@ -21,6 +21,7 @@ with BEGIN IMMEDIATE: a deferred transaction upgrading its lock fails at once wi
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import weakref
@@ -43,11 +44,37 @@ class Database(sqlite_utils.Database):
     services go through `query`, `insert` and `update` below instead.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._in_one_step: dict[str, str] = {}  # SELECT -> the same as one JSON array
+
     def query(self, sql: str, params=()) -> Iterator[dict]:
         """Run a SELECT now; its rows as dicts, fetched as they are iterated."""
         cursor = self.conn.execute(sql, params or ())
         names = [column[0] for column in cursor.description]
         return (dict(zip(names, row)) for row in cursor)
+
+    def query_in_one_step(self, sql: str, params=()) -> list[dict]:
+        """The rows of a SELECT as dicts, which SQLite hands over in one step as a JSON array.
+
+        Python's sqlite3 releases the interpreter lock for each step of a statement, and a
+        statement steps once per row. While other threads wait for the lock, each release
+        hands it over and costs context switches to get it back. A list request of 25
+        products made about 90 of them; in one step it makes 35, and list pages served a
+        third more requests in bench/.
+        Values must be TEXT, INTEGER or NULL: JSON holds no BLOB, and REAL may lose digits.
+        The order of the rows is SQLite's, in practice the SELECT's; it is not promised.
+        """
+        wrapped = self._in_one_step.get(sql)
+        if wrapped is None:
+            # The columns of a connection's SELECT stay the same: the schema only changes
+            # at start-up, before the server's connections open.
+            names = [column[0] for column in
+                     self.conn.execute(f"SELECT * FROM ({sql}) LIMIT 0", params).description]
+            pairs = ", ".join(f"'{name}', \"{name}\"" for name in names)  # our own names
+            wrapped = f"SELECT json_group_array(json_object({pairs})) FROM ({sql})"
+            self._in_one_step[sql] = wrapped
+        return json.loads(self.conn.execute(wrapped, params).fetchone()[0])
 
 
 def connect(path: str | Path) -> Database:

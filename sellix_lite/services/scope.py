@@ -7,6 +7,7 @@ A Scope is a database connection bound to one mode: `get`, `require` and `page` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Callable
 
 import sqlite_utils
@@ -67,7 +68,8 @@ class Scope:
             args.append(self._decode_cursor(query["cursor"], table))
         sql = (f"SELECT {select} FROM {table} WHERE {' AND '.join(conditions)} "
                f"ORDER BY id DESC LIMIT ?")
-        rows = list(self.db.query(sql, (*args, limit + 1)))
+        rows = self.db.query_in_one_step(sql, (*args, limit + 1))
+        rows.sort(key=itemgetter("id"), reverse=True)  # the order the SELECT asks for
         has_more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = self.cursor_after(rows[-1]["id"], table) if has_more else None
