@@ -124,12 +124,13 @@ def test_migrate_switches_the_file_to_wal(db, db_path):
         plain.close()
 
 
-def test_every_connection_has_foreign_keys_and_a_busy_timeout(db, db_path):
+def test_every_connection_has_foreign_keys_a_busy_timeout_and_temp_in_memory(db, db_path):
     connections = [db] + [storage.connect(db_path) for _ in range(3)]
     try:
-        for conn in connections:
+        for conn in connections + [db.writer.conn]:  # and the shared writer
             assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
             assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+            assert conn.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
     finally:
         for conn in connections[1:]:
             conn.close()
