@@ -218,6 +218,9 @@ class Receiver:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length)
+        if len(body) < length:  # the sender went away mid-request (killed): not a delivery
+            handler.close_connection = True
+            return
         with self._cond:
             self._requests.append(Received(
                 handler.command, handler.path,
