@@ -219,6 +219,54 @@ def webhooks(args) -> dict:
             "hanging": hanging, "calm": calm}
 
 
+NOTES = """## Notes
+
+**Orders and memory.** Each order flow commits about six transactions, synced to disk
+(`synchronous = FULL`) in groups: the writes of the process share one connection, and one
+sync commits every write that finished while the previous one ran (see the group commit
+figure above). Writers of the process queue on an in-process mutex before SQLite's write
+lock, because SQLite's busy handler sleeps and polls. A hanging webhook receiver holds one
+sender thread and none of the API's. Memory growth is counted from the end of the first
+minute, once SQLite's page caches (one connection per server thread) have filled.
+
+**Where the time goes.** Both servers run their Python under one interpreter lock. A thread
+releases it at each step of an SQLite statement (one per row), at each socket call and lock
+wait; another thread takes it, and the first waits to get it back. Those hand-overs cost
+context switches, not work, and under 8 connections they cost as much as the work.
+
+- List pages: SQLite builds our page into one JSON array and hands it over in one step. A
+  list request makes about 35 voluntary context switches, where fetching row by row made
+  90 (the ceiling's makes about 85), and serves a third more pages per second. Beyond
+  that, a list request passes through authentication (a key hash lookup that sees
+  revocations at once), two rate-limit windows, query validation, cursor verification,
+  rendering and its log line; measured inside the process (no HTTP), a deep page costs
+  the app about twice the ceiling's time.
+- Product creation writes the product (primary key, slug and three list indexes) and its
+  `product.created` event (two indexes), and looks up the webhook endpoints to fan out to:
+  six or seven statements in one transaction synced to disk, where the ceiling's insert
+  is three statements and one row with no secondary index. The ceiling's inserts are
+  bound by the disk: each waits for its own sync, off the interpreter lock. Ours share
+  syncs, so they are bound by the interpreter lock instead, with about three times the
+  ceiling's context switches per request.
+- What helped writes: request log lines written in batches, at most 0.1 s late (one write
+  for many requests); a 1 ms switch interval instead of Python's 5 ms, so that waitress's
+  one network thread waits less behind a busy worker (write ratio about 0.50 to 0.54);
+  SQLite's temporary pages in memory rather than a temporary file for each group's
+  savepoints (2-9%).
+- What did not: committing each write on its own instead of in groups (0.49 against
+  0.51-0.55), 4 server threads instead of 8, switch intervals of 0.2 ms and 50 ms, and
+  leaving out the webhook endpoint lookup (no measurable change).
+- On a disk with slower syncs, as on small virtual servers, the ceiling slows with the
+  disk and we do not.
+
+**Start-up** imports some sixty modules of ours and APScheduler on top of the three
+libraries the baseline imports, and registers 88 URL rules, whose URL builders compile on
+first use (compiling them all took two thirds of building the app). It is timed with our
+bytecode compiled, as after `pip install` (an unmeasured first start compiles it), since
+the baseline's libraries are installed compiled.
+"""
+
+
 def report(runs: list[dict], scaled: dict | None, starts: dict, orders: dict, groups: dict,
            hooks: dict, soak: dict | None, args) -> str:
     out = ["# Performance", "",
@@ -263,50 +311,7 @@ def report(runs: list[dict], scaled: dict | None, starts: dict, orders: dict, gr
             f"({hooks['events']} events to {bench_webhooks.RECEIVERS} local receivers)"]
     if soak:
         out.append(f"- {bench_soak.summary(soak)}")
-    out += ["", "Notes: each order flow commits about six transactions, synced to disk "
-            "(`synchronous = FULL`) in groups: the writes of the process share one "
-            "connection, and one sync commits every write that finished while the previous "
-            "one ran (see the group commit figure above). Writers of the process queue on "
-            "an in-process mutex before SQLite's write lock, because SQLite's busy handler "
-            "sleeps and polls. A hanging webhook receiver holds one "
-            "sender thread and none of the API's. Growth is counted from the end of the "
-            "first minute, once SQLite's page caches (one connection per server thread) have "
-            "filled.", "",
-            "Where the time goes, against the ceiling: a list request passes through "
-            "authentication (a key hash lookup that also sees revocations at once), two "
-            "rate-limit windows, query validation, cursor verification, rendering and the "
-            "request's log line, none of which the ceiling does. Measured inside the process "
-            "(no HTTP), a deep page costs the app about twice the ceiling's time. Under 8 "
-            "concurrent connections both lose throughput to the interpreter lock: Python's "
-            "sqlite3 releases it at each step of a statement, one per row, and each release "
-            "costs context switches to get it back (the ceiling's list request makes about "
-            "85). Ours has SQLite build the page into one JSON array and hand it over in one "
-            "step: about 35 context switches per list request instead of 90, and a third more "
-            "pages per second than fetching row by row. A product creation writes the "
-            "product (primary key, slug and three list indexes) and its `product.created` "
-            "event (two indexes) and looks up the webhook endpoints to fan out to, in one "
-            "transaction synced to disk; the ceiling writes one row with no secondary index. "
-            "The ceiling's inserts are bound by the disk: each waits for its own sync, and "
-            "its threads spend that time off the interpreter lock. Ours share syncs, so "
-            "they are bound by the interpreter lock instead: a thread hands it over at each "
-            "statement, socket call, lock wait and write, and waits to get it back. Two "
-            "changes cut that cost. Request log lines are written in batches (at most 0.1 s "
-            "late), one write for many requests: voluntary context switches per creation "
-            "fell from about 31 to 17 (the ceiling's: 8). The server runs with a 1 ms switch "
-            "interval instead of Python's 5 ms, so waitress's one network thread, which "
-            "reads and parses every request, waits less behind a busy worker: the write "
-            "ratio rose from about 0.50 to 0.54 in 7-round runs, reads unchanged; 0.2 ms "
-            "lost to switching, and so did 50 ms. Committing each write on its own instead "
-            "of in groups lost (0.49 against 0.51-0.55), and so did 4 server threads "
-            "instead of 8; leaving out the webhook endpoint lookup changed nothing "
-            "measurable. On a disk with slower syncs, as on small virtual servers, the "
-            "ceiling slows with the disk and we do not. "
-            "Start-up imports some sixty modules of ours and APScheduler on top of the three "
-            "libraries the baseline imports, and registers 88 URL rules, whose URL builders "
-            "compile on first use (compiling them all took two thirds of building the app); "
-            "it is "
-            "timed with our bytecode compiled, as after `pip install` (an unmeasured first "
-            "start compiles it), since the baseline's libraries are installed compiled.", "",
+    out += ["", NOTES,
             "Raw figures of this run:", "", "```json",
             json.dumps({"catalog": runs, "scale": scaled, "startup": starts, "orders": orders,
                         "group_commit": groups, "webhooks": hooks, "soak": soak},
