@@ -153,6 +153,12 @@ class Config:
         url = self.server.public_url or f"http://{self.server.host}:{self.server.port}"
         return url.rstrip("/")
 
+    def listening_on(self, host: str, port: int) -> "Config":
+        """This configuration with the address the server really listens on (from the
+        command line), which `public_url` falls back to."""
+        server = dataclasses.replace(self.server, host=host, port=port)
+        return dataclasses.replace(self, server=server)
+
 
 # Constraints beyond the type, checked after types: (section, key) -> (test, message).
 _CHOICES = {

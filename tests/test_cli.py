@@ -467,3 +467,41 @@ def test_serve_with_config_after_the_command(elsewhere):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+# --- links follow --host and --port --------------------------------------------------------
+
+
+def test_serve_port_flag_reaches_every_link(tmp_path):
+    """With public_url empty, the links the server builds use the port it was given on the
+    command line, not the config's (here the default 8080)."""
+    from conftest import Server
+    from support import key_product, pay, place_order, wait_for_status
+
+    shop = Server(tmp_path)
+    shop.config_path.write_text('[storage]\npath = "data/sellix.db"\n')  # port 8080
+    log = shop.log_path.open("ab")
+    shop.log = log
+    shop.process = subprocess.Popen(
+        [sys.executable, "-m", "sellix_lite", "serve", "--config", str(shop.config_path),
+         "--host", "127.0.0.1", "--port", str(shop.port)],
+        cwd=tmp_path, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        from conftest import wait_for_health
+
+        wait_for_health(shop.url, shop.process, output=shop.output)
+        client = shop.client(shop.mint(mode="test"))
+        product, _ = key_product(client, 1)
+        order = place_order(client, product["id"])
+        assert order["payment"]["checkout_url"].startswith(f"{shop.url}/test/order/")
+        pay(client, order["id"])
+        wait_for_status(client, order["id"], "completed")
+        bodies = [body for (body,) in shop.query(
+            "SELECT body_text FROM emails WHERE related_id = ?", (order["id"],))]
+        assert bodies and all(f"{shop.url}/test/order/{order['id']}?t=" in body
+                              for body in bodies)
+        assert ":8080" not in " ".join(bodies)
+        page = requests.get(order["payment"]["checkout_url"], timeout=10)
+        assert page.status_code == 200
+    finally:
+        shop.stop(signal.SIGKILL)
