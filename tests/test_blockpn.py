@@ -679,3 +679,14 @@ def test_an_unreachable_provider_says_so(make_server):
     problem, line = failed_checkout(make_server, f"http://127.0.0.1:{free_port()}")
     assert problem["detail"].startswith("BlockPN could not be reached")
     assert "BlockPN could not be reached" in line and "connection refused" in line
+
+
+def test_a_failing_provider_says_so_and_to_try_again(make_server, diagnosed_sim):
+    diagnosed_sim.post("/sim/faults", {"error_rate": 1})
+    try:
+        problem, line = failed_checkout(make_server, diagnosed_sim.url)
+    finally:
+        diagnosed_sim.post("/sim/faults", {"error_rate": 0})
+    assert problem["detail"] == ("BlockPN failed to handle the request; the order was not "
+                                 "created, try again shortly")
+    assert "HTTP 500: failure injected by the fault switch" in line
