@@ -19,17 +19,16 @@ class ProviderError(Exception):
     `kind` says which, so the shop can tell the merchant what to fix: "unreachable" (no
     answer, or none in time), "credentials" (401 or 403: the API key was refused), "refused"
     (another 4xx: something about the request; `reason` is the provider's message) or
-    "failed" (a 5xx, or an answer that can't be used). `status` is the provider's HTTP status
-    when it answered with an error.
+    "failed" (a 5xx, or an answer that can't be used). The message itself keeps the wire
+    detail (the provider's status and message) for the log.
     """
 
     kind = "unreachable"
 
-    def __init__(self, message: str, *, kind: str | None = None, status: int | None = None,
-                 reason: str | None = None):
+    def __init__(self, message: str, *, kind: str | None = None, reason: str | None = None):
         super().__init__(message)
         self.kind = kind or self.kind
-        self.status, self.reason = status, reason
+        self.reason = reason
 
     @property
     def diagnosis(self) -> str:

@@ -199,7 +199,7 @@ def _answer(method: str, path: str, status: int, raw: bytes) -> dict:
         reason = _reason(payload)
         said = f": {reason}" if reason else ""
         raise ProviderError(f"BlockPN answered {where} with HTTP {status}{said}",
-                            kind=_kind_of(status), status=status, reason=reason)
+                            kind=_kind_of(status), reason=reason)
     if not isinstance(payload, dict):
         raise ProviderError(f"BlockPN's answer to {where} is not a JSON object",
                             kind="failed")
