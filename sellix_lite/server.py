@@ -75,9 +75,12 @@ def serve(config: Config, host: str, port: int) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     with exclusive_lock(config.database_path):
         secret_key, version = prepare(config)
-        ctx = JobContext(config, secret_key, senders=SenderPool(config))
-        app = create_app(config, secret_key, boot_id=ctx.boot_id)
+        app = LateApp()
         server = _create_server(app, config, host, port)
+        # Links fall back to the address listened on: the flags', and port 0 made real.
+        config = config.listening_on(host, server.effective_port)
+        ctx = JobContext(config, secret_key, senders=SenderPool(config))
+        app.wsgi = create_app(config, secret_key, boot_id=ctx.boot_id)
         scheduler = start_scheduler(ctx)
         stop_on_sigterm()
         url = f"http://{host}:{server.effective_port}"
@@ -92,6 +95,17 @@ def serve(config: Config, host: str, port: int) -> None:
             server.close()
             stop_scheduler(scheduler, ctx)
         log.info("sellix-lite stopped")
+
+
+class LateApp:
+    """A WSGI app given to waitress before it exists: the app needs the configuration with
+    the port waitress bound, which is known only once the server is created. Nothing is
+    served before `wsgi` is set."""
+
+    wsgi = None
+
+    def __call__(self, environ, start_response):
+        return self.wsgi(environ, start_response)
 
 
 def _create_server(app, config: Config, host: str, port: int):

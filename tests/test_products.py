@@ -283,6 +283,26 @@ def test_slugs_never_collide_with_suffixed_names(server, api):
     assert rows == []
 
 
+def test_many_products_of_one_name_take_suffixes_in_order(api):
+    slugs = [create(api, name="Popular Name")["slug"] for _ in range(60)]
+    assert slugs == ["popular-name"] + [f"popular-name-{n}" for n in range(2, 61)]
+
+
+def test_suffixes_already_taken_by_other_names_are_skipped(server, api):
+    taken = {create(api, name=f"Gap Fill {n}")["slug"] for n in (2, 3, 6, 7, 8, 20)}
+    slugs = [create(api, name="Gap Fill")["slug"] for _ in range(12)]
+    assert slugs[0] == "gap-fill"
+    suffixes = [int(re.fullmatch(r"gap-fill-(\d+)", slug)[1]) for slug in slugs[1:]]
+    assert not {f"gap-fill-{n}" for n in suffixes} & taken
+    assert len(set(suffixes)) == len(suffixes) and suffixes == sorted(suffixes)
+    everything = taken | set(slugs)
+    # Each new suffix follows one that was taken: no scattering across the number line.
+    assert all(n == 2 or f"gap-fill-{n - 1}" in everything for n in suffixes)
+    rows = server.query("SELECT slug, count(*) FROM products WHERE mode = 'test' "
+                        "GROUP BY slug HAVING count(*) > 1")
+    assert rows == []
+
+
 # --- fetch, update ----------------------------------------------------------------------
 
 def test_fetch_unknown_is_404(api):
