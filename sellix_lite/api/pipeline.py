@@ -234,8 +234,9 @@ def _storable_body(op: Operation, response: Response) -> bytes:
     body = response.get_data()
     if op.secret_field and response.status_code < 300:
         payload = json.loads(body)
-        payload[op.secret_field] = None
-        body = compact_json(payload).encode()
+        if op.secret_field in payload:
+            payload[op.secret_field] = None
+            body = compact_json(payload).encode()
     return body
 
 

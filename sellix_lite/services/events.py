@@ -79,4 +79,12 @@ def get(scope: Scope, event_id: str, abilities: list[str]) -> dict:
 def render(row: dict) -> dict:
     """The public event object."""
     return {"id": row["id"], "type": row["type"], "created_at": row["created_at"],
-            "mode": row["mode"], "data": json.loads(row["data"])}
+            "mode": row["mode"], "data": _without_secrets(json.loads(row["data"]))}
+
+
+def _without_secrets(data: dict) -> dict:
+    """Product events written by earlier releases carry the dynamic signing secret, which
+    products no longer show; it is left out of what is read or delivered."""
+    for part in ("object", "previous_attributes"):
+        data.get(part, {}).pop("dynamic_signing_secret", None)
+    return data
