@@ -7,6 +7,7 @@ stderr and exit 1; usage errors are click's (exit 2).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -23,6 +24,9 @@ from .services import admin as admin_service, api_keys
 from .services.admin import WeakPassword
 from .services.scope import MODES
 
+
+
+PRIVATE_UMASK = 0o077
 
 
 class CommandError(Exception):
@@ -58,6 +62,9 @@ def _one_line(exc: Exception) -> str:
 @click.pass_context
 def cli(ctx, config_path):
     """sellix-lite: a self-hosted store engine for selling digital goods for crypto."""
+    # What a command creates (the database and its WAL, uploads, outbox messages with
+    # license keys, the secret key, backups) is for the shop's own user alone.
+    os.umask(PRIVATE_UMASK)
     ctx.obj = config_path
 
 

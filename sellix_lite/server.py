@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import signal
+import stat
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,7 @@ def serve(config: Config, host: str, port: int) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     with exclusive_lock(config.database_path):
         secret_key, version = prepare(config)
+        warn_if_open_to_others(config.data_dir)
         ctx = JobContext(config, secret_key, senders=SenderPool(config))
         app = create_app(config, secret_key, boot_id=ctx.boot_id)
         server = _create_server(app, config, host, port)
@@ -92,6 +94,16 @@ def serve(config: Config, host: str, port: int) -> None:
             server.close()
             stop_scheduler(scheduler, ctx)
         log.info("sellix-lite stopped")
+
+
+def warn_if_open_to_others(data_dir: Path) -> None:
+    """Log a warning when users other than the shop's can enter the data folder, which
+    holds buyers' emails, license keys and the goods (made by a release before umask 077,
+    or by hand)."""
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o077:
+        log.warning("the data folder %s is readable by other users (mode %04o); chmod 700 %s",
+                    data_dir, mode, data_dir)
 
 
 def _create_server(app, config: Config, host: str, port: int):
