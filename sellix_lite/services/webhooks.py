@@ -34,7 +34,8 @@ _url = dict(min_length=1, max_length=2048, description="URL the events are POSTe
             example="https://your.app/sellix/webhook")
 _events = dict(min_items=1, max_items=len(EVENT_TYPES) + len(PATTERNS), unique=True,
                description="Event types to receive; `*` for all, `order.*`, `product.*`, "
-                           "`payout.*` or `customer.*` for a family.", example=["order.paid", "order.refunded"])
+                           "`payout.*` or `customer.*` for a family.",
+               example=["order.paid", "order.refunded"])
 _description = dict(max_length=500, description="A note for people, shown in the dashboard.")
 
 CREATE = Schema(
