@@ -98,3 +98,18 @@ def test_access_log_lines_carry_no_token(shop):
     assert "GET /download/[redacted] 404" in log
     assert f"GET /test/order/{key_order['id']}?t=[redacted] 200" in log
     assert "GET /?token=[redacted]&sig=[redacted]&page=2 200" in log
+
+
+def test_a_crash_on_a_download_link_logs_no_token(make_server):
+    server = make_server(GENEROUS_LIMITS)
+    client = server.client(server.mint())
+    product = make_product(client, type="file_download")
+    assert client.put(f"/v1/products/{product['id']}/file", data=b"goods", headers={
+        "Content-Type": "application/octet-stream"}).status_code == 200
+    order = pay(client, place_order(client, product["id"])["id"])
+    link = order["delivery"]["download_url"]
+    server.execute("ALTER TABLE orders RENAME TO orders_gone")  # the view's query fails
+    assert requests.get(link, timeout=30).status_code == 500
+    log = server.logged("Traceback")
+    assert "unhandled error in GET /download/" in log
+    assert link.rsplit("/", 1)[1] not in log
