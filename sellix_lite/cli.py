@@ -24,8 +24,6 @@ from .services import admin as admin_service, api_keys
 from .services.admin import WeakPassword
 from .services.scope import MODES
 
-
-
 PRIVATE_UMASK = 0o077
 
 
