@@ -10,6 +10,7 @@ the list of keys, the schema version).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from .services import admin as admin_service, api_keys
 from .services.admin import WeakPassword
 from .services.scope import MODES
 
+PRIVATE_UMASK = 0o077
 
 
 class CommandError(Exception):
@@ -61,6 +63,9 @@ def _one_line(exc: Exception) -> str:
 @click.pass_context
 def cli(ctx, config_path):
     """sellix-lite: a self-hosted store engine for selling digital goods for crypto."""
+    # What a command creates (the database and its WAL, uploads, outbox messages with
+    # license keys, the secret key, backups) is for the shop's own user alone.
+    os.umask(PRIVATE_UMASK)
     ctx.obj = config_path
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import signal
+import stat
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,7 @@ def serve(config: Config, host: str, port: int) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     with exclusive_lock(config.database_path):
         secret_key, version = prepare(config)
+        warn_if_open_to_others(config.data_dir)
         app = LateApp()
         server = _create_server(app, config, host, port)
         # Links fall back to the address listened on: the flags', and port 0 made real.
@@ -106,6 +108,16 @@ class LateApp:
 
     def __call__(self, environ, start_response):
         return self.wsgi(environ, start_response)
+
+
+def warn_if_open_to_others(data_dir: Path) -> None:
+    """Log a warning when users other than the shop's can enter the data folder, which
+    holds buyers' emails, license keys and the goods (made by a release before umask 077,
+    or by hand)."""
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o077:
+        log.warning("the data folder %s is readable by other users (mode %04o); chmod 700 %s",
+                    data_dir, mode, data_dir)
 
 
 def _create_server(app, config: Config, host: str, port: int):

@@ -93,8 +93,6 @@ def render(row: dict) -> dict:
         "delivery_text": row["delivery_text"], "dynamic_url": row["dynamic_url"],
         "interval": row["interval"], "requires_shipping": row["type"] == "physical",
         "file": _render_file(row),
-        # Signs the calls to `dynamic_url` like a webhook; the merchant verifies with it.
-        "dynamic_signing_secret": row.get("dynamic_secret"),
     }
 
 
@@ -146,7 +144,12 @@ def list_page(scope: Scope, query: dict) -> dict:
 
 
 def create(scope: Scope, body: dict, *, allow_private_urls: bool = False) -> dict:
-    """Create a product and its `product.created` event."""
+    """Create a product and its `product.created` event.
+
+    A dynamic product's answer carries `dynamic_signing_secret`, shown this once: it signs
+    the calls to `dynamic_url` like a webhook, and whoever holds it can ask that URL for
+    goods, so no read, list or event shows it.
+    """
     params = CREATE.validate(body)
     product_type = params["type"]
     _check_type_fields(product_type, params, scope.mode, allow_private_urls, creating=True)
@@ -171,7 +174,20 @@ def create(scope: Scope, body: dict, *, allow_private_urls: bool = False) -> dic
             storage.insert(scope.db, "products", row)
         product = render(row)
         events.emit(scope.db, scope.mode, "product.created", product)
+    if row["dynamic_secret"]:
+        return {**product, "dynamic_signing_secret": row["dynamic_secret"]}
     return product
+
+
+def rotate_dynamic_secret(scope: Scope, product_id: str) -> dict:
+    """A new signing secret for a dynamic product; the old one stops signing at once."""
+    secret = signing.new_secret()
+    with write_txn(scope.db):
+        if require(scope, product_id)["type"] != "dynamic":
+            raise Unprocessable(errors={"type": "only dynamic products have a signing secret"})
+        scope.db.execute("UPDATE products SET dynamic_secret = ? WHERE id = ?",
+                         (secret, product_id))
+    return {"dynamic_signing_secret": secret}
 
 
 def update(scope: Scope, product_id: str, body: dict, *, allow_private_urls: bool = False) -> dict:
