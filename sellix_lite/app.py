@@ -16,6 +16,7 @@ from werkzeug.routing import Rule
 
 from . import __version__, db as storage
 from .config import Config
+from .html import TemplateEnvironment
 from .ratelimit import SlidingWindowLimiter
 from .security import Signer
 from .services.links import Links
@@ -67,6 +68,7 @@ class SellixFlask(Flask):
     """Flask for an app whose views and hooks are all plain functions."""
 
     url_rule_class = LazyBuilderRule
+    jinja_environment = TemplateEnvironment
 
     def ensure_sync(self, func):
         # Flask asks `inspect` whether each view and hook is `async def` on every call,

@@ -7,9 +7,11 @@ no merchant HTML, a CSRF token on every form) is written once.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from functools import cache
 
 from flask import Flask, Response, abort, g, request
+from flask.templating import Environment
 from markupsafe import Markup
 
 from .currencies import format_amount
@@ -32,6 +34,23 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+class TemplateEnvironment(Environment):
+    """Jinja's environment where `mapping["name"]` is the mapping's item or undefined.
+
+    Plain Jinja falls back to an attribute of that name: `delivery["keys"]` on an order
+    without keys gave the dict's `keys` method, which is truthy and can't be iterated.
+    """
+
+    def getitem(self, obj, argument):
+        if isinstance(obj, Mapping):
+            try:
+                return obj[argument]
+            except (KeyError, TypeError):
+                return self.undefined(obj=obj, name=argument)
+        return super().getitem(obj, argument)
+
 
 _ALLOWED_TAGS = {"p", "br", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li",
                  "h1", "h2", "h3", "h4", "h5", "h6", "hr", "a", "table", "thead", "tbody",

@@ -957,3 +957,15 @@ def test_screenshots_of_the_main_pages(server, page, artifacts):
         target = artifacts / f"dashboard-desktop-{name}.png"
         page.screenshot(path=str(target), full_page=True)
         assert target.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("kind", ["account", "subscription"])
+def test_the_order_page_of_an_order_without_keys(server, web, kind):
+    product = json_body(server.admin.post("/v1/products", json={
+        "name": f"Login {secrets.token_hex(3)}", "type": kind, "price_cents": 900,
+        "currency": "USD", "delivery_text": "login: ada / pass: 7x!",
+        **({"interval": "month"} if kind == "subscription" else {})}), 201)
+    order = paid_order(server.admin, product["id"])
+    page = web.get(f"{server.url}/dashboard/orders/{order['id']}", timeout=30)
+    assert page.status_code == 200, page.text
+    assert "login: ada / pass: 7x!" in html.unescape(page.text)
