@@ -20,13 +20,11 @@ from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
 from ..countries import CODES as COUNTRY_CODES
-from ..validation import Enum, Integer, Object, Schema, String
+from ..validation import Email, Enum, Integer, Object, Schema, String
 from . import customers, inventory, orders
 from .links import Links
 from .payments import provider_for
 from .scope import Scope
-
-EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 
 SHIPPING_ADDRESS = Schema(
     name=String(required=True, min_length=1, max_length=200, strip=True),
@@ -44,10 +42,8 @@ CREATE = Schema(
                       description="The product to buy.", example="prod_01J2PVQR41"),
     qty=Integer(minimum=1, default=1, description="How many units (at most "
                                                   "`limits.max_qty_per_order`)."),
-    customer_email=String(required=True, min_length=3, max_length=254, strip=True,
-                          pattern=EMAIL_PATTERN, pattern_hint="must be an email address",
-                          description="Where the goods are sent.",
-                          example="buyer@example.com"),
+    customer_email=Email(required=True, description="Where the goods are sent.",
+                         example="buyer@example.com"),
     chain=String(min_length=1, max_length=20, description="Chain to pay on; with `asset`, "
                  "one of the shop's accepted pairs (default: the first).", example="tron"),
     asset=String(min_length=1, max_length=20, description="Asset to pay with.",
