@@ -16,7 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from conftest import child_env, free_port, wait_for_health
+from conftest import assert_problem, child_env, free_port, wait_for_health
+from support import (SIM_IPN_SECRET, event_types, fetch, invoice_of, live_mode_shop,
+                     make_product, place_order, wait_for_status)
 from sellix_lite import chains
 from sellix_lite.chains import asset_amount, sandbox_address, sandbox_tx_hash, validate_address
 from sellix_lite.db import connect
@@ -624,3 +626,72 @@ def test_defaults_come_from_config_then_dev_values(tmp_path):
     finally:
         assert plain.stop() == 0
     assert "blockpn-sim stopped" in plain.output()
+
+
+# --- the shop's IPN endpoint: a callback applies only to the live order it names ------------
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """A live-mode shop on the simulator (`shop.live`), with a test-mode client (`shop.test`)."""
+    with live_mode_shop(tmp_path_factory, name="ipn-shop") as shop:
+        shop.test = shop.client(shop.mint(mode="test", name="test"))
+        yield shop
+
+
+def reported_paid(order: dict, invoice_id: str, **changes) -> Invoice:
+    """The invoice of `order` as a callback reporting it paid in full would carry it."""
+    payment = order["payment"]
+    return Invoice(**{
+        "id": invoice_id, "reference": order["id"], "chain": payment["chain"],
+        "asset": payment["asset"], "address": payment["address"],
+        "amount_cents": order["total_cents"], "currency": order["currency"],
+        "asset_amount": payment["asset_amount"], "paid_cents": order["total_cents"],
+        "asset_paid": payment["asset_amount"], "tx_hash": "0x" + "ab" * 32, "status": "paid",
+        "expires_at": payment["expires_at"], **changes})
+
+
+def send_ipn(shop, invoice: Invoice) -> requests.Response:
+    body = callback_body(invoice)
+    signature = sign_callback(SIM_IPN_SECRET, body, int(time.time()))
+    return requests.post(shop.url + "/ipn/blockpn", data=body, timeout=30, headers={
+        "Content-Type": "application/json", SIGNATURE_HEADER: signature})
+
+
+def new_order(client) -> dict:
+    return place_order(client, make_product(client, type="account", delivery_text="x")["id"])
+
+
+def untouched(shop, client, order: dict) -> None:
+    now = fetch(client, order["id"])
+    assert now["status"] == "awaiting_payment" and now["paid_at"] is None
+    assert now["payment"]["paid_cents"] == 0
+    assert event_types(shop, order["id"]) == {"order.created": 1}
+
+
+def test_a_signed_live_callback_never_completes_a_test_order(shop):
+    order = new_order(shop.test)
+    response = send_ipn(shop, reported_paid(order, invoice_of(shop, order["id"])))
+    body = assert_problem(response, 422, "unprocessable")
+    assert "no live order" in body["detail"]
+    untouched(shop, shop.test, order)
+    shop.logged(f"refused a BlockPN callback for invoice {invoice_of(shop, order['id'])}")
+
+
+@pytest.mark.parametrize("change", ["reference", "currency", "paid_cents", "unknown"])
+def test_a_callback_that_does_not_match_its_order_changes_nothing(shop, change):
+    order, other = new_order(shop.live), new_order(shop.live)
+    invoice_id = invoice_of(shop, order["id"])
+    changes = {"reference": {"reference": other["id"]}, "currency": {"currency": "EUR"},
+               "paid_cents": {"paid_cents": 2**63 - 1},
+               "unknown": {"id": "inv_" + "Z" * 26}}[change]
+    response = send_ipn(shop, reported_paid(order, invoice_id, **changes))
+    body = assert_problem(response, 422, "unprocessable")
+    assert change.split("_")[0] in body["detail"] or "no live order" in body["detail"]
+    for each in (order, other):
+        untouched(shop, shop.live, each)
+    shop.logged("refused a BlockPN callback")
+
+    # The genuine report still applies.
+    assert send_ipn(shop, reported_paid(order, invoice_id)).status_code == 200
+    assert wait_for_status(shop.live, order["id"], "completed")["payment"]["paid_cents"] == \
+        order["total_cents"]

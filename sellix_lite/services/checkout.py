@@ -15,6 +15,7 @@ import json
 from .. import db as storage
 from ..clock import now_iso
 from ..config import Config
+from ..currencies import MAX_AMOUNT_CENTS
 from ..db import write_txn
 from ..errors import ApiError, Unprocessable
 from ..ids import new_id
@@ -57,6 +58,9 @@ def _check_product(product: dict | None, params: dict) -> None:
     """The product must be on sale, deliverable, and given what its type needs."""
     if product is None or product["status"] != "active":
         raise Unprocessable(errors={"product_id": "is not a product for sale"})
+    if product["price_cents"] * params["qty"] > MAX_AMOUNT_CENTS:
+        raise Unprocessable(errors={"qty": f"makes a total over {MAX_AMOUNT_CENTS} (the "
+                                           "largest amount an order may have)"})
     if product["type"] == "file_download" and product["file_sha256"] is None:
         raise Unprocessable(errors={"product_id": "has no file to deliver yet"})
     physical = product["type"] == "physical"
