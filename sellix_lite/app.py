@@ -15,6 +15,7 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.routing import Rule
 
 from . import __version__, db as storage
+from .bodylimits import JSON_BODY_BYTES
 from .config import Config
 from .html import TemplateEnvironment
 from .ratelimit import SlidingWindowLimiter
@@ -22,8 +23,6 @@ from .security import Signer
 from .services.links import Links
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# Largest request body the app reads (CONTRACT §6: 1 MiB for JSON).
-MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -101,7 +100,8 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app = SellixFlask(__name__, template_folder=str(resource_dir("templates")),
                       static_folder=str(resource_dir("static")))
     app.config["SECRET_KEY"] = secret_key
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # Each request's own limit is set by a hook (bodylimits.py); this is the default.
+    app.config["MAX_CONTENT_LENGTH"] = JSON_BODY_BYTES
     app.json.sort_keys = False
     app.session_interface = DashboardSessions()
     # Behind TLS the dashboard's session cookie must never travel over plain HTTP.

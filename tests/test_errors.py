@@ -146,3 +146,25 @@ def test_options_is_405_problem(api):
     response = api.options("/v1/api-keys")
     assert_problem(response, 405, "method_not_allowed")
     assert "OPTIONS" not in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"name": "\\ud800", "type": "account", "price_cents": 1, "currency": "USD"}',
+    b'{"name": "a\\uDFFFb", "type": "account", "price_cents": 1, "currency": "USD"}',
+    b'{"name": "\xed\xa0\x80", "type": "account", "price_cents": 1, "currency": "USD"}',
+    b'{"name": "ok", "type": "account", "price_cents": 1, "currency": "USD", '
+    b'"description": "\\ud83d"}',
+    b'{"\\ud800": 1}',
+])
+def test_a_lone_surrogate_is_400(api, raw):
+    response = api.post("/v1/products", data=raw, headers={"Content-Type": "application/json"})
+    body = assert_problem(response, 400, "invalid_request")
+    assert "surrogate" in body["detail"]
+
+
+def test_a_surrogate_pair_is_one_character(api):
+    raw = b'{"name": "smile \\ud83d\\ude00", "type": "account", "price_cents": 1, ' \
+          b'"currency": "USD", "delivery_text": "x"}'
+    response = api.post("/v1/products", data=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "smile \U0001F600"

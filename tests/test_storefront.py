@@ -920,3 +920,17 @@ def test_an_account_buyer_sees_the_login_in_the_browser(server, api, browser):
         assert watch.errors == [] and watch.csp_violations() == []
     finally:
         context.close()
+
+
+# --- 10. odd input is a form error, never a crash -----------------------------------------
+
+@pytest.mark.parametrize("qty", ["²", "٣", "１", "1e3", "9" * 5000, "-1", "0x10", "1.5",
+                                 "1 2", "\x00"])
+def test_a_quantity_that_is_not_plain_digits_is_a_form_error(server, api, qty):
+    product, _ = key_product(api, 2)
+    email = buyer("qty")
+    response = checkout(requests.Session(), server, product["slug"], email=email, qty=qty)
+    assert response.status_code == 422, response.text[:500]
+    assert_secure_html(response)
+    assert any(message.startswith("Quantity") for message in error_messages(response.text))
+    assert orders_of(api, email) == []
