@@ -14,7 +14,7 @@ from flask import Blueprint, request
 
 from .app import get_db, runtime
 from .errors import NotFound, Unauthenticated
-from .http import json_response
+from .http import json_response, refuse_lone_surrogates
 from .providers.blockpn import InvalidCallback
 from .services import payments
 
@@ -29,10 +29,12 @@ def blockpn_callback():
     if not config.blockpn.base_url or not config.blockpn.ipn_secret:
         raise NotFound("live payments are not configured on this shop")
     provider = payments.provider_for(get_db(), "live", config)
+    body = request.get_data()
     try:
-        invoice = provider.verify_callback(request.get_data(), request.headers)
+        invoice = provider.verify_callback(body, request.headers)
     except InvalidCallback as exc:
         raise Unauthenticated(f"the callback signature does not verify: {exc}") from None
+    refuse_lone_surrogates(body, vars(invoice))
     try:
         order = payments.apply_invoice(get_db(), invoice, "live", config, runtime().links)
     except payments.InvoiceMismatch as exc:

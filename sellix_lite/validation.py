@@ -135,7 +135,7 @@ class Integer(Field):
         self.minimum, self.maximum = minimum, maximum
 
     def check(self, value, from_query):
-        if from_query and isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value):
+        if from_query and isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value):
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             raise FieldError(self.expects())

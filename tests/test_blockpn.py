@@ -695,3 +695,10 @@ def test_a_callback_that_does_not_match_its_order_changes_nothing(shop, change):
     assert send_ipn(shop, reported_paid(order, invoice_id)).status_code == 200
     assert wait_for_status(shop.live, order["id"], "completed")["payment"]["paid_cents"] == \
         order["total_cents"]
+
+
+def test_a_callback_with_a_lone_surrogate_is_400(shop):
+    order = new_order(shop.live)
+    invoice = reported_paid(order, invoice_of(shop, order["id"]), tx_hash="0x\ud800")
+    assert_problem(send_ipn(shop, invoice), 400, "invalid_request")
+    untouched(shop, shop.live, order)

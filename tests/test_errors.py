@@ -94,7 +94,8 @@ def test_wrong_types_are_422(api, abilities):
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "limit=", "limit=1.5",
                                    "limit=99999999999999999999999", "cursor=", "cursor=abc",
-                                   "unknown=1"])
+                                   "unknown=1", "limit=%D9%A3", "limit=%C2%B2",
+                                   "limit=%EF%BC%91"])
 def test_bad_query_parameters_are_422(api, query):
     body = assert_problem(api.get(f"/v1/api-keys?{query}"), 422, "unprocessable")
     assert query.split("=")[0] in body["errors"]
