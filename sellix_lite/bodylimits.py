@@ -55,6 +55,8 @@ class LimitedRequestParser(HTTPRequestParser):
 
     def parse_header(self, header_plus):
         super().parse_header(header_plus)
+        if not self.chunked and self.content_length <= FORM_BODY_BYTES:
+            return  # within every limit: no need to find the route
         self.body_limit = self.limit_for(self.command, self.path, self.headers)
         if self.content_length > self.body_limit:
             self._cut(self.content_length)

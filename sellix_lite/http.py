@@ -133,6 +133,8 @@ def _refuse_large_body() -> None:
     from .app import runtime
 
     this = request._get_current_object()
+    if not this.content_length and "Transfer-Encoding" not in this.headers:
+        return  # no body
     has_credentials = "Authorization" in this.headers or "Cookie" in this.headers
     this.max_content_length = body_limit(this.endpoint, this.path, has_credentials,
                                          runtime().config.storage.max_upload_bytes)
