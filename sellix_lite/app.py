@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from flask import Flask, current_app, g
 from flask.sessions import SecureCookieSessionInterface
@@ -83,6 +84,10 @@ class DashboardSessions(SecureCookieSessionInterface):
         if not request.path.startswith("/dashboard"):
             return None  # Flask substitutes a read-only empty session
         return super().open_session(app, request)
+
+    def open_session_from_cookie(self, app, cookies):
+        """The session that request cookies carry; empty when none is genuine and current."""
+        return super().open_session(app, SimpleNamespace(cookies=cookies))
 
 
 def resource_dir(name: str) -> Path:

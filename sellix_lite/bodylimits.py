@@ -1,9 +1,9 @@
 """How large a request body may be, decided from its request line and headers alone.
 
 1 MiB for the API's JSON, 64 KiB for HTML forms and the IPN, and `storage.max_upload_mb`
-(plus room for a multipart form) only for file uploads that carry credentials — an
-`Authorization` header or a cookie; the dashboard's key import, a text file, takes the
-1 MiB the API's key import takes.
+(plus room for a multipart form) only for file uploads whose credentials are good: an API
+key with `products:write`, or a dashboard session; the dashboard's key import, a text
+file, takes the 1 MiB the API's key import takes.
 
 waitress reads a whole body before it calls the app, so the rule is applied twice: by the
 server's request parser as soon as the headers are in (a body announced over the limit is
@@ -14,13 +14,13 @@ the answer), and by the app, which answers 413 in the area's format (problem JSO
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map
+from werkzeug.http import parse_cookie
 
 JSON_BODY_BYTES = 1024 * 1024
 FORM_BODY_BYTES = 64 * 1024
@@ -29,22 +29,42 @@ UPLOAD_ENDPOINTS = frozenset({"v1.upload_product_file", "dashboard.upload_file"}
 KEY_FILE_ENDPOINTS = frozenset({"dashboard.import_keys"})
 
 
-def body_limit(endpoint: str | None, path: str, has_credentials: bool,
-               max_upload_bytes: int) -> int:
-    """The most bytes a body sent to `endpoint` (at `path`) may have."""
-    if has_credentials and endpoint in UPLOAD_ENDPOINTS:
-        return max_upload_bytes + MULTIPART_OVERHEAD_BYTES
-    if has_credentials and endpoint in KEY_FILE_ENDPOINTS:
+def body_limit(app, endpoint: str | None, path: str, authorization: str,
+               cookies: Mapping[str, str]) -> int:
+    """The most bytes a body sent to `endpoint` (at `path`) with these credentials may
+    have. Credentials are checked only for an upload's larger limit."""
+    if endpoint in UPLOAD_ENDPOINTS and _may_upload(app, endpoint, authorization, cookies):
+        return app.extensions["sellix"].config.storage.max_upload_bytes \
+            + MULTIPART_OVERHEAD_BYTES
+    if endpoint in KEY_FILE_ENDPOINTS and _may_upload(app, endpoint, authorization, cookies):
         return JSON_BODY_BYTES
     return JSON_BODY_BYTES if path.startswith("/v1/") else FORM_BODY_BYTES
 
 
-def endpoint_of(url_map: Map, method: str, path: str) -> str | None:
+def endpoint_of(app, method: str, path: str) -> str | None:
     """The endpoint a request would reach, None for an unknown path or method."""
     try:
-        return url_map.bind("localhost").match(path, method)[0]
+        return app.url_map.bind("localhost").match(path, method)[0]
     except HTTPException:
         return None
+
+
+def _may_upload(app, endpoint: str, authorization: str, cookies: Mapping[str, str]) -> bool:
+    """Whether the credentials are good now: an API key with products:write for the API,
+    a signed-in dashboard session for the dashboard."""
+    from .services import admin, api_keys
+
+    connections = app.extensions["sellix"].connections
+    db = connections.acquire()  # this thread's own; waitress's reading thread has one too
+    try:
+        if endpoint.startswith("v1."):
+            scheme, _, secret = authorization.partition(" ")
+            key = scheme.lower() == "bearer" and api_keys.authenticate(db, secret.strip())
+            return bool(key) and "products:write" in key["abilities"]
+        session = app.session_interface.open_session_from_cookie(app, cookies)
+        return bool(session.get("admin")) and session.get("epoch") == admin.session_epoch(db)
+    finally:
+        connections.release(db)
 
 
 class LimitedRequestParser(HTTPRequestParser):
@@ -81,12 +101,13 @@ class LimitedRequestParser(HTTPRequestParser):
         self.completed = True
 
 
-def install(server, url_map: Map, max_upload_bytes: int) -> None:
-    """Make `server` (made by `waitress.create_server`) parse requests with the limits."""
+def install(server, app) -> None:
+    """Make `server` (made by `waitress.create_server` for `app`) parse requests with the
+    limits."""
     def limit_for(method: str, path: str, headers: dict) -> int:
-        credentials = "AUTHORIZATION" in headers or "COOKIE" in headers
-        return body_limit(endpoint_of(url_map, method, path), path, credentials,
-                          max_upload_bytes)
+        return body_limit(app, endpoint_of(app, method, path), path,
+                          headers.get("AUTHORIZATION", ""),
+                          parse_cookie(headers.get("COOKIE", "")))
 
     parser = type("Parser", (LimitedRequestParser,), {"limit_for": staticmethod(limit_for)})
     channel = type("Channel", (HTTPChannel,), {"parser_class": parser})

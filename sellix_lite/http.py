@@ -10,7 +10,7 @@ import json
 import logging
 import re
 
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from . import errors
@@ -130,14 +130,12 @@ def _handle_crash(exc: Exception):
 def _refuse_large_body() -> None:
     """413 for a body over its limit, from its announced length before any of it is read;
     a chunked body is held to the same limit as it is read."""
-    from .app import runtime
-
     this = request._get_current_object()
     if not this.content_length and "Transfer-Encoding" not in this.headers:
         return  # no body
-    has_credentials = "Authorization" in this.headers or "Cookie" in this.headers
-    this.max_content_length = body_limit(this.endpoint, this.path, has_credentials,
-                                         runtime().config.storage.max_upload_bytes)
+    this.max_content_length = body_limit(current_app._get_current_object(), this.endpoint,
+                                         this.path, this.headers.get("Authorization", ""),
+                                         this.cookies)
     if (this.content_length or 0) > this.max_content_length:
         raise errors.PayloadTooLarge(_describe_413())
 

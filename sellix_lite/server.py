@@ -111,7 +111,7 @@ def _create_server(app, config: Config, host: str, port: int):
             ident="sellix-lite", **options)
     except OSError as exc:
         raise StartupError(f"can't listen on {host}:{port}: {exc.strerror}") from None
-    bodylimits.install(server, app.url_map, config.storage.max_upload_bytes)
+    bodylimits.install(server, app)
     return server
 
 

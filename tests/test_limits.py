@@ -6,6 +6,7 @@ limit only for credentialed uploads — with a 413 that is problem JSON under /v
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 
@@ -15,6 +16,7 @@ import requests
 from conftest import GENEROUS_LIMITS, Server
 
 MiB, KiB = 1024 * 1024, 1024
+PASSWORD = "a long enough password"
 UPLOAD_MB = 2
 CONFIG = GENEROUS_LIMITS + "[blockpn]\nbase_url = \"http://127.0.0.1:9\"\n" \
     "api_key = \"k\"\nipn_secret = \"s\"\n"
@@ -27,6 +29,7 @@ def shop(tmp_path_factory):
         "[storage]\n", f"[storage]\nmax_upload_mb = {UPLOAD_MB}\n", 1))
     server.start()
     server.secret = server.mint(name="root")
+    assert server.cli("admin", "set-password", input=PASSWORD + "\n").returncode == 0
     yield server
     server.stop()
 
@@ -117,22 +120,55 @@ def test_each_path_takes_its_limit_and_not_a_byte_more(shop, path, limit):
         assert (status == 413) is refused, (size, status, answer[:300])
 
 
-def test_the_upload_limit_applies_only_to_a_credentialed_upload(shop):
-    client = shop.client(shop.secret)
-    product = client.post("/v1/products", json={
+def new_file_product(shop) -> str:
+    product = shop.client(shop.secret).post("/v1/products", json={
         "name": "Course", "type": "file_download", "price_cents": 100, "currency": "USD"})
     assert product.status_code == 201, product.text
-    url = f"/v1/products/{product.json()['id']}/file?filename=course.bin"
+    return product.json()["id"]
+
+
+def test_the_upload_limit_applies_only_to_an_upload_with_good_credentials(shop):
+    client = shop.client(shop.secret)
+    url = f"/v1/products/{new_file_product(shop)}/file?filename=course.bin"
     big = b"c" * (UPLOAD_MB * MiB)
     assert client.put(url, data=big).status_code == 200
-    # The same body without a key is held to the API's 1 MiB before anything else.
-    anonymous = requests.put(shop.url + url, data=big, timeout=30)
-    assert anonymous.status_code == 413
-    assert anonymous.json()["type"] == "payload_too_large"
+    # The same body with no key, an unknown one or one that may not write products is
+    # held to the API's 1 MiB before anything else.
+    reader = client.post("/v1/api-keys", json={"name": "reader",
+                                               "abilities": ["products:read"]})
+    assert reader.status_code == 201, reader.text
+    for authorization in (None, "Bearer sx_test_" + "a" * 40, "Basic eDp5",
+                          f"Bearer {reader.json()['secret']}"):
+        headers = {"Authorization": authorization} if authorization else {}
+        refused = requests.put(shop.url + url, data=big, headers=headers, timeout=30)
+        assert refused.status_code == 413, (authorization, refused.text)
+        assert refused.json()["type"] == "payload_too_large"
     status, headers, body = exchange(shop, head(
         "PUT", url, shop, f"Authorization: Bearer {shop.secret}",
         f"Content-Length: {(UPLOAD_MB + 1) * MiB}"))
     assert_problem_413(status, headers, body, url.split("?")[0])
+
+
+def test_the_dashboard_upload_takes_the_upload_limit_only_when_signed_in(shop):
+    product_id = new_file_product(shop)
+    session = requests.Session()
+    login = session.get(shop.url + "/dashboard/login", timeout=30).text
+    signed_in = session.post(shop.url + "/dashboard/login", timeout=30, data={
+        "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', login).group(1),
+        "password": PASSWORD})
+    assert signed_in.status_code == 200, signed_in.text
+    page = session.get(f"{shop.url}/dashboard/products/{product_id}", timeout=30).text
+    action = f"/dashboard/products/{product_id}/file"
+    form = page.split(f'action="{action}"')[1].split("</form>")[0]
+    fields = dict(re.findall(r'name="(csrf_token|form_id)" value="([^"]+)"', form))
+    files = {"file": ("course.bin", b"d" * (UPLOAD_MB * MiB))}
+    forged = requests.post(shop.url + action, data=fields, files=files, timeout=30,
+                           cookies={**session.cookies.get_dict(), "sellix_session": "forged"})
+    assert forged.status_code == 413, forged.text
+    uploaded = session.post(shop.url + action, data=fields, files=files, timeout=30)
+    assert uploaded.status_code == 200, uploaded.text
+    product = shop.client(shop.secret).get(f"/v1/products/{product_id}").json()
+    assert product["file"]["size_bytes"] == UPLOAD_MB * MiB
 
 
 @pytest.mark.parametrize("path,limit,problem", [
