@@ -76,7 +76,7 @@ def send_due(db: sqlite_utils.Database, config: EmailConfig, from_address: str,
     for row in _claim(db, boot_id, limit):
         try:
             error = _deliver(row, config, from_address, outbox_dir)
-        except Exception as exc:  # noqa: BLE001 — whatever it is, it is this message's alone
+        except Exception as exc:  # whatever it is, it is this message's alone
             error = f"{type(exc).__name__}: {exc}"[:300]
             log.warning("email %s could not be sent: %s", row["id"], error)
         if error is None:
