@@ -856,7 +856,7 @@ def dynamic_receiver():
 def paid_order_of_kind(api, kind: str, dynamic_url: str) -> tuple[dict, str]:
     """A paid test-mode order of a new product of `kind`, once its goods are out; returns
     the order and the text its page must show."""
-    extra, order_extra = {}, {}
+    order_extra = {}
     if kind == "license_key":
         product, pool = key_product(api, 1)
     else:
