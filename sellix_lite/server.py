@@ -83,6 +83,7 @@ def serve(config: Config, host: str, port: int) -> None:
         config = config.listening_on(host, server.effective_port)
         ctx = JobContext(config, secret_key, senders=SenderPool(config))
         app.wsgi = create_app(config, secret_key, boot_id=ctx.boot_id)
+        bodylimits.install(server, app.wsgi)
         scheduler = start_scheduler(ctx)
         stop_on_sigterm()
         url = f"http://{host}:{server.effective_port}"
@@ -137,7 +138,6 @@ def _create_server(app, config: Config, host: str, port: int):
             ident="sellix-lite", **options)
     except OSError as exc:
         raise StartupError(f"can't listen on {host}:{port}: {exc.strerror}") from None
-    bodylimits.install(server, app)
     return server
 
 
