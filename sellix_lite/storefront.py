@@ -118,7 +118,14 @@ def _order_body(product: dict) -> dict:
 
 
 def _messages(error: ApiError) -> dict:
-    """Per-field messages for the form, worded for a buyer."""
+    """Per-field messages for the form, worded for a buyer.
+
+    A provider failure's detail is advice for the merchant (which setting to fix), so the
+    buyer gets a plain apology instead.
+    """
+    if isinstance(error, checkout.ProviderUnavailable):
+        return {"form": "We couldn't start the payment just now. Please try again in a few "
+                        "minutes."}
     if not error.errors:
         return {"form": error.detail}
     messages = {}
