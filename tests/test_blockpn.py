@@ -694,6 +694,37 @@ def test_a_failing_provider_says_so_and_to_try_again(make_server, diagnosed_sim)
     assert "HTTP 500: failure injected by the fault switch" in line
 
 
+def test_a_buyer_sees_an_apology_not_the_merchants_diagnosis(make_server, diagnosed_sim):
+    shop = make_server(f'[blockpn]\nbase_url = "{diagnosed_sim.url}"\napi_key = "wrong-key"\n'
+                       f'ipn_secret = "{SIM_IPN_SECRET}"\n')
+    product, _ = key_product(shop.client(shop.mint(mode="live", name="live")), 1)
+    session = requests.Session()
+    page = session.get(f"{shop.url}/product/{product['slug']}", timeout=30)
+    token = re.search(r'name="csrf_token"\s+value="([^"]+)"', page.text).group(1)
+    response = session.post(f"{shop.url}/product/{product['slug']}/checkout", timeout=30,
+                            data={"csrf_token": token, "email": "buyer@example.com"},
+                            allow_redirects=False)
+    assert response.status_code == 502
+    assert "start the payment just now" in response.text
+    assert "api_key" not in response.text and "rejected" not in response.text
+    assert "rejected the shop's API key" in shop.logged("was not created")
+
+
+def test_a_job_that_meets_a_failing_provider_says_what_happened(make_server, diagnosed_sim):
+    shop = make_server(f'[blockpn]\nbase_url = "{diagnosed_sim.url}"\napi_key = "{SIM_API_KEY}"\n'
+                       f'ipn_secret = "{SIM_IPN_SECRET}"\n[jobs]\npayment_poll_seconds = 1\n')
+    client = shop.client(shop.mint(mode="live", name="live"))
+    order = place_order(client, key_product(client, 1)[0]["id"])
+    diagnosed_sim.post("/sim/faults", {"error_rate": 1})
+    try:
+        log = shop.logged(f"order {order['id']} is asked about again later")
+    finally:
+        diagnosed_sim.post("/sim/faults", {"error_rate": 0})
+    line = next(line for line in log.splitlines() if "asked about again later" in line)
+    assert " WARNING " in line and "BlockPN failed to handle the request" in line
+    assert "HTTP 500: failure injected by the fault switch" in line
+
+
 # --- the shop's IPN endpoint: a callback applies only to the live order it names ------------
 
 @pytest.fixture(scope="module")

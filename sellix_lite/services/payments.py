@@ -114,8 +114,9 @@ def poll_open_invoices(db: sqlite_utils.Database, config: Config, links: Links,
             provider = provider_for(db, order["mode"], config)
             invoice = provider.get_invoice(order["invoice_id"])
             apply_invoice(db, invoice, order["mode"], config, links)
-        except (ProviderError, LivePaymentsDisabled):
-            continue  # asked again at the next poll
+        except (ProviderError, LivePaymentsDisabled) as exc:
+            warn_provider_failure(f"order {order['id']}", exc)
+            continue
         except InvoiceMismatch as exc:
             log.warning("ignored the provider's answer for order %s: %s", order["id"],
                         exc.detail)
@@ -145,9 +146,18 @@ def next_provider_check(mode: str, config: Config, live_seconds: int) -> str:
     return iso(utcnow() + timedelta(seconds=seconds))
 
 
+def warn_provider_failure(subject: str, reason: Exception) -> None:
+    """Log what a job's call to BlockPN met, in words the merchant can act on; the job asks
+    about `subject` again at its next run."""
+    if isinstance(reason, ProviderError):
+        log.warning("%s; %s is asked about again later (%s)", reason.diagnosis, subject, reason)
+
+
 def ask_again_later(db: sqlite_utils.Database, table: str, row: dict, config: Config,
-                    live_seconds: int) -> None:
-    """Put off the next provider check of a row of `table` (after a provider error)."""
+                    live_seconds: int, reason: Exception) -> None:
+    """Put off the next provider check of a row of `table`, after `reason` kept the
+    provider from answering."""
+    warn_provider_failure(f"{table.removesuffix('s')} {row['id']}", reason)
     with write_txn(db):
         db.execute(f"UPDATE {table} SET next_check_at = ? WHERE id = ?",
                    (next_provider_check(row["mode"], config, live_seconds), row["id"]))

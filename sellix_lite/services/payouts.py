@@ -130,8 +130,8 @@ def process_due(db: sqlite_utils.Database, config: Config, limit: int = 20) -> i
     for payout in due:
         try:
             report = ask_provider(db, payout, config)
-        except (ProviderError, LivePaymentsDisabled):
-            ask_again_later(db, "payouts", payout, config, config.jobs.payout_poll_seconds)
+        except (ProviderError, LivePaymentsDisabled) as exc:
+            ask_again_later(db, "payouts", payout, config, config.jobs.payout_poll_seconds, exc)
             continue
         settle(db, payout["id"], report, config)
     return len(due)

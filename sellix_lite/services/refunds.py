@@ -91,8 +91,9 @@ def process_due(db: sqlite_utils.Database, config: Config, links: Links, limit: 
                     amount_cents=refund["amount_cents"], currency=order["currency"])
             else:
                 report = provider.get_refund(refund["provider_refund_id"])
-        except (ProviderError, LivePaymentsDisabled):
-            ask_again_later(db, "refunds", refund, config, config.jobs.payment_poll_seconds)
+        except (ProviderError, LivePaymentsDisabled) as exc:
+            ask_again_later(db, "refunds", refund, config, config.jobs.payment_poll_seconds,
+                            exc)
             continue
         settle(db, refund["id"], report, config, links)
     return len(due)
