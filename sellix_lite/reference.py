@@ -75,6 +75,8 @@ def example(spec: dict, schema: dict, *, required_only: bool = False, name: str 
                        required_only=required_only, name=name)
     if "anyOf" in schema:
         return example(spec, schema["anyOf"][0], name=name)
+    if "oneOf" in schema:  # one variant per type: the first stands for them all
+        return example(spec, schema["oneOf"][0], required_only=required_only, name=name)
     if "const" in schema:
         return schema["const"]
     if schema.get("examples"):

@@ -17,6 +17,31 @@ from .errors import InvalidRequest, Unprocessable
 MISSING = object()
 
 
+def _runs(codes) -> list[tuple[int, int]]:
+    """Consecutive integers grouped as (first, last) pairs."""
+    runs: list[list[int]] = []
+    for code in codes:
+        if runs and runs[-1][1] == code - 1:
+            runs[-1][1] = code
+        else:
+            runs.append([code, code])
+    return [(low, high) for low, high in runs]
+
+
+# Exactly the characters `str.strip()` removes, written out so every regex dialect reading
+# the OpenAPI document (Python's, ECMA-262's) agrees on them.
+WHITESPACE = "".join(
+    f"\\u{low:04x}" + (f"-\\u{high:04x}" if high > low else "")
+    for low, high in _runs(code for code in range(0x10000) if chr(code).isspace()))
+# An RFC 3339 date, or date-time with its offset: what `format: date` / `date-time` mean.
+# ASCII digits only: Python's `\d` takes any script's.
+DATE_OR_DATE_TIME = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                     r"(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2}))?")
+# An http(s) URL of RFC 3986 characters (what `format: uri` allows), with a host part.
+HTTP_URL = (r"https?://(?:[A-Za-z0-9\-._~!$&'()*+,;=:@\[\]]|%[0-9A-Fa-f]{2})+"
+            r"(?:[/?#](?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?#\[\]]|%[0-9A-Fa-f]{2})*)?")
+
+
 class FieldError(ValueError):
     """One field's value is not acceptable; the message is shown to the client."""
 
@@ -69,14 +94,18 @@ class Field(ABC):
 
 
 class String(Field):
+    """A string; `strip` trims surrounding whitespace before the checks (form input), and
+    `formats` names the JSON Schema formats the pattern already enforces (annotations)."""
+
     def __init__(self, *, min_length: int = 0, max_length: int | None = None,
                  pattern: str | None = None, pattern_hint: str = "", strip: bool = False,
-                 **kwargs):
+                 formats: tuple[str, ...] = (), **kwargs):
         super().__init__(**kwargs)
         self.min_length, self.max_length = min_length, max_length
         self.pattern = re.compile(pattern) if pattern else None
         self.pattern_hint = pattern_hint
         self.strip = strip
+        self.formats = formats
 
     def check(self, value, from_query):
         if not isinstance(value, str):
@@ -100,13 +129,39 @@ class String(Field):
 
     def schema_fragment(self):
         schema = {"type": "string"}
+        if self.strip:
+            # The lengths count after trimming, so they live in the pattern: any surrounding
+            # whitespace, then a core of the allowed length that starts and ends with
+            # something else.
+            schema["pattern"] = f"^[{WHITESPACE}]*{self._trimmed_core()}[{WHITESPACE}]*$"
+            return schema
         if self.min_length:
             schema["minLength"] = self.min_length
         if self.max_length is not None:
             schema["maxLength"] = self.max_length
         if self.pattern:
             schema["pattern"] = f"^{self.pattern.pattern}$"
+        if len(self.formats) == 1:
+            schema["format"] = self.formats[0]
+        elif self.formats:
+            schema["anyOf"] = [{"type": "string", "format": name} for name in self.formats]
         return schema
+
+    def _trimmed_core(self) -> str:
+        """A regex of the trimmed value: `pattern` if any, else its length bounds."""
+        if self.pattern:
+            return f"(?:{self.pattern.pattern})"
+        edge = f"[^{WHITESPACE}]"
+        longest = "" if self.max_length is None else self.max_length - 2
+        middle = f"[\\s\\S]{{{max(self.min_length - 2, 0)},{longest}}}"
+        choices = []
+        if self.min_length == 0:
+            choices.append("")
+        if self.min_length <= 1 and self.max_length != 0:
+            choices.append(edge)
+        if self.max_length is None or self.max_length >= 2:
+            choices.append(edge + middle + edge)
+        return "(?:" + "|".join(choices) + ")"
 
 
 class Integer(Field):

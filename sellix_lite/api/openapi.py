@@ -15,8 +15,10 @@ from .. import __version__
 from ..http import json_response
 from ..validation import Schema
 from . import bp
-from .objects import OBJECTS, list_of
-from .pipeline import OPERATIONS, Operation, PUBLIC_ENDPOINTS
+from ..services import products
+from .objects import OBJECTS, list_of, product_create_schemas
+from .pipeline import (IDEMPOTENCY_METHODS, OPERATIONS, PUBLIC_ENDPOINTS, WRITE_METHODS,
+                       Operation)
 
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 ERRORS = {
@@ -28,9 +30,32 @@ ERRORS = {
     "413": "The body is too large.",
     "415": "The body is not JSON.",
     "422": "A parameter failed validation; `errors` says which.",
-    "429": "Rate limited; see Retry-After.",
+    "429": "Rate limited; wait the seconds of `Retry-After`.",
     "500": "Something broke on our side; quote trace_id.",
+    "502": "BlockPN could not be reached, refused the shop's API key, or refused the request; "
+           "`detail` says which. Nothing was created.",
 }
+HEADERS = {
+    "X-Request-Id": {"required": True, "description": "This request's id, also in the log "
+                                                      "and in problem bodies.",
+                     "schema": {"type": "string", "minLength": 1}},
+    "RateLimit": {"description": "What is left of this key's bucket: `\"reads\";r=<left>;"
+                                 "t=<seconds to reset>`.",
+                  "schema": {"type": "string", "pattern": '^"[a-z]+";r=[0-9]+;t=[0-9]+$'}},
+    "RateLimit-Policy": {"description": "This key's bucket: `\"reads\";q=<requests>;"
+                                        "w=<window seconds>`.",
+                         "schema": {"type": "string",
+                                    "pattern": '^"[a-z]+";q=[0-9]+;w=[0-9]+$'}},
+    "Retry-After": {"required": True, "description": "Seconds to wait before trying again.",
+                    "schema": {"type": "integer", "minimum": 0}},
+    "Idempotent-Replayed": {"description": "`true` when this is the stored answer to an "
+                                           "earlier request with the same Idempotency-Key.",
+                            "schema": {"type": "string", "enum": ["true"]}},
+}
+# Rules of a product type that the body's shape can't tell without the type (PATCH).
+TYPE_RULES = ("Fields of one product type: " + "; ".join(
+    f"`{name}` ({', '.join(types)})" for name, types in products.FIELD_TYPES.items())
+    + ". A license_key product's `stock` is its number of unsold keys and can't be set.")
 INTRO = ("The merchant API of a sellix-lite shop. Authenticate with `Authorization: Bearer "
          "sx_test_…` (sandbox) or `sx_live_…`; errors are RFC 9457 problem JSON; writes "
          "take an `Idempotency-Key`.")
@@ -50,9 +75,8 @@ def document() -> dict:
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "An API key secret."}},
-            "schemas": OBJECTS,
-            "responses": {code: {"description": text, "content": PROBLEM}
-                          for code, text in ERRORS.items()},
+            "schemas": {**OBJECTS, **product_create_schemas()},
+            "headers": HEADERS,
         },
         "tags": [{"name": tag} for tag in dict.fromkeys(op.tag for op in OPERATIONS)],
     }
@@ -63,8 +87,11 @@ def _path(rule: str) -> str:
 
 
 def _operation(op: Operation) -> dict:
+    description = op.description
+    if op.body is products.UPDATE:
+        description += "\n\n" + TYPE_RULES
     spec = {
-        "operationId": op.endpoint, "summary": op.summary, "description": op.description
+        "operationId": op.endpoint, "summary": op.summary, "description": description
         + (f"\n\nNeeds the ability `{op.ability}`." if op.ability else ""),
         "tags": [op.tag], "x-ability": op.ability,
         "parameters": _path_parameters(op) + _query_parameters(op.query) + _headers(op),
@@ -78,7 +105,11 @@ def _operation(op: Operation) -> dict:
 
 def _path_parameters(op: Operation) -> list[dict]:
     return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in re.findall(r"<(?:\w+:)?(\w+)>", op.rule)]
+            for name in _path_names(op)]
+
+
+def _path_names(op: Operation) -> list[str]:
+    return re.findall(r"<(?:\w+:)?(\w+)>", op.rule)
 
 
 def _query_parameters(schema: Schema) -> list[dict]:
@@ -88,7 +119,7 @@ def _query_parameters(schema: Schema) -> list[dict]:
 
 
 def _headers(op: Operation) -> list[dict]:
-    if op.method not in ("POST", "PATCH", "DELETE"):
+    if op.method not in IDEMPOTENCY_METHODS:
         return []
     return [{"name": "Idempotency-Key", "in": "header", "required": op.idempotency_required,
              "description": "Makes a retry safe: the same key and request return the first "
@@ -107,26 +138,76 @@ def _request_body(op: Operation) -> dict | None:
     if op.method not in ("POST", "PATCH"):
         return None
     schema = (op.body or Schema()).json_schema()
-    return {"required": bool(schema.get("required")),
-            "content": {"application/json": {"schema": schema}}}
+    required = bool(schema.get("required"))
+    if op.body is products.CREATE:
+        schema = {"$ref": "#/components/schemas/ProductCreate"}
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
 def _responses(op: Operation) -> dict:
     name = op.response
     schema = list_of(name[5:]) if name.startswith("list:") \
         else {"$ref": f"#/components/schemas/{name}"}
-    responses = {str(op.status): {"description": "Success.", "headers": _rate_headers(),
-                                  "content": {"application/json": {"schema": schema}}}}
-    for code in ERRORS:
-        if code in ("409", "413", "415") and op.method == "GET":
-            continue
-        responses[code] = {"$ref": f"#/components/responses/{code}"}
+    success = {"description": "Success.", "headers": _response_headers(op, "200"),
+               "content": {"application/json": {"schema": schema}}}
+    links = _links(op)
+    if links:
+        success["links"] = links
+    responses = {str(op.status): success}
+    for code in _error_statuses(op):
+        responses[code] = {"description": ERRORS[code], "headers": _response_headers(op, code),
+                           "content": PROBLEM}
     return responses
 
 
-def _rate_headers() -> dict:
-    return {"RateLimit": {"schema": {"type": "string"}, "description": "Requests left."},
-            "RateLimit-Policy": {"schema": {"type": "string"}, "description": "The limit."}}
+def _error_statuses(op: Operation) -> list[str]:
+    """The error statuses `op` can answer: the pipeline's, and those its view adds."""
+    codes = ["400", "401", "403", "413", "422", "429", "500"]
+    if _path_names(op):
+        codes.append("404")
+    if op.method in IDEMPOTENCY_METHODS:
+        codes.append("409")
+    if op.method in WRITE_METHODS and not op.upload:
+        codes.append("415")
+    codes += [str(code) for code in op.errors]
+    return sorted(set(codes))
+
+
+def _response_headers(op: Operation, code: str) -> dict:
+    """X-Request-Id on every answer; the RateLimit fields once the key is known (all but
+    401); Retry-After on 429; Idempotent-Replayed where a stored answer can come back."""
+    names = ["X-Request-Id"]
+    if code != "401":
+        names += ["RateLimit", "RateLimit-Policy"]
+    if code == "429":
+        names.append("Retry-After")
+    if op.method in IDEMPOTENCY_METHODS and code not in ("401", "429") and int(code) < 500:
+        names.append("Idempotent-Replayed")
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+def _links(op: Operation) -> dict:
+    """From a create operation to every operation that takes the new object's id: those
+    whose path continues the create's path with `/{id}` (test helpers included)."""
+    if op.method != "POST" or op.status != 201 or _path_names(op):
+        return {}
+    links = {}
+    for target in OPERATIONS:
+        names = _path_names(target)
+        if names and re.search(re.escape(op.rule) + r"/<(?:\w+:)?" + names[0] + ">",
+                               target.rule):
+            links[target.endpoint] = {"operationId": target.endpoint,
+                                      "parameters": {names[0]: "$response.body#/id"}}
+    for target in OPERATIONS:
+        if target.method == "POST" and target.body and _id_field(op) in target.body.fields:
+            links[target.endpoint] = {"operationId": target.endpoint,
+                                      "requestBody": {_id_field(op): "$response.body#/id"}}
+    return links
+
+
+def _id_field(op: Operation) -> str:
+    """How other bodies name the created object's id: `/products` → `product_id`."""
+    return op.rule.strip("/").split("/")[-1].rstrip("s").replace("-", "_") + "_id"
 
 
 def openapi_json():
