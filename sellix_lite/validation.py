@@ -172,7 +172,7 @@ class Integer(Field):
         self.minimum, self.maximum = minimum, maximum
 
     def check(self, value, from_query):
-        if from_query and isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value):
+        if from_query and isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value):
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             raise FieldError(self.expects())
@@ -266,8 +266,14 @@ class Array(Field):
             schema["minItems"] = self.min_items
         if self.max_items is not None:
             schema["maxItems"] = self.max_items
+        return schema
+
+    def json_schema(self) -> dict:
+        schema = super().json_schema()
         if self.unique:
-            schema["uniqueItems"] = True
+            # Not `uniqueItems`: the server takes repeats and keeps the first of each.
+            schema["description"] = (schema.get("description", "") + " Repeated items "
+                                      "count once.").strip()
         return schema
 
 

@@ -390,3 +390,17 @@ def test_a_product_created_archived_says_since_when(conformance_server):
     assert product["archived_at"] == product["created_at"]
     archived = client.delete(f"/v1/products/{product['id']}")
     assert archived.status_code == 200 and archived.json()["archived_at"] == product["archived_at"]
+
+
+def test_repeats_and_query_digits_are_documented_as_the_server_takes_them(conformance_server):
+    """Repeated abilities are taken (counted once), so the document has no `uniqueItems`;
+    a query integer is ASCII digits, so `limit=٣` is refused as the document says."""
+    spec = document()
+    client = conformance_server.client(conformance_server.secret)
+    body = {"name": "repeats", "abilities": ["orders:read", "orders:read"]}
+    validator = jsonschema_rs.validator_for(_body(spec, "/v1/api-keys", "post"))
+    assert validator.is_valid(body)
+    minted = client.post("/v1/api-keys", json=body)
+    assert minted.status_code == 201 and minted.json()["abilities"] == ["orders:read"]
+    assert client.get("/v1/products", params={"limit": "٣"}).status_code == 422
+    assert client.get("/v1/products", params={"limit": "3"}).status_code == 200

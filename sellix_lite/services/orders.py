@@ -22,7 +22,8 @@ from .links import Links
 from .scope import Scope, list_query
 
 _DATE_OR_DATE_TIME = dict(pattern=DATE_OR_DATE_TIME, formats=("date", "date-time"),
-                          pattern_hint="must be an ISO-8601 date or date-time")
+                          pattern_hint="must be a date (2026-05-26) or a date-time with "
+                                       "an offset (2026-05-26T07:18:03Z)")
 STATUSES = ("pending", "awaiting_payment", "paid", "delivering", "completed", "failed",
             "refunded")
 LIST = list_query(
