@@ -193,6 +193,12 @@ def product_create_schemas() -> dict:
     """`ProductCreate`: the create body as one variant per product type, picked by `type`,
     each allowing exactly the fields that type takes (the rules of `products.create`)."""
     base = products.CREATE.json_schema()
+    shared = {}
+    for field, name in (("currency", "Currency"), ("status", "ProductStatus")):
+        # One named enum, not one per variant, for the models a generator makes.
+        schema = dict(base["properties"][field])
+        shared[name] = {"type": schema.pop("type"), "enum": schema.pop("enum")}
+        base["properties"][field] = {"$ref": f"#/components/schemas/{name}", **schema}
     variants = {}
     for kind in products.TYPES:
         schema = {**base, "properties": dict(base["properties"]),
@@ -211,7 +217,7 @@ def product_create_schemas() -> dict:
             schema["properties"]["dynamic_url"] = {**url, "type": "string"}
             schema["required"].append("dynamic_url")
         variants[_variant_name(kind)] = schema
-    return {**variants, "ProductCreate": {
+    return {**shared, **variants, "ProductCreate": {
         "oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in variants],
         "discriminator": {"propertyName": "type", "mapping": {
             kind: f"#/components/schemas/{_variant_name(kind)}" for kind in products.TYPES}}}}

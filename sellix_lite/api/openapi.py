@@ -207,7 +207,7 @@ def _links(op: Operation) -> dict:
 
 def _id_field(op: Operation) -> str:
     """How other bodies name the created object's id: `/products` → `product_id`."""
-    return op.rule.strip("/").split("/")[-1].rstrip("s").replace("-", "_") + "_id"
+    return op.rule.strip("/").split("/")[-1].removesuffix("s").replace("-", "_") + "_id"
 
 
 def openapi_json():
