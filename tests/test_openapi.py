@@ -23,6 +23,7 @@ from conftest import GENEROUS_LIMITS, Server, free_port, running_server
 from sellix_lite.api.objects import OBJECTS
 from sellix_lite.api.openapi import document
 from sellix_lite.api.pipeline import OPERATIONS
+from sellix_lite import chains
 from sellix_lite.app import create_app
 from sellix_lite.config import Config
 from sellix_lite.services import orders, payouts, products, refunds, webhooks
@@ -224,6 +225,13 @@ def test_enums_wherever_the_server_has_one():
     assert schemas["Payout"]["properties"]["status"]["enum"] == list(payouts.STATUSES)
     assert schemas["WebhookDelivery"]["properties"]["status"]["enum"] == [
         "pending", "succeeded", "failed", "cancelled"]
+    assert schemas["WebhookDelivery"]["properties"]["event_type"]["anyOf"][0]["enum"] == list(
+        webhooks.EVENT_TYPES)
+    for name in ("Product", "Order"):
+        assert schemas[name]["properties"]["currency"] == {"$ref": "#/components/schemas/Currency"}
+    assert "USD" in schemas["Currency"]["enum"]
+    assert set(schemas["Payout"]["properties"]["chain"]["enum"]) == set(chains.CHAINS)
+    assert "USDT" in schemas["Order"]["properties"]["payment"]["properties"]["asset"]["enum"]
 
 
 # --- The response side: typed goods and events, headers, statuses, links ------------------------

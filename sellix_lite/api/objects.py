@@ -7,6 +7,7 @@ function without its schema fails the build.
 
 from __future__ import annotations
 
+from .. import chains, currencies
 from ..services import api_keys, checkout, orders, payouts, products, refunds, webhooks
 
 STRING = {"type": "string"}
@@ -30,14 +31,20 @@ def obj(required: dict, optional: dict | None = None, *, extra: bool = False) ->
 
 
 MODE = enum(("live", "test"))
+CURRENCY = {"$ref": "#/components/schemas/Currency"}
+# Payouts and the balance are in `[shop] currency`, which the configuration takes as written.
+SHOP_CURRENCY = {**STRING, "description": "The shop's currency."}
+CHAIN = enum(chains.CHAINS)
+ASSET = enum(sorted({asset for assets in chains.CHAINS.values() for asset in assets}))
 
 _API_KEY = {"id": STRING, "name": STRING, "abilities": {"type": "array", "items":
             enum(api_keys.ABILITIES)}, "mode": MODE, "created_at": TIME,
             "last_used_at": nullable(TIME), "revoked_at": nullable(TIME)}
 _PRODUCT = {
     "id": STRING, "name": STRING, "slug": STRING, "type": enum(products.TYPES),
-    "price_cents": INTEGER, "currency": STRING, "description": STRING,
-    "stock": nullable(INTEGER), "status": enum(products.STATUSES), "mode": MODE,
+    "price_cents": INTEGER, "currency": CURRENCY, "description": STRING,
+    "stock": nullable(INTEGER), "status": {"$ref": "#/components/schemas/ProductStatus"},
+    "mode": MODE,
     "created_at": TIME, "updated_at": TIME, "archived_at": nullable(TIME),
     "delivery_text": nullable(STRING), "dynamic_url": nullable(STRING),
     "interval": nullable(enum(products.INTERVALS)), "requires_shipping": {"type": "boolean"},
@@ -85,10 +92,10 @@ _DELIVERY = {
 }
 _ORDER = {
     "id": STRING, "mode": MODE, "status": enum(orders.STATUSES), "total_cents": INTEGER,
-    "refunded_cents": INTEGER, "currency": STRING, "customer_email": STRING,
+    "refunded_cents": INTEGER, "currency": CURRENCY, "customer_email": STRING,
     "customer_id": STRING, "created_at": TIME, "paid_at": nullable(TIME),
     "payment": obj({
-        "provider": enum(("blockpn",)), "chain": STRING, "asset": STRING,
+        "provider": enum(("blockpn",)), "chain": CHAIN, "asset": ASSET,
         "address": nullable(STRING), "asset_amount": nullable(STRING),
         "expires_at": nullable(TIME), "paid_cents": INTEGER, "asset_paid": nullable(STRING),
         "tx_hash": nullable(STRING), "overpaid_cents": INTEGER,
@@ -127,7 +134,7 @@ OBJECTS = {
                      "lifetime_cents": INTEGER, "first_seen_at": TIME, "last_seen_at": TIME},
                     {"orders": {"type": "array", "items": obj({
                         "id": STRING, "status": enum(orders.STATUSES), "total_cents": INTEGER,
-                        "currency": STRING, "paid_at": nullable(TIME),
+                        "currency": CURRENCY, "paid_at": nullable(TIME),
                         "created_at": TIME})}}),
     "Subscription": obj({"id": STRING, "mode": MODE, "status": enum(("active", "expired")),
                          "interval": enum(products.INTERVALS), "current_period_end": TIME,
@@ -135,13 +142,13 @@ OBJECTS = {
                          "renewal_order_id": nullable(STRING), "created_at": TIME,
                          "updated_at": TIME}),
     "Payout": obj({"id": STRING, "mode": MODE, "status": enum(payouts.STATUSES),
-                   "chain": STRING, "asset": STRING, "amount_cents": INTEGER,
-                   "currency": STRING, "destination_address": STRING, "memo": nullable(STRING),
+                   "chain": CHAIN, "asset": ASSET, "amount_cents": INTEGER,
+                   "currency": SHOP_CURRENCY, "destination_address": STRING, "memo": nullable(STRING),
                    "tx_hash": nullable(STRING), "failure_reason": nullable(STRING),
                    "created_at": TIME, "broadcast_at": nullable(TIME),
                    "confirmed_at": nullable(TIME)}),
     "Balance": obj({"available_cents": INTEGER, "pending_cents": INTEGER,
-                    "currency": STRING}),
+                    "currency": SHOP_CURRENCY}),
     "WebhookEndpoint": obj(_WEBHOOK),
     "NewWebhookEndpoint": obj({**_WEBHOOK, "signing_secret": nullable(STRING)},
                               {"previous_secret_expires_at": TIME}),
@@ -149,7 +156,7 @@ OBJECTS = {
     "TestDelivery": obj({"delivered": {"type": "boolean"}, "response_code": nullable(INTEGER),
                          "delivery_ms": INTEGER}),
     "WebhookDelivery": obj({"id": STRING, "endpoint_id": STRING, "event_id": STRING,
-                            "event_type": nullable(STRING),
+                            "event_type": nullable(enum(webhooks.EVENT_TYPES)),
                             "status": enum(webhooks.DELIVERY_STATUSES),
                             "attempt_count": INTEGER, "next_attempt_at": nullable(TIME),
                             "created_at": TIME, "completed_at": nullable(TIME),
@@ -185,6 +192,8 @@ def _event_schemas() -> dict:
     return schemas
 
 
+OBJECTS["Currency"] = enum(currencies.CODES)
+OBJECTS["ProductStatus"] = enum(products.STATUSES)
 OBJECTS.update(DELIVERIES)
 OBJECTS.update(_event_schemas())
 
@@ -193,11 +202,10 @@ def product_create_schemas() -> dict:
     """`ProductCreate`: the create body as one variant per product type, picked by `type`,
     each allowing exactly the fields that type takes (the rules of `products.create`)."""
     base = products.CREATE.json_schema()
-    shared = {}
     for field, name in (("currency", "Currency"), ("status", "ProductStatus")):
-        # One named enum, not one per variant, for the models a generator makes.
-        schema = dict(base["properties"][field])
-        shared[name] = {"type": schema.pop("type"), "enum": schema.pop("enum")}
+        # The named enum, not one copy per variant, for the models a generator makes.
+        schema = {key: value for key, value in base["properties"][field].items()
+                  if key not in ("type", "enum")}
         base["properties"][field] = {"$ref": f"#/components/schemas/{name}", **schema}
     variants = {}
     for kind in products.TYPES:
@@ -217,7 +225,7 @@ def product_create_schemas() -> dict:
             schema["properties"]["dynamic_url"] = {**url, "type": "string"}
             schema["required"].append("dynamic_url")
         variants[_variant_name(kind)] = schema
-    return {**shared, **variants, "ProductCreate": {
+    return {**variants, "ProductCreate": {
         "oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in variants],
         "discriminator": {"propertyName": "type", "mapping": {
             kind: f"#/components/schemas/{_variant_name(kind)}" for kind in products.TYPES}}}}
