@@ -148,7 +148,8 @@ class String(Field):
         return schema
 
     def _trimmed_core(self) -> str:
-        """A regex of the trimmed value: `pattern` if any, else its length bounds."""
+        """A regex of the trimmed value: `pattern` if any (which must then carry the length
+        bounds itself), else the bounds."""
         if self.pattern:
             return f"(?:{self.pattern.pattern})"
         edge = f"[^{WHITESPACE}]"

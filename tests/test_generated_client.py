@@ -72,9 +72,10 @@ def test_a_license_key_order_through_typed_fields(server, client_package):
     client = client_package.AuthenticatedClient(base_url=server.url,
                                                 token=mint_via_api(server))
 
-    product = _call("products", "create_product")(client=client, body=models.LicenseKeyProductCreate(
-        name="Typed key", type_=models.LicenseKeyProductCreateType.LICENSE_KEY,
-        price_cents=4900, currency=models.Currency.USD))
+    product = _call("products", "create_product")(
+        client=client, body=models.LicenseKeyProductCreate(
+            name="Typed key", type_=models.LicenseKeyProductCreateType.LICENSE_KEY,
+            price_cents=4900, currency=models.Currency.USD))
     assert isinstance(product, models.Product), product
     key = f"TYPED-{secrets.token_hex(6).upper()}"
     imported = _call("products", "import_license_keys")(

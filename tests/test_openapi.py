@@ -154,7 +154,8 @@ def test_the_document_takes_exactly_the_strings_the_server_takes(data):
 
 def test_dates_urls_and_trimmed_strings_carry_formats_and_patterns():
     spec = document()
-    orders_list = {p["name"]: p["schema"] for p in spec["paths"]["/v1/orders"]["get"]["parameters"]}
+    orders_list = {parameter["name"]: parameter["schema"]
+                   for parameter in spec["paths"]["/v1/orders"]["get"]["parameters"]}
     for name in ("from", "to"):
         assert orders_list[name]["anyOf"] == [{"type": "string", "format": "date"},
                                               {"type": "string", "format": "date-time"}]
@@ -194,7 +195,8 @@ PRODUCT_BODIES = [
     {"type": "physical", "requires_shipping": True}, {"type": "physical",
                                                       "requires_shipping": False},
     {"type": "account", "requires_shipping": True}, {"type": "dynamic"},
-    {"type": "dynamic", "dynamic_url": None}, {"type": "dynamic", "dynamic_url": "http://127.0.0.1:9/x"},
+    {"type": "dynamic", "dynamic_url": None},
+    {"type": "dynamic", "dynamic_url": "http://127.0.0.1:9/x"},
     {"type": "dynamic", "dynamic_url": " http://127.0.0.1:9/x"},
     {"type": "dynamic", "dynamic_url": "ftp://127.0.0.1/x"}, {"type": "file_download",
                                                                "stock": 3},
@@ -446,7 +448,8 @@ def test_every_link_reaches_its_target(conformance_server):
             pay(client, created.json()["id"])
         links = spec["paths"][path]["post"]["responses"]["201"]["links"]
         # Deleting ends the object's life: follow those links last.
-        for link in sorted(links.values(), key=lambda l: operations[l["operationId"]][1] == "DELETE"):
+        for link in sorted(links.values(),
+                           key=lambda link: operations[link["operationId"]][1] == "DELETE"):
             target_path, method, target = operations[link["operationId"]]
             response, parameters = _follow(client, created.json(), link, target_path,
                                            method, target)

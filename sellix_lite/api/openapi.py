@@ -2,7 +2,9 @@
 
 Every `/v1` operation is declared with `pipeline.operation(...)`, which records its
 method, path, ability, query and body schemas and response object; this module turns that
-record into the document, so the reference can't drift from the code.
+record into the document, so the reference can't drift from the code. What the pipeline
+itself does is derived here the same way for every operation: its error statuses, the
+headers of each answer, and the links from a create to the operations taking its id.
 """
 
 from __future__ import annotations
