@@ -33,6 +33,35 @@ def _runs(codes) -> list[tuple[int, int]]:
 WHITESPACE = "".join(
     f"\\u{low:04x}" + (f"-\\u{high:04x}" if high > low else "")
     for low, high in _runs(code for code in range(0x10000) if chr(code).isspace()))
+
+
+def portable(pattern: str) -> str:
+    """`pattern` with Python's `\\s` and `\\S` written out, so an ECMA-262 reader (the
+    OpenAPI document's dialect) matches what Python's `re` does on the server. (Write
+    digits as `[0-9]`: Python's `\\d` takes every script's.)"""
+    out, class_start, chars = [], None, iter(pattern)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "")
+            out.append(_spelled_out(escaped, class_start is not None) or "\\" + escaped)
+            continue
+        if char == "[" and class_start is None:
+            class_start = len(out)
+        elif char == "]" and class_start is not None \
+                and "".join(out[class_start:]) not in ("[", "[^"):  # `[]…]` is a literal
+            class_start = None
+        out.append(char)
+    return "".join(out)
+
+
+def _spelled_out(escape: str, in_class: bool) -> str | None:
+    if escape == "s":
+        return WHITESPACE if in_class else f"[{WHITESPACE}]"
+    if escape == "S" and not in_class:
+        return f"[^{WHITESPACE}]"
+    return None
+
+
 # An RFC 3339 date, or date-time with its offset: what `format: date` / `date-time` mean.
 # ASCII digits only: Python's `\d` takes any script's.
 DATE_OR_DATE_TIME = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}:[0-9]{2}"
@@ -140,7 +169,7 @@ class String(Field):
         if self.max_length is not None:
             schema["maxLength"] = self.max_length
         if self.pattern:
-            schema["pattern"] = f"^{self.pattern.pattern}$"
+            schema["pattern"] = f"^{portable(self.pattern.pattern)}$"
         if len(self.formats) == 1:
             schema["format"] = self.formats[0]
         elif self.formats:
@@ -151,7 +180,7 @@ class String(Field):
         """A regex of the trimmed value: `pattern` if any (which must then carry the length
         bounds itself), else the bounds."""
         if self.pattern:
-            return f"(?:{self.pattern.pattern})"
+            return f"(?:{portable(self.pattern.pattern)})"
         edge = f"[^{WHITESPACE}]"
         longest = "" if self.max_length is None else self.max_length - 2
         middle = f"[\\s\\S]{{{max(self.min_length - 2, 0)},{longest}}}"

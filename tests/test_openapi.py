@@ -121,6 +121,9 @@ def _string_fields() -> list[tuple[str, String]]:
 
 STRING_FIELDS = _string_fields()
 WHITESPACE_TEXT = st.text(st.characters(codec="utf-8").filter(str.isspace), max_size=3)
+# Characters regex dialects disagree on: whitespace to Python only (\x1c-\x1f), to
+# ECMA-262 only (\ufeff), digits of other scripts.
+DIALECT_EDGES = st.sampled_from(["\x1c", "\x1f", "\x85", "\u00a0", "\ufeff", "\u0663"])
 
 
 def _near(field: String) -> st.SearchStrategy:
@@ -128,8 +131,10 @@ def _near(field: String) -> st.SearchStrategy:
     core = st.from_regex(field.json_schema()["pattern"]) if "pattern" in field.json_schema() \
         else st.text(max_size=(field.max_length or 20) + 2)
     core = core.filter(lambda value: len(value) < 3000)
+    spliced = st.tuples(core, st.integers(0, 50), DIALECT_EDGES).map(
+        lambda parts: parts[0][:parts[1]] + parts[2] + parts[0][parts[1]:])
     return st.one_of(
-        core, st.text(max_size=12), WHITESPACE_TEXT,
+        core, st.text(max_size=12), WHITESPACE_TEXT, spliced,
         st.tuples(WHITESPACE_TEXT, core, WHITESPACE_TEXT).map("".join),
         st.integers(0, 3).map(lambda extra: "x" * ((field.max_length or 10) + extra - 1)))
 
@@ -150,6 +155,25 @@ def test_the_document_takes_exactly_the_strings_the_server_takes(data):
     except FieldError:
         accepted = False
     assert documented == accepted, (label, value)
+
+
+@pytest.mark.parametrize("label, field", STRING_FIELDS, ids=[label for label, _ in STRING_FIELDS])
+def test_regex_dialects_agree_on_whitespace_and_digits(label, field):
+    """Python's `\\s` and `\\d` are not ECMA-262's: where a pattern uses them the document
+    writes out the server's meaning, so both read a value the same way."""
+    base = field.example if isinstance(field.example, str) else \
+        {"uri": "https://example.com/x", "date": "2026-05-26"}.get(field.formats[:1] and
+                                                                  field.formats[0], "ab")
+    field.clean(base)
+    validator = jsonschema_rs.validator_for(field.json_schema())
+    for char in ("\x1c", "\x1f", "\x85", "\u00a0", "\ufeff", "\u0663"):
+        for value in (char + base, base[:1] + char + base[1:], base + char):
+            try:
+                field.clean(value)
+                accepted = True
+            except FieldError:
+                accepted = False
+            assert validator.is_valid(value) == accepted, (label, value)
 
 
 def test_dates_urls_and_trimmed_strings_carry_formats_and_patterns():
