@@ -204,6 +204,8 @@ class Integer(Field):
     def check(self, value, from_query):
         if from_query and isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value):
             value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON Schema's `integer` takes 1.0 too
         if not isinstance(value, int) or isinstance(value, bool):
             raise FieldError(self.expects())
         if (self.minimum is not None and value < self.minimum) or (

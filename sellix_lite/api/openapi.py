@@ -14,10 +14,12 @@ import re
 from flask import current_app
 
 from .. import __version__
+from ..app import runtime
+from ..config import Config
 from ..http import json_response
 from ..validation import Schema
 from . import bp
-from ..services import products
+from ..services import checkout, products
 from .objects import OBJECTS, list_of, product_create_schemas
 from .pipeline import (IDEMPOTENCY_METHODS, OPERATIONS, PUBLIC_ENDPOINTS, WRITE_METHODS,
                        Operation)
@@ -63,11 +65,13 @@ INTRO = ("The merchant API of a sellix-lite shop. Authenticate with `Authorizati
          "take an `Idempotency-Key`.")
 
 
-def document() -> dict:
-    """The whole OpenAPI document."""
+def document(config: Config | None = None) -> dict:
+    """The whole OpenAPI document of a shop with `config` (default: the defaults), whose
+    payment pairs and order limit the order body states."""
+    config = config or Config()
     paths: dict = {}
     for op in OPERATIONS:
-        paths.setdefault(_path(op.rule), {})[op.method.lower()] = _operation(op)
+        paths.setdefault(_path(op.rule), {})[op.method.lower()] = _operation(op, config)
     return {
         "openapi": "3.1.0",
         "info": {"title": "sellix-lite API", "version": __version__, "description": INTRO},
@@ -88,7 +92,7 @@ def _path(rule: str) -> str:
     return "/v1" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
 
 
-def _operation(op: Operation) -> dict:
+def _operation(op: Operation, config: Config) -> dict:
     description = op.description
     if op.body is products.UPDATE:
         description += "\n\n" + TYPE_RULES
@@ -99,7 +103,7 @@ def _operation(op: Operation) -> dict:
         "parameters": _path_parameters(op) + _query_parameters(op.query) + _headers(op),
         "responses": _responses(op),
     }
-    body = _request_body(op)
+    body = _request_body(op, config)
     if body:
         spec["requestBody"] = body
     return spec
@@ -130,7 +134,7 @@ def _headers(op: Operation) -> list[dict]:
                         "pattern": "^[\\x20-\\x7e]+$"}}]
 
 
-def _request_body(op: Operation) -> dict | None:
+def _request_body(op: Operation, config: Config) -> dict | None:
     if op.upload:
         binary = {"type": "string", "format": "binary"}
         return {"required": True, "content": {
@@ -143,7 +147,29 @@ def _request_body(op: Operation) -> dict | None:
     required = bool(schema.get("required"))
     if op.body is products.CREATE:
         schema = {"$ref": "#/components/schemas/ProductCreate"}
+    if op.body is checkout.CREATE:
+        _order_limits(schema, config)
     return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _order_limits(schema: dict, config: Config) -> None:
+    """What an order body may hold in this shop: at most `max_qty_per_order` units, and
+    `chain` and `asset` both or neither, each from the shop's pairs."""
+    schema["properties"]["qty"]["maximum"] = config.limits.max_qty_per_order
+    accepted = config.blockpn.accepted
+    pairs = [pair.split(":") for pair in accepted]
+    for index, name in enumerate(("chain", "asset")):
+        values = list(dict.fromkeys(pair[index] for pair in pairs))
+        schema["properties"][name] = {**schema["properties"][name], "enum": values,
+                                      "examples": values[:1]}
+        schema["properties"][name].pop("minLength", None)
+        schema["properties"][name].pop("maxLength", None)
+    schema["properties"]["asset"]["description"] += (
+        " The pair must be one the shop accepts: " + ", ".join(f"`{p}`" for p in accepted)
+        + ".")
+    # Which pairs go together is said in words: an `anyOf` of the pairs would be exact, but
+    # client generators then give up on the body's model.
+    schema["dependentRequired"] = {"chain": ["asset"], "asset": ["chain"]}
 
 
 def _responses(op: Operation) -> dict:
@@ -216,7 +242,7 @@ def openapi_json():
     """The OpenAPI 3.1 document of this API (no key needed)."""
     doc = current_app.extensions.get("sellix_openapi")
     if doc is None:
-        doc = current_app.extensions["sellix_openapi"] = document()
+        doc = current_app.extensions["sellix_openapi"] = document(runtime().config)
     return json_response(doc)
 
 
