@@ -1,4 +1,9 @@
-"""The OpenAPI document (CONTRACT §15): complete, valid, and true to every real response."""
+"""The OpenAPI document: complete, valid, true to every real response, and as strict as the
+server on requests.
+
+Stateless schemathesis (positive and negative data) checks every operation; a stateful
+phase follows the document's links from creates to the operations taking the new id;
+property and table tests hold each field's schema to its validator, value by value."""
 
 from __future__ import annotations
 
