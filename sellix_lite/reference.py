@@ -13,6 +13,7 @@ import json
 from flask import Blueprint, render_template
 
 from .api.openapi import document
+from .app import runtime
 from .services.webhooks import EVENT_TYPES
 
 bp = Blueprint("reference", __name__)
@@ -38,7 +39,7 @@ FIELD_EXAMPLES = {
 @bp.get("/docs")
 def reference_page():
     """The reference page."""
-    spec = document()
+    spec = document(runtime().config)
     groups = {tag: [] for tag in TAG_ORDER}
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
@@ -75,6 +76,8 @@ def example(spec: dict, schema: dict, *, required_only: bool = False, name: str 
                        required_only=required_only, name=name)
     if "anyOf" in schema:
         return example(spec, schema["anyOf"][0], name=name)
+    if "oneOf" in schema:  # one variant per type: the first stands for them all
+        return example(spec, schema["oneOf"][0], required_only=required_only, name=name)
     if "const" in schema:
         return schema["const"]
     if schema.get("examples"):

@@ -17,6 +17,60 @@ from .errors import InvalidRequest, Unprocessable
 MISSING = object()
 
 
+def _runs(codes) -> list[tuple[int, int]]:
+    """Consecutive integers grouped as (first, last) pairs."""
+    runs: list[list[int]] = []
+    for code in codes:
+        if runs and runs[-1][1] == code - 1:
+            runs[-1][1] = code
+        else:
+            runs.append([code, code])
+    return [(low, high) for low, high in runs]
+
+
+# Exactly the characters `str.strip()` removes, written out so every regex dialect reading
+# the OpenAPI document (Python's, ECMA-262's) agrees on them.
+WHITESPACE = "".join(
+    f"\\u{low:04x}" + (f"-\\u{high:04x}" if high > low else "")
+    for low, high in _runs(code for code in range(0x10000) if chr(code).isspace()))
+
+
+def portable(pattern: str) -> str:
+    """`pattern` with Python's `\\s` and `\\S` written out, so an ECMA-262 reader (the
+    OpenAPI document's dialect) matches what Python's `re` does on the server. (Write
+    digits as `[0-9]`: Python's `\\d` takes every script's.)"""
+    out, class_start, chars = [], None, iter(pattern)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "")
+            out.append(_spelled_out(escaped, class_start is not None) or "\\" + escaped)
+            continue
+        if char == "[" and class_start is None:
+            class_start = len(out)
+        elif char == "]" and class_start is not None \
+                and "".join(out[class_start:]) not in ("[", "[^"):  # `[]…]` is a literal
+            class_start = None
+        out.append(char)
+    return "".join(out)
+
+
+def _spelled_out(escape: str, in_class: bool) -> str | None:
+    if escape == "s":
+        return WHITESPACE if in_class else f"[{WHITESPACE}]"
+    if escape == "S" and not in_class:
+        return f"[^{WHITESPACE}]"
+    return None
+
+
+# An RFC 3339 date, or date-time with its offset: what `format: date` / `date-time` mean.
+# ASCII digits only: Python's `\d` takes any script's.
+DATE_OR_DATE_TIME = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                     r"(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2}))?")
+# An http(s) URL of RFC 3986 characters (what `format: uri` allows), with a host part.
+HTTP_URL = (r"https?://(?:[A-Za-z0-9\-._~!$&'()*+,;=:@\[\]]|%[0-9A-Fa-f]{2})+"
+            r"(?:[/?#](?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?#\[\]]|%[0-9A-Fa-f]{2})*)?")
+
+
 class FieldError(ValueError):
     """One field's value is not acceptable; the message is shown to the client."""
 
@@ -69,14 +123,18 @@ class Field(ABC):
 
 
 class String(Field):
+    """A string; `strip` trims surrounding whitespace before the checks (form input), and
+    `formats` names the JSON Schema formats the pattern already enforces (annotations)."""
+
     def __init__(self, *, min_length: int = 0, max_length: int | None = None,
                  pattern: str | None = None, pattern_hint: str = "", strip: bool = False,
-                 **kwargs):
+                 formats: tuple[str, ...] = (), **kwargs):
         super().__init__(**kwargs)
         self.min_length, self.max_length = min_length, max_length
         self.pattern = re.compile(pattern) if pattern else None
         self.pattern_hint = pattern_hint
         self.strip = strip
+        self.formats = formats
 
     def check(self, value, from_query):
         if not isinstance(value, str):
@@ -100,13 +158,40 @@ class String(Field):
 
     def schema_fragment(self):
         schema = {"type": "string"}
+        if self.strip:
+            # The lengths count after trimming, so they live in the pattern: any surrounding
+            # whitespace, then a core of the allowed length that starts and ends with
+            # something else.
+            schema["pattern"] = f"^[{WHITESPACE}]*{self._trimmed_core()}[{WHITESPACE}]*$"
+            return schema
         if self.min_length:
             schema["minLength"] = self.min_length
         if self.max_length is not None:
             schema["maxLength"] = self.max_length
         if self.pattern:
-            schema["pattern"] = f"^{self.pattern.pattern}$"
+            schema["pattern"] = f"^{portable(self.pattern.pattern)}$"
+        if len(self.formats) == 1:
+            schema["format"] = self.formats[0]
+        elif self.formats:
+            schema["anyOf"] = [{"type": "string", "format": name} for name in self.formats]
         return schema
+
+    def _trimmed_core(self) -> str:
+        """A regex of the trimmed value: `pattern` if any (which must then carry the length
+        bounds itself), else the bounds."""
+        if self.pattern:
+            return f"(?:{portable(self.pattern.pattern)})"
+        edge = f"[^{WHITESPACE}]"
+        longest = "" if self.max_length is None else self.max_length - 2
+        middle = f"[\\s\\S]{{{max(self.min_length - 2, 0)},{longest}}}"
+        choices = []
+        if self.min_length == 0:
+            choices.append("")
+        if self.min_length <= 1 and self.max_length != 0:
+            choices.append(edge)
+        if self.max_length is None or self.max_length >= 2:
+            choices.append(edge + middle + edge)
+        return "(?:" + "|".join(choices) + ")"
 
 
 # One part of an address: no @, dot, whitespace, comma, colon, semicolon, quote, bracket of
@@ -137,6 +222,8 @@ class Integer(Field):
     def check(self, value, from_query):
         if from_query and isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value):
             value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON Schema's `integer` takes 1.0 too
         if not isinstance(value, int) or isinstance(value, bool):
             raise FieldError(self.expects())
         if (self.minimum is not None and value < self.minimum) or (
@@ -229,8 +316,14 @@ class Array(Field):
             schema["minItems"] = self.min_items
         if self.max_items is not None:
             schema["maxItems"] = self.max_items
+        return schema
+
+    def json_schema(self) -> dict:
+        schema = super().json_schema()
         if self.unique:
-            schema["uniqueItems"] = True
+            # Not `uniqueItems`: the server takes repeats and keeps the first of each.
+            schema["description"] = (schema.get("description", "") + " Repeated items "
+                                      "count once.").strip()
         return schema
 
 

@@ -7,7 +7,8 @@ function without its schema fails the build.
 
 from __future__ import annotations
 
-from ..services import api_keys, orders, payouts, products, refunds, webhooks
+from .. import chains, currencies
+from ..services import api_keys, checkout, orders, payouts, products, refunds, webhooks
 
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
@@ -30,14 +31,20 @@ def obj(required: dict, optional: dict | None = None, *, extra: bool = False) ->
 
 
 MODE = enum(("live", "test"))
+CURRENCY = {"$ref": "#/components/schemas/Currency"}
+# Payouts and the balance are in `[shop] currency`, which the configuration takes as written.
+SHOP_CURRENCY = {**STRING, "description": "The shop's currency."}
+CHAIN = enum(chains.CHAINS)
+ASSET = enum(sorted({asset for assets in chains.CHAINS.values() for asset in assets}))
 
 _API_KEY = {"id": STRING, "name": STRING, "abilities": {"type": "array", "items":
             enum(api_keys.ABILITIES)}, "mode": MODE, "created_at": TIME,
             "last_used_at": nullable(TIME), "revoked_at": nullable(TIME)}
 _PRODUCT = {
     "id": STRING, "name": STRING, "slug": STRING, "type": enum(products.TYPES),
-    "price_cents": INTEGER, "currency": STRING, "description": STRING,
-    "stock": nullable(INTEGER), "status": enum(products.STATUSES), "mode": MODE,
+    "price_cents": INTEGER, "currency": CURRENCY, "description": STRING,
+    "stock": nullable(INTEGER), "status": {"$ref": "#/components/schemas/ProductStatus"},
+    "mode": MODE,
     "created_at": TIME, "updated_at": TIME, "archived_at": nullable(TIME),
     "delivery_text": nullable(STRING), "dynamic_url": nullable(STRING),
     "interval": nullable(enum(products.INTERVALS)), "requires_shipping": {"type": "boolean"},
@@ -47,22 +54,55 @@ _PRODUCT = {
 _SUBSCRIPTION_ON_ORDER = nullable(obj({"id": STRING, "interval": enum(products.INTERVALS),
                                        "current_period_end": TIME,
                                        "status": enum(("active", "expired"))}))
+# What `delivery.state` can be (the orders table allows exactly these).
+DELIVERY_STATES = ("pending", "delivered", "failed", "awaiting_shipment", "shipped")
+_ADDRESS = obj({name: STRING for name, field in checkout.SHIPPING_ADDRESS.fields.items()
+                if field.required},
+               {name: STRING for name, field in checkout.SHIPPING_ADDRESS.fields.items()
+                if not field.required})
+# The goods of each product type, present once the order is paid (see delivery/).
+_GOODS = {
+    "license_key": {"keys": {"type": "array", "items": STRING,
+                             "description": "The delivered license keys, one per unit."}},
+    "account": {"text": STRING}, "subscription": {"text": STRING},
+    "dynamic": {"text": {**STRING, "description": "What the product's dynamic_url answered "
+                                                  "(or its delivery_text fallback)."}},
+    "file_download": {"file_name": STRING, "download_url": nullable(
+        {**STRING, "format": "uri", "description": "A signed, expiring link; null once the "
+                                                   "order is refunded."})},
+    "physical": {"shipping_address": _ADDRESS, "tracking": nullable(STRING)},
+}
+
+
+def _delivery_name(kind: str) -> str:
+    return "".join(part.title() for part in kind.split("_")) + "Delivery"
+
+
+DELIVERIES = {
+    _delivery_name(kind): obj({"kind": {"const": kind}, "state": enum(DELIVERY_STATES),
+                               "delivered_at": nullable(TIME)}, _GOODS[kind])
+    for kind in products.TYPES
+}
+_DELIVERY = {
+    "oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in DELIVERIES],
+    "discriminator": {"propertyName": "kind", "mapping": {
+        kind: f"#/components/schemas/{_delivery_name(kind)}" for kind in products.TYPES}},
+    "description": "The goods, typed by `kind` (the product type).",
+}
 _ORDER = {
     "id": STRING, "mode": MODE, "status": enum(orders.STATUSES), "total_cents": INTEGER,
-    "refunded_cents": INTEGER, "currency": STRING, "customer_email": STRING,
+    "refunded_cents": INTEGER, "currency": CURRENCY, "customer_email": STRING,
     "customer_id": STRING, "created_at": TIME, "paid_at": nullable(TIME),
     "payment": obj({
-        "provider": STRING, "chain": STRING, "asset": STRING, "address": nullable(STRING),
-        "asset_amount": nullable(STRING), "expires_at": nullable(TIME), "paid_cents": INTEGER,
-        "asset_paid": nullable(STRING), "tx_hash": nullable(STRING), "overpaid_cents": INTEGER,
-        "checkout_url": STRING}),
+        "provider": enum(("blockpn",)), "chain": CHAIN, "asset": ASSET,
+        "address": nullable(STRING), "asset_amount": nullable(STRING),
+        "expires_at": nullable(TIME), "paid_cents": INTEGER, "asset_paid": nullable(STRING),
+        "tx_hash": nullable(STRING), "overpaid_cents": INTEGER,
+        "checkout_url": {**STRING, "format": "uri"}}),
     "items": {"type": "array", "items": obj({
         "product_id": STRING, "product": STRING, "qty": INTEGER, "unit_price_cents": INTEGER,
         "subtotal_cents": INTEGER})},
-    # The goods depend on the product type: keys, text, file_name and download_url,
-    # shipping_address and tracking.
-    "delivery": obj({"kind": enum(products.TYPES), "state": STRING,
-                     "delivered_at": nullable(TIME)}, extra=True),
+    "delivery": _DELIVERY,
     "failure_reason": nullable(STRING),
 }
 _WEBHOOK = {"id": STRING, "url": STRING, "events": {"type": "array", "items": STRING},
@@ -85,17 +125,18 @@ OBJECTS = {
                             "archived_at": TIME}),
     "KeyImport": obj({"imported": INTEGER, "duplicates": INTEGER, "stock_after": INTEGER}),
     "Order": obj(_ORDER, {"subscription": _SUBSCRIPTION_ON_ORDER}),
-    "Refund": obj({"id": STRING, "order_id": STRING, "status": STRING,
+    "Refund": obj({"id": STRING, "order_id": STRING, "status": enum(refunds.STATUSES),
                    "amount_cents": INTEGER, "reason": nullable(enum(refunds.REASONS)),
                    "note": nullable(STRING), "destination_tx": nullable(STRING),
                    "failure_reason": nullable(STRING), "created_at": TIME,
                    "updated_at": TIME}),
-    "Resent": obj({"sent_at": TIME, "recipient": STRING, "delivery_kind": STRING}),
+    "Resent": obj({"sent_at": TIME, "recipient": STRING,
+                   "delivery_kind": enum(products.TYPES)}),
     "Customer": obj({"id": STRING, "email": STRING, "mode": MODE, "orders_count": INTEGER,
                      "lifetime_cents": INTEGER, "first_seen_at": TIME, "last_seen_at": TIME},
                     {"orders": {"type": "array", "items": obj({
                         "id": STRING, "status": enum(orders.STATUSES), "total_cents": INTEGER,
-                        "currency": STRING, "paid_at": nullable(TIME),
+                        "currency": CURRENCY, "paid_at": nullable(TIME),
                         "created_at": TIME})}}),
     "Subscription": obj({"id": STRING, "mode": MODE, "status": enum(("active", "expired")),
                          "interval": enum(products.INTERVALS), "current_period_end": TIME,
@@ -103,13 +144,14 @@ OBJECTS = {
                          "renewal_order_id": nullable(STRING), "created_at": TIME,
                          "updated_at": TIME}),
     "Payout": obj({"id": STRING, "mode": MODE, "status": enum(payouts.STATUSES),
-                   "chain": STRING, "asset": STRING, "amount_cents": INTEGER,
-                   "currency": STRING, "destination_address": STRING, "memo": nullable(STRING),
+                   "chain": CHAIN, "asset": ASSET, "amount_cents": INTEGER,
+                   "currency": SHOP_CURRENCY, "destination_address": STRING,
+                   "memo": nullable(STRING),
                    "tx_hash": nullable(STRING), "failure_reason": nullable(STRING),
                    "created_at": TIME, "broadcast_at": nullable(TIME),
                    "confirmed_at": nullable(TIME)}),
     "Balance": obj({"available_cents": INTEGER, "pending_cents": INTEGER,
-                    "currency": STRING}),
+                    "currency": SHOP_CURRENCY}),
     "WebhookEndpoint": obj(_WEBHOOK),
     "NewWebhookEndpoint": obj({**_WEBHOOK, "signing_secret": nullable(STRING)},
                               {"previous_secret_expires_at": TIME}),
@@ -117,18 +159,91 @@ OBJECTS = {
     "TestDelivery": obj({"delivered": {"type": "boolean"}, "response_code": nullable(INTEGER),
                          "delivery_ms": INTEGER}),
     "WebhookDelivery": obj({"id": STRING, "endpoint_id": STRING, "event_id": STRING,
-                            "event_type": nullable(STRING), "status": STRING,
+                            "event_type": nullable(enum(webhooks.EVENT_TYPES)),
+                            "status": enum(webhooks.DELIVERY_STATUSES),
                             "attempt_count": INTEGER, "next_attempt_at": nullable(TIME),
                             "created_at": TIME, "completed_at": nullable(TIME),
                             "attempts": {"type": "array", "items": _ATTEMPT}}),
-    "Event": obj({"id": STRING, "type": enum(webhooks.EVENT_TYPES), "created_at": TIME,
-                  "mode": MODE, "data": obj({"object": {"type": "object"}},
-                                            {"previous_attributes": {"type": "object"}})}),
     "Problem": obj({"type": STRING, "title": STRING, "status": INTEGER, "detail": STRING,
                     "instance": STRING, "request_id": STRING},
                    {"errors": {"type": "object", "additionalProperties": STRING},
                     "trace_id": STRING, "ability": STRING}),
 }
+
+# The object an event carries, by the family its type begins with.
+EVENT_OBJECTS = {"order": "Order", "product": "Product", "payout": "Payout",
+                 "customer": "Customer", "subscription": "Subscription"}
+
+
+def _event_schemas() -> dict:
+    """One event schema per family, its `data.object` typed; `Event` picks by `type`."""
+    families: dict[str, list[str]] = {}
+    for event_type in webhooks.EVENT_TYPES:
+        families.setdefault(event_type.split(".")[0], []).append(event_type)
+    schemas, mapping = {}, {}
+    for family, types in families.items():
+        name = EVENT_OBJECTS.get(family)
+        inner = {"$ref": f"#/components/schemas/{name}"} if name else {"type": "object"}
+        schema_name = f"{name or family.title()}Event"
+        schemas[schema_name] = obj(
+            {"id": STRING, "type": enum(types), "created_at": TIME, "mode": MODE,
+             "data": obj({"object": inner}, {"previous_attributes": {
+                 "type": "object", "description": "The fields that changed, as they were."}})})
+        mapping.update({t: f"#/components/schemas/{schema_name}" for t in types})
+    schemas["Event"] = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in schemas],
+                        "discriminator": {"propertyName": "type", "mapping": mapping}}
+    return schemas
+
+
+OBJECTS["Currency"] = enum(currencies.CODES)
+OBJECTS["ProductStatus"] = enum(products.STATUSES)
+OBJECTS.update(DELIVERIES)
+OBJECTS.update(_event_schemas())
+
+
+def product_create_schemas() -> dict:
+    """`ProductCreate`: the create body as one variant per product type, picked by `type`,
+    each allowing exactly the fields that type takes (the rules of `products.create`)."""
+    base = products.CREATE.json_schema()
+    for field, name in (("currency", "Currency"), ("status", "ProductStatus")):
+        # The named enum, not one copy per variant, for the models a generator makes.
+        schema = {key: value for key, value in base["properties"][field].items()
+                  if key not in ("type", "enum")}
+        base["properties"][field] = {"$ref": f"#/components/schemas/{name}", **schema}
+    variants = {}
+    for kind in products.TYPES:
+        schema = {**base, "properties": dict(base["properties"]),
+                  "required": list(base["required"])}
+        schema["properties"]["type"] = {**base["properties"]["type"], "enum": [kind]}
+        for name, kinds in products.FIELD_TYPES.items():
+            if kind not in kinds:
+                _forbid(schema, name)
+        if kind == "license_key":
+            schema["properties"].pop("stock")  # the pool decides it
+        if kind == "physical":
+            schema["properties"]["requires_shipping"] = {
+                "type": "boolean", "enum": [True], "description": "Physical products ship."}
+        if kind == "dynamic":
+            url = schema["properties"]["dynamic_url"]
+            schema["properties"]["dynamic_url"] = {**url, "type": "string"}
+            schema["required"].append("dynamic_url")
+        variants[_variant_name(kind)] = schema
+    return {**variants, "ProductCreate": {
+        "oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in variants],
+        "discriminator": {"propertyName": "type", "mapping": {
+            kind: f"#/components/schemas/{_variant_name(kind)}" for kind in products.TYPES}}}}
+
+
+def _variant_name(kind: str) -> str:
+    return "".join(part.title() for part in kind.split("_")) + "ProductCreate"
+
+
+def _forbid(schema: dict, name: str) -> None:
+    """A field of other types: only `null` where the field is nullable, else absent."""
+    field = schema["properties"].pop(name)
+    if "null" in (field["type"] if isinstance(field["type"], list) else [field["type"]]):
+        schema["properties"][name] = {"type": "null",
+                                      "description": "Only null: not a field of this type."}
 
 
 def list_of(name: str) -> dict:

@@ -21,7 +21,7 @@ def list_orders(query):
 
 
 @operation(bp, "POST", "/orders", summary="Create an order", tag=TAG,
-           ability="orders:write", body=checkout.CREATE, status=201,
+           ability="orders:write", body=checkout.CREATE, status=201, errors=(502,),
            response="Order")
 def create_order(query, body):
     """Reserves stock and opens a BlockPN invoice; the order awaits payment at

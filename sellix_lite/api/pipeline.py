@@ -50,6 +50,8 @@ class Operation:
     upload: bool = False
     # The returned object's schema in `objects.OBJECTS`; "list:Name" for a page of them.
     response: str = ""
+    # Error statuses the view answers beyond the pipeline's own (502 where BlockPN is called).
+    errors: tuple[int, ...] = ()
 
 
 OPERATIONS: list[Operation] = []
@@ -61,7 +63,7 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
               ability: str | None, body: Schema | None = None, query: Schema | None = None,
               status: int = 200, idempotency_required: bool = False,
               secret_field: str | None = None, upload: bool = False,
-              response: str = "") -> Callable:
+              response: str = "", errors: tuple[int, ...] = ()) -> Callable:
     """Register `view` for `method rule` on `bp`, running it through the pipeline.
 
     The view receives the path parameters, `query` (validated) and, for writes, `body`
@@ -71,7 +73,7 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
     def decorate(view: Callable) -> Callable:
         op = Operation(method, rule, view.__name__, summary, (view.__doc__ or "").strip(),
                        ability, tag, body, query or Schema(), status, idempotency_required,
-                       secret_field, upload, response)
+                       secret_field, upload, response, errors)
 
         @wraps(view)
         def run(**path_args):

@@ -16,20 +16,22 @@ from .. import db as storage
 from ..clock import iso, now_iso
 from ..db import query_one
 from ..errors import Unprocessable
-from ..validation import Enum, String
+from ..validation import DATE_OR_DATE_TIME, Enum, String
 from . import events, inventory
 from .links import Links
 from .scope import Scope, list_query
 
+_DATE_OR_DATE_TIME = dict(pattern=DATE_OR_DATE_TIME, formats=("date", "date-time"),
+                          pattern_hint="must be a date (2026-05-26) or a date-time with "
+                                       "an offset (2026-05-26T07:18:03Z)")
 STATUSES = ("pending", "awaiting_payment", "paid", "delivering", "completed", "failed",
             "refunded")
 LIST = list_query(
     status=Enum(STATUSES, description="Only orders in this status."),
-    **{"from": String(min_length=10, max_length=40,
-                      description="Created at or after this ISO-8601 date or date-time.")},
-    to=String(min_length=10, max_length=40,
-              description="Created at or before this date or date-time (a date includes "
-                          "the whole day)."),
+    **{"from": String(description="Created at or after this date or date-time.",
+                      **_DATE_OR_DATE_TIME)},
+    to=String(description="Created at or before this date or date-time (a date includes "
+                          "the whole day).", **_DATE_OR_DATE_TIME),
     customer_email=String(min_length=1, max_length=254,
                           description="Only orders of this email."),
 )

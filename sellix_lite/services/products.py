@@ -19,7 +19,7 @@ from ..currencies import CODES
 from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
-from ..validation import Boolean, Enum, Integer, Schema, String
+from ..validation import HTTP_URL, Boolean, Enum, Integer, Schema, String
 from . import events, files
 from .scope import Scope, list_query
 from .urls import UrlRefused, check_target_url
@@ -57,6 +57,8 @@ def _editable_fields() -> dict:
                                 description="Text delivered on payment (account, "
                                             "subscription; dynamic's fallback)."),
         "dynamic_url": String(min_length=1, max_length=2048, nullable=True,
+                              pattern=HTTP_URL, formats=("uri",),
+                              pattern_hint="must be a valid http(s) URL",
                               description="URL called on payment (dynamic)."),
         "interval": Enum(INTERVALS, description="Billing interval (subscription)."),
     }
@@ -163,7 +165,8 @@ def create(scope: Scope, body: dict, *, allow_private_urls: bool = False) -> dic
         "delivery_text": params.get("delivery_text"), "dynamic_url": params.get("dynamic_url"),
         "interval": params.get("interval", "month" if product_type == "subscription" else None),
         "file_name": None, "file_size": None, "file_sha256": None, "file_updated_at": None,
-        "created_at": now, "updated_at": now, "archived_at": None,
+        "created_at": now, "updated_at": now,
+        "archived_at": now if params.get("status") == "archived" else None,
         "dynamic_secret": signing.new_secret() if product_type == "dynamic" else None,
     }
     with write_txn(scope.db):

@@ -26,6 +26,7 @@ from .payments import (LivePaymentsDisabled, ask_again_later, next_provider_chec
                        provider_for)
 from .scope import Scope, list_query
 
+STATUSES = ("processing", "succeeded", "failed")
 REASONS = ("requested_by_buyer", "duplicate", "fraud", "other")
 CREATE = Schema(
     amount_cents=Integer(minimum=1, maximum=MAX_AMOUNT_CENTS,

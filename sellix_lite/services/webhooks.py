@@ -16,7 +16,7 @@ from ..clock import iso, now_iso, utcnow
 from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
-from ..validation import Array, Enum, Schema, String
+from ..validation import HTTP_URL, Array, Enum, Schema, String
 from .scope import Scope, list_query
 from .urls import UrlRefused, check_target_url
 
@@ -28,10 +28,12 @@ EVENT_TYPES = (
 )
 # `*` and a wildcard for each family of EVENT_TYPES.
 PATTERNS = ("*", "order.*", "product.*", "payout.*", "customer.*")
+DELIVERY_STATUSES = ("pending", "succeeded", "failed", "cancelled")
 ROTATION_OVERLAP = timedelta(hours=24)
 
-_url = dict(min_length=1, max_length=2048, description="URL the events are POSTed to.",
-            example="https://your.app/sellix/webhook")
+_url = dict(min_length=1, max_length=2048, pattern=HTTP_URL, formats=("uri",),
+            pattern_hint="must be a valid http(s) URL",
+            description="URL the events are POSTed to.", example="https://your.app/sellix/webhook")
 _events = dict(min_items=1, max_items=len(EVENT_TYPES) + len(PATTERNS), unique=True,
                description="Event types to receive; `*` for all, `order.*`, `product.*`, "
                            "`payout.*` or `customer.*` for a family.",
@@ -52,7 +54,7 @@ UPDATE = Schema(
 TEST = Schema(event=Enum(EVENT_TYPES, default="order.paid",
                          description="Type of the synthetic event to send."))
 LIST = list_query()
-DELIVERIES = list_query(status=Enum(("pending", "succeeded", "failed", "cancelled"),
+DELIVERIES = list_query(status=Enum(DELIVERY_STATUSES,
                                     description="Only deliveries in this state."))
 
 
