@@ -177,10 +177,15 @@ class String(Field):
         return schema
 
     def _trimmed_core(self) -> str:
-        """A regex of the trimmed value: `pattern` if any (which must then carry the length
-        bounds itself), else the bounds."""
+        """A regex of the trimmed value: the bounds, and `pattern` if any (the bounds then
+        look ahead to the trailing whitespace, so both hold of the same core)."""
         if self.pattern:
-            return f"(?:{portable(self.pattern.pattern)})"
+            return (f"(?={self._bounded_core()}[{WHITESPACE}]*$)"
+                    f"(?:{portable(self.pattern.pattern)})")
+        return self._bounded_core()
+
+    def _bounded_core(self) -> str:
+        """A regex of any trimmed value of the allowed length."""
         edge = f"[^{WHITESPACE}]"
         longest = "" if self.max_length is None else self.max_length - 2
         middle = f"[\\s\\S]{{{max(self.min_length - 2, 0)},{longest}}}"

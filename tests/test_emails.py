@@ -60,11 +60,10 @@ def test_the_openapi_document_describes_the_address(server):
     document = requests.get(server.url + "/v1/openapi.json", timeout=30).json()
     body = document["paths"]["/v1/orders"]["post"]["requestBody"]
     field = body["content"]["application/json"]["schema"]["properties"]["customer_email"]
-    assert field["maxLength"] == 254
     pattern = re.compile(field["pattern"])
     assert all(pattern.search(address) for address in GOOD_ADDRESSES)
-    assert not any(pattern.search(address) for address in BAD_ADDRESSES
-                   if len(address) <= field["maxLength"])
+    assert not any(pattern.search(address) for address in BAD_ADDRESSES)
+    assert pattern.search(f" {LONGEST} ")  # the server trims before it checks the length
 
 
 @pytest.mark.parametrize("address", [":;@b.co", "a@[b.co", "a,b@c.co"])

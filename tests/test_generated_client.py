@@ -76,7 +76,7 @@ def test_a_license_key_order_through_typed_fields(server, client_package):
         client=client, body=models.LicenseKeyProductCreate(
             name="Typed key", type_=models.LicenseKeyProductCreateType.LICENSE_KEY,
             price_cents=4900, currency=models.Currency.USD))
-    assert isinstance(product, models.Product), product
+    assert isinstance(product, models.NewProduct), product
     key = f"TYPED-{secrets.token_hex(6).upper()}"
     imported = _call("products", "import_license_keys")(
         product.id, client=client, body=models.ImportLicenseKeysBody(keys=[key]))
