@@ -23,6 +23,7 @@ from ..validation import Schema, String
 from . import emails, orders, subscriptions
 from .links import Links
 from .scope import Scope
+from .urls import Targets
 
 FULFIL = Schema(tracking=String(max_length=500, description="Carrier and tracking number."))
 MAX_DYNAMIC_TEXT = 64 * 1024
@@ -149,9 +150,9 @@ def _call(order: dict, product: dict, config: Config, links: Links) -> outbound.
     body = json.dumps(orders.render(order, links)).encode()
     headers = signing.headers([product["dynamic_secret"]], order["id"], "order.delivery",
                               int(utcnow().timestamp()), body)
-    public_only = order["mode"] == "live" and not config.webhooks.allow_private_targets
     return outbound.post(product["dynamic_url"], body, headers,
-                         timeout=config.webhooks.timeout_seconds, public_only=public_only,
+                         timeout=config.webhooks.timeout_seconds,
+                         targets=Targets(order["mode"], config.webhooks),
                          keep_bytes=MAX_DYNAMIC_TEXT)
 
 
