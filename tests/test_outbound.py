@@ -202,7 +202,7 @@ def test_eight_dead_endpoints_per_mode_delay_no_one_else(make_server, tarpit):
     """A delivery to a healthy endpoint arrives within tick_seconds + 5 s, in either mode,
     while eight endpoints of each mode never answer (timeout_seconds is longer than that)."""
     srv = make_server(config=GENEROUS_LIMITS + "[jobs]\ntick_seconds = 1\n[webhooks]\n"
-                             "timeout_seconds = 15\nallow_private_targets = true\n")
+                             "timeout_seconds = 30\nallow_private_targets = true\n")
     clients = {"test": srv.client(srv.mint()), "live": srv.client(srv.mint(mode="live"))}
     for mode, client in clients.items():
         for n in range(8):

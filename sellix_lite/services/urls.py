@@ -90,7 +90,7 @@ class Targets:
     def _check_address(self, address, shown: str) -> None:
         if not is_public(address) and not self.private_allowed:
             raise UrlRefused(f"must point to a public address in {self.mode} mode; {shown} is "
-                             f"private (set {self._setting} to allow it)")
+                             f"not public (set {self._setting} to allow it)")
 
     def _check_scheme(self, scheme: str, *, public: bool | None) -> None:
         """Live mode needs https, except for private targets when those are allowed."""
