@@ -16,7 +16,7 @@ from conftest import GENEROUS_LIMITS, assert_problem, wait_until
 from sellix_lite import outbound
 from sellix_lite.providers.blockpn import ProviderError
 from sellix_lite.providers.http_client import BlockPNClient
-from support import Receiver, json_body, make_product, pay, place_order, wait_for_status
+from support import Receiver, Reply, json_body, make_product, pay, place_order, wait_for_status
 from test_dashboard import flashes, post_form, set_password, sign_in
 
 HUGE = 200 * 1024
@@ -217,6 +217,29 @@ def test_eight_dead_endpoints_per_mode_delay_no_one_else(make_server, tarpit):
             make_product(client, type="account")
             receiver.wait_for(mode, 1, timeout=1 + 5)
         assert tarpit.most_open == 16  # one sender per dead endpoint, no more
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize("tarpit", ["silent"], indirect=True)
+def test_dead_dynamic_urls_delay_no_other_product(make_server, tarpit):
+    """Dynamic deliveries go out on the same senders: one call per product at a time."""
+    srv = make_server(config=GENEROUS_LIMITS + "[jobs]\ntick_seconds = 1\n"
+                             "[webhooks]\ntimeout_seconds = 30\n")
+    client = srv.client(srv.mint())
+    for n in range(8):
+        product = make_product(client, type="dynamic", dynamic_url=tarpit.url(f"dyn-{n}"))
+        for _ in range(2):
+            pay(client, place_order(client, product["id"])["id"])
+    tarpit.wait("eight calls held", lambda pit: pit.open >= 8)
+    receiver = Receiver()
+    try:
+        receiver.plan("dynamic", Reply(200, b"KEY-1"))
+        healthy = make_product(client, type="dynamic", dynamic_url=receiver.url("dynamic"))
+        order = pay(client, place_order(client, healthy["id"])["id"])
+        receiver.wait_for("dynamic", 1, timeout=1 + 5)
+        assert wait_for_status(client, order["id"], "completed")["delivery"]["text"] == "KEY-1"
+        assert tarpit.most_open == 8  # one call per dead product, no more
     finally:
         receiver.close()
 

@@ -198,22 +198,26 @@ def deliver_due(db: sqlite_utils.Database, config: Config, boot_id: str, submit,
     """
     claimed = claim_due(db, boot_id, config, limit, mode=mode)
     for item in claimed:
-        submit(_sender(item, config, boot_id, keep_going))
+        submit(draining(
+            item, lambda db, this: record(db, this, send(this, config), config),
+            lambda db, this: claim_due(db, boot_id, config, 1, this.endpoint_id),
+            keep_going))
     return len(claimed)
 
 
 MAX_SENDS_IN_A_ROW = 100
 
 
-def _sender(first: Claimed, config: Config, boot_id: str, keep_going: Callable[[], bool]):
+def draining(first, deliver: Callable, claim_next: Callable, keep_going: Callable[[], bool]):
+    """A sender's work: deliver `first`, then what `claim_next(db, item)` claims for the same
+    target (a list of at most one), until there is none, MAX_SENDS_IN_A_ROW were sent or
+    `keep_going()` turns false."""
     def drain(db: sqlite_utils.Database) -> int:
         item, sent = first, 0
         while item is not None:
-            record(db, item, send(item, config), config)
+            deliver(db, item)
             sent += 1
-            more = []
-            if sent < MAX_SENDS_IN_A_ROW and keep_going():
-                more = claim_due(db, boot_id, config, 1, item.endpoint_id)
+            more = claim_next(db, item) if sent < MAX_SENDS_IN_A_ROW and keep_going() else []
             item = more[0] if more else None
         return sent
     return drain
