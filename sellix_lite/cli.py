@@ -1,12 +1,16 @@
 """The `sellix-lite` command line (CONTRACT §2).
 
 Expected failures (a bad config file, a busy port, an unknown key id) print one line on
-stderr and exit 1; usage errors are click's (exit 2).
+stderr and exit 1; usage errors are click's (exit 2). `--config` is accepted before or after
+any command's name. A command that opens the database names it on stderr, so a key minted
+into the wrong one is plain to see; stdout keeps only what a script reads (a secret, JSON,
+the list of keys, the schema version).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -16,13 +20,14 @@ import click
 from . import __version__, backups, db as storage
 from .clock import utcnow
 from .config import Config, ConfigError, load_config
-from .errors import ApiError
+from .errors import ApiError, NotFound
 from .migrations import SchemaTooNew, migrate
 from .server import StartupError, exclusive_lock, prepare, serve as run_server
 from .services import admin as admin_service, api_keys
 from .services.admin import WeakPassword
 from .services.scope import MODES
 
+PRIVATE_UMASK = 0o077
 
 
 class CommandError(Exception):
@@ -58,11 +63,36 @@ def _one_line(exc: Exception) -> str:
 @click.pass_context
 def cli(ctx, config_path):
     """sellix-lite: a self-hosted store engine for selling digital goods for crypto."""
+    # What a command creates (the database and its WAL, uploads, outbox messages with
+    # license keys, the secret key, backups) is for the shop's own user alone.
+    os.umask(PRIVATE_UMASK)
     ctx.obj = config_path
 
 
 def _config() -> Config:
     return load_config(click.get_current_context().find_root().obj)
+
+
+def _config_after_the_name(ctx, param, value) -> None:
+    """`--config` given after a command's name: it wins over the one before (or the
+    environment's), which the group has already stored."""
+    if value is not None:
+        ctx.find_root().obj = value
+
+
+def _accept_config_everywhere(group: click.Group) -> None:
+    """Give every command and subgroup under `group` its own `--config` option."""
+    for command in group.commands.values():
+        command.params.append(click.Option(
+            ["--config"], type=click.Path(dir_okay=False), expose_value=False,
+            callback=_config_after_the_name, help="TOML configuration file."))
+        if isinstance(command, click.Group):
+            _accept_config_everywhere(command)
+
+
+def _say(message: str) -> None:
+    """A line for the person at the terminal (stderr), never for a script reading stdout."""
+    click.echo(message, err=True)
 
 
 def _open_db(config: Config):
@@ -116,11 +146,11 @@ def init():
     """Create the data folder, the database and the secret key."""
     config = _config()
     _, version = prepare(config)
-    click.echo(f"data folder: {config.data_dir}")
-    click.echo(f"database:    {config.database_path} (schema version {version})")
+    _say(f"data folder: {config.data_dir}")
+    _say(f"database:    {config.database_path} (schema version {version})")
     key_place = "the config file" if config.security.secret_key else \
         str(config.data_dir / "secret_key")
-    click.echo(f"secret key:  {key_place}")
+    _say(f"secret key:  {key_place}")
 
 
 @cli.command("migrate")
@@ -130,9 +160,11 @@ def migrate_command():
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = storage.connect(config.database_path)
     try:
-        click.echo(f"schema version {migrate(db)}")
+        version = migrate(db)
     finally:
         db.close()
+    _say(f"migrated {config.database_path}")
+    click.echo(f"schema version {version}")
 
 
 @cli.command()
@@ -141,7 +173,7 @@ def backup(path):
     """Write a consistent copy of the database to PATH, even while the server runs."""
     config = _config()
     target = backups.write_copy(config.database_path, Path(path).resolve())
-    click.echo(f"backed up {config.database_path} to {target}")
+    _say(f"backed up {config.database_path} to {target}")
 
 
 @cli.command()
@@ -174,16 +206,17 @@ def keys_mint(name, abilities, all_abilities, mode, as_json):
     if bool(abilities) == all_abilities:
         raise click.UsageError("give either --ability (one or more) or --all")
     chosen = list(api_keys.ABILITIES) if all_abilities else list(dict.fromkeys(abilities))
-    db = _open_db(_config())
+    config = _config()
+    db = _open_db(config)
     try:
         key = api_keys.mint(db, name=name, abilities=chosen, mode=mode)
     finally:
         db.close()
+    _say(f"minted {key['id']} ({mode}) with {', '.join(chosen)} in {config.database_path}")
     if as_json:
         click.echo(json.dumps(key, indent=2))
         return
-    click.echo(f"minted {key['id']} ({mode}) with {', '.join(chosen)}", err=True)
-    click.echo("the secret is shown this once; store it now:", err=True)
+    _say("the secret is shown this once; store it now:")
     click.echo(key["secret"])
 
 
@@ -191,11 +224,13 @@ def keys_mint(name, abilities, all_abilities, mode, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
 def keys_list(as_json):
     """List every API key of both modes, newest first."""
-    db = _open_db(_config())
+    config = _config()
+    db = _open_db(config)
     try:
         rows = api_keys.list_all(db)
     finally:
         db.close()
+    _say(f"{len(rows)} API key{'' if len(rows) == 1 else 's'} in {config.database_path}")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -209,12 +244,15 @@ def keys_list(as_json):
 @click.argument("key_id")
 def keys_revoke(key_id):
     """Revoke the key KEY_ID; it fails from the next request on."""
-    db = _open_db(_config())
+    config = _config()
+    db = _open_db(config)
     try:
         api_keys.revoke_any(db, key_id)
+    except NotFound as exc:
+        raise CommandError(f"{exc.detail} in {config.database_path}") from None
     finally:
         db.close()
-    click.echo(f"revoked {key_id}")
+    _say(f"revoked {key_id} in {config.database_path}")
 
 
 @cli.group("admin")
@@ -230,12 +268,16 @@ def admin_set_password():
                                 confirmation_prompt=True)
     else:
         password = sys.stdin.readline().rstrip("\r\n")
-    db = _open_db(_config())
+    config = _config()
+    db = _open_db(config)
     try:
         admin_service.set_password(db, password)
     finally:
         db.close()
-    click.echo("dashboard password set; it works at the next sign-in")
+    _say(f"dashboard password set in {config.database_path}; it works at the next sign-in")
+
+
+_accept_config_everywhere(cli)
 
 
 def main() -> None:

@@ -11,6 +11,9 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from .chains import CHAINS, supports
 
 
 class ConfigError(Exception):
@@ -152,6 +155,12 @@ class Config:
         url = self.server.public_url or f"http://{self.server.host}:{self.server.port}"
         return url.rstrip("/")
 
+    def listening_on(self, host: str, port: int) -> "Config":
+        """This configuration with the address the server really listens on (from the
+        command line), which `public_url` falls back to."""
+        server = dataclasses.replace(self.server, host=host, port=port)
+        return dataclasses.replace(self, server=server)
+
 
 # Constraints beyond the type, checked after types: (section, key) -> (test, message).
 _CHOICES = {
@@ -170,6 +179,49 @@ _POSITIVE = {
     ("email", "smtp_port"), ("backups", "keep"),
 }
 _NOT_NEGATIVE = {("backups", "every_hours")}
+MAX_RETRIES = 20
+
+
+def _accepted_problem(pairs: tuple[str, ...]) -> str | None:
+    """Every pair must be one the payment code can open an invoice for."""
+    if not pairs:
+        return "must name at least one chain:asset pair"
+    for pair in pairs:
+        chain, _, asset = pair.partition(":")
+        if not supports(chain, asset):
+            known = ", ".join(f"{c}:{a}" for c, assets in CHAINS.items() for a in assets)
+            return f"has {pair!r}, not a chain:asset pair this build supports ({known})"
+    return None
+
+
+def _retry_schedule_problem(schedule: tuple[int, ...]) -> str | None:
+    if 1 <= len(schedule) <= MAX_RETRIES and all(delay > 0 for delay in schedule):
+        return None
+    return f"must be 1 to {MAX_RETRIES} positive integers (seconds)"
+
+
+def _public_url_problem(url: str) -> str | None:
+    """Empty, or an http(s) URL that paths can be appended to (no query, no fragment)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        usable = (parts.scheme in ("http", "https") and parts.hostname and not parts.query
+                  and not parts.fragment and not any(c.isspace() for c in url))
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        usable = False
+    if usable:
+        return None
+    return f"must be empty or an http(s) URL such as https://shop.example.com, got {url!r}"
+
+
+# Checks of a key's value beyond its type: (section, key) -> function giving the problem.
+_RULES = {
+    ("blockpn", "accepted"): _accepted_problem,
+    ("webhooks", "retry_schedule"): _retry_schedule_problem,
+    ("server", "public_url"): _public_url_problem,
+}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -241,6 +293,10 @@ def _type_name(expected) -> str:
 
 
 def _check_constraint(section: str, key: str, value) -> None:
+    rule = _RULES.get((section, key))
+    problem = rule(value) if rule else None
+    if problem:
+        raise ConfigError(f"config key {section}.{key} {problem}")
     choices = _CHOICES.get((section, key))
     if choices and value not in choices:
         raise ConfigError(f"config key {section}.{key} must be one of {', '.join(choices)}")

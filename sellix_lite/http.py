@@ -102,7 +102,10 @@ def _describe(exc: HTTPException) -> str:
 
 def _handle_crash(exc: Exception):
     trace_id = request_id()
-    log.error("unhandled error in %s %s (trace_id %s)", request.method, request.path, trace_id,
+    # The route's rule, not the path: a path can hold a link's token. The access log line
+    # with the same request id has the (redacted) path.
+    where = request.url_rule.rule if request.url_rule else "an unrouted request"
+    log.error("unhandled error in %s %s (trace_id %s)", request.method, where, trace_id,
               exc_info=exc)
     return render_error(errors.ServerError(
         "something went wrong on our side; quote the trace_id when you report it",

@@ -10,6 +10,7 @@ import fcntl
 import ipaddress
 import logging
 import signal
+import stat
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,9 +77,13 @@ def serve(config: Config, host: str, port: int) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     with exclusive_lock(config.database_path):
         secret_key, version = prepare(config)
-        ctx = JobContext(config, secret_key, senders=SenderPool(config))
-        app = create_app(config, secret_key, boot_id=ctx.boot_id)
+        warn_if_open_to_others(config.data_dir)
+        app = LateApp()
         server = _create_server(app, config, host, port)
+        # Links fall back to the address listened on: the flags', and port 0 made real.
+        config = config.listening_on(host, server.effective_port)
+        ctx = JobContext(config, secret_key, senders=SenderPool(config))
+        app.wsgi = create_app(config, secret_key, boot_id=ctx.boot_id)
         scheduler = start_scheduler(ctx)
         stop_on_sigterm()
         url = f"http://{host}:{server.effective_port}"
@@ -94,6 +99,27 @@ def serve(config: Config, host: str, port: int) -> None:
             server.close()
             stop_scheduler(scheduler, ctx)
         log.info("sellix-lite stopped")
+
+
+class LateApp:
+    """A WSGI app given to waitress before it exists: the app needs the configuration with
+    the port waitress bound, which is known only once the server is created. Nothing is
+    served before `wsgi` is set."""
+
+    wsgi = None
+
+    def __call__(self, environ, start_response):
+        return self.wsgi(environ, start_response)
+
+
+def warn_if_open_to_others(data_dir: Path) -> None:
+    """Log a warning when users other than the shop's can enter the data folder, which
+    holds buyers' emails, license keys and the goods (made by a release before umask 077,
+    or by hand)."""
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o077:
+        log.warning("the data folder %s is readable by other users (mode %04o); chmod 700 %s",
+                    data_dir, mode, data_dir)
 
 
 def warn_of_private_targets(config: Config, host: str) -> None:

@@ -103,6 +103,31 @@ def test_minted_abilities_must_be_a_subset(server):
     assert "orders:write" in refused.json()["detail"]
 
 
+def minted(server, *abilities: str) -> tuple:
+    """A test key minted by the root key: (its client, its id)."""
+    key = server.admin.post("/v1/api-keys", json={"name": "minted", "abilities": abilities})
+    assert key.status_code == 201, key.text
+    return server.client(key.json()["secret"]), key.json()["id"]
+
+
+def test_revoking_follows_the_subset_rule(server):
+    """An api_keys:write key can't revoke a key with abilities it lacks (the owner's key)."""
+    revoker, revoker_id = minted(server, "api_keys:write", "orders:read")
+    stronger, stronger_id = minted(server, "orders:read", "orders:write", "api_keys:read")
+    refused = revoker.delete(f"/v1/api-keys/{stronger_id}")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["type"] == "forbidden_scope"
+    assert refused.json()["ability"] == "orders:write"
+    assert "orders:write" in refused.json()["detail"]
+    assert "api_keys:read" in refused.json()["detail"]
+    assert stronger.get("/v1/api-keys").status_code == 200  # still valid
+    _, weaker_id = minted(server, "orders:read")
+    assert revoker.delete(f"/v1/api-keys/{weaker_id}").json() == {"id": weaker_id,
+                                                                  "revoked": True}
+    assert revoker.delete(f"/v1/api-keys/{revoker_id}").json()["revoked"] is True
+    assert revoker.get("/v1/orders").status_code == 401
+
+
 def test_test_key_mints_only_test_keys(api):
     refused = api.post("/v1/api-keys",
                        json={"name": "live", "abilities": ["orders:read"], "mode": "live"})
@@ -160,5 +185,7 @@ def test_failed_authentication_is_limited_per_ip(make_server):
     blocked = bad.get("/v1/api-keys")
     assert blocked.json()["type"] == "rate_limited"
     assert int(blocked.headers["Retry-After"]) >= 1
-    # While the address is blocked even a valid key is refused, so guessing learns nothing.
-    assert server.client(good).get("/v1/api-keys").status_code == 429
+    # A valid key from the blocked address still gets in; bad keys stay refused.
+    assert server.client(good).get("/v1/api-keys").status_code == 200
+    assert bad.get("/v1/api-keys").status_code == 429
+    assert server.client().get("/v1/api-keys").status_code == 429

@@ -22,7 +22,7 @@ limit → ability → idempotency → validation → lookup. Hence:
      `POST /orders/{order_id}/refund|resend|fulfill`, `GET /orders/{order_id}/refunds`,
      `GET /subscriptions/{subscription_id}`, `GET /payouts/{payout_id}`,
      `POST /test_helpers/payouts/{payout_id}/fail`, `GET|PATCH|DELETE /products/{product_id}`,
-     `POST /products/{product_id}/keys`, `PUT /products/{product_id}/file`,
+     `POST /products/{product_id}/keys|rotate-dynamic-secret`, `PUT /products/{product_id}/file`,
      `GET|PATCH|DELETE /webhooks/{endpoint_id}`, `POST /webhooks/{endpoint_id}/test|rotate-secret`,
      `GET /webhooks/{endpoint_id}/deliveries`,
      `POST /webhooks/{endpoint_id}/deliveries/{delivery_id}/retry`, `GET /events/{event_id}`.

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from conftest import child_env, free_port, wait_for_health
+from conftest import assert_problem, child_env, free_port, wait_for_health
 from sellix_lite import chains
 from sellix_lite.chains import asset_amount, sandbox_address, sandbox_tx_hash, validate_address
 from sellix_lite.db import connect
@@ -25,6 +25,7 @@ from sellix_lite.providers.blockpn import InvalidCallback, Invoice, ProviderErro
 from sellix_lite.providers.http_client import (SIGNATURE_HEADER, BlockPNClient, callback_body,
                                                sign_callback)
 from sellix_lite.providers.sandbox import Refused, SandboxLedger, SandboxProvider, UnknownObject
+from support import SIM_API_KEY, SIM_IPN_SECRET, Simulator, json_body, key_product
 
 EVM_EXAMPLE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55's own examples
 VALID = {
@@ -624,3 +625,68 @@ def test_defaults_come_from_config_then_dev_values(tmp_path):
     finally:
         assert plain.stop() == 0
     assert "blockpn-sim stopped" in plain.output()
+
+
+# --- diagnostics: a failed checkout says what BlockPN did ------------------------------------
+
+@pytest.fixture(scope="module")
+def diagnosed_sim(tmp_path_factory):
+    """A simulator of its own: the tests below turn its fault switch."""
+    process = Simulator(tmp_path_factory.mktemp("diagnosed-sim"))
+    yield process
+    process.stop()
+
+
+def failed_checkout(make_server, base_url: str, api_key: str = SIM_API_KEY) -> tuple:
+    """A live checkout on a shop whose BlockPN is at `base_url`: its 502 problem, and the
+    WARNING line the shop logged about it."""
+    shop = make_server(f'[blockpn]\nbase_url = "{base_url}"\napi_key = "{api_key}"\n'
+                       f'ipn_secret = "{SIM_IPN_SECRET}"\n')
+    client = shop.client(shop.mint(mode="live", name="live"))
+    product, _ = key_product(client, 1)
+    response = client.post("/v1/orders", json={"product_id": product["id"],
+                                               "customer_email": "buyer@example.com"})
+    problem = assert_problem(response, 502, "server_error")
+    (order_id,) = [row[0] for row in shop.query("SELECT id FROM orders")]
+    log = shop.logged(f"order {order_id} was not created")
+    (line,) = [line for line in log.splitlines() if f"order {order_id}" in line]
+    assert " WARNING " in line
+    assert json_body(client.get(f"/v1/products/{product['id']}"))["stock"] == 1
+    return problem, line
+
+
+def test_a_refused_api_key_says_so(make_server, diagnosed_sim):
+    problem, line = failed_checkout(make_server, diagnosed_sim.url, api_key="wrong-key")
+    assert problem["detail"].startswith(
+        "BlockPN rejected the shop's API key — check [blockpn] api_key")
+    assert "could not be reached" not in problem["detail"]
+    assert "HTTP 401: missing or wrong API key" in line
+    assert "rejected the shop's API key — check [blockpn] api_key" in line
+
+
+def test_a_refused_request_gives_the_providers_reason(make_server, diagnosed_sim):
+    reason = "amounts below 5.00 USD are not accepted"
+    diagnosed_sim.post("/sim/faults", {"refuse": reason})
+    try:
+        problem, line = failed_checkout(make_server, diagnosed_sim.url)
+    finally:
+        diagnosed_sim.post("/sim/faults", {"refuse": ""})
+    assert problem["detail"].startswith(f"BlockPN refused the request: {reason}")
+    assert f"HTTP 422: {reason}" in line
+
+
+def test_an_unreachable_provider_says_so(make_server):
+    problem, line = failed_checkout(make_server, f"http://127.0.0.1:{free_port()}")
+    assert problem["detail"].startswith("BlockPN could not be reached")
+    assert "BlockPN could not be reached" in line and "connection refused" in line
+
+
+def test_a_failing_provider_says_so_and_to_try_again(make_server, diagnosed_sim):
+    diagnosed_sim.post("/sim/faults", {"error_rate": 1})
+    try:
+        problem, line = failed_checkout(make_server, diagnosed_sim.url)
+    finally:
+        diagnosed_sim.post("/sim/faults", {"error_rate": 0})
+    assert problem["detail"] == ("BlockPN failed to handle the request; the order was not "
+                                 "created, try again shortly")
+    assert "HTTP 500: failure injected by the fault switch" in line

@@ -52,10 +52,10 @@ def test_init_creates_the_data_folder_database_and_secret_key(tmp_path):
     assert key.is_file()
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert len(key.read_text().strip()) >= 32
-    # It says where they are.
-    assert str(data.resolve()) in result.stdout
-    assert str(database.resolve()) in result.stdout
-    assert str(key.resolve()) in result.stdout
+    # It says where they are, on stderr.
+    assert str(data.resolve()) in result.stderr
+    assert str(database.resolve()) in result.stderr
+    assert str(key.resolve()) in result.stderr
     conn = sqlite3.connect(database)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
@@ -79,7 +79,7 @@ def test_init_with_a_config_file_uses_its_folder(tmp_path):
     result = ok(run_cli("--config", config, "init", cwd=work))
     assert (etc / "store" / "shop.db").is_file()
     assert (etc / "store" / "secret_key").is_file()
-    assert str((etc / "store" / "shop.db").resolve()) in result.stdout
+    assert str((etc / "store" / "shop.db").resolve()) in result.stderr
     assert list(work.iterdir()) == []
 
 
@@ -162,7 +162,7 @@ def test_keys_mint_list_revoke(tmp_path):
     assert re.search(r"\bx\b", x_row)
 
     revoked = ok(run_cli("keys", "revoke", key["id"], cwd=tmp_path))
-    assert key["id"] in revoked.stdout
+    assert key["id"] in revoked.stderr
 
     listed = ok(run_cli("keys", "list", cwd=tmp_path))
     [machine_row] = [line for line in listed.stdout.splitlines() if key["id"] in line]
@@ -205,8 +205,8 @@ def test_keys_mint_usage_errors_exit_2(tmp_path):
 
 def test_keys_revoke_unknown_id_is_one_line_and_exit_1(tmp_path):
     line = one_line_error(run_cli("keys", "revoke", "apik_nosuchkey", cwd=tmp_path))
-    assert line.startswith("error:")
-    assert "apik_nosuchkey" in line
+    database = tmp_path.resolve() / "sellix-data" / "sellix.db"
+    assert line == f"error: no API key apik_nosuchkey in {database}"
 
 
 # --- backup --------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_backup_while_the_server_runs(make_server, tmp_path):
     target = tmp_path / "backups" / "copy.db"
     target.parent.mkdir()
     result = ok(server.cli("backup", target))
-    assert str(target) in result.stdout or target.name in result.stdout
+    assert f"backed up {server.database} to {target}" in result.stderr
     assert not target.with_name(target.name + ".partial").exists()
 
     conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
@@ -380,3 +380,128 @@ def test_serve_after_a_refused_start_can_start(tmp_path):
         assert serve.stop(signal.SIGTERM) == 0
     finally:
         serve.kill()
+
+
+# --- --config anywhere, and the database named on stderr ----------------------------------
+
+
+@pytest.fixture
+def elsewhere(tmp_path):
+    """A config file in etc/ putting the database in etc/store/, and an empty work folder
+    to run from (where the default database would land)."""
+    etc, work = tmp_path / "etc", tmp_path / "work"
+    etc.mkdir()
+    work.mkdir()
+    config = etc / "shop.toml"
+    config.write_text('[storage]\npath = "store/shop.db"\n')
+    return config, (etc / "store" / "shop.db").resolve(), work
+
+
+def prepared(config: Path, work: Path) -> str:
+    """Migrate the configured database and mint a key in it; returns the key id."""
+    ok(run_cli("--config", config, "migrate", cwd=work))
+    minted = ok(run_cli("--config", config, "keys", "mint", "--name", "k", "--all", "--json",
+                        cwd=work))
+    return json.loads(minted.stdout)["id"]
+
+
+@pytest.mark.parametrize("args", [
+    ["init", "--config", "{config}"],
+    ["migrate", "--config={config}"],
+    ["keys", "mint", "--name", "k", "--all", "--config", "{config}"],
+    ["keys", "--config", "{config}", "list"],
+    ["keys", "list", "--config", "{config}"],
+    ["keys", "revoke", "{key}", "--config", "{config}"],
+    ["backup", "--config", "{config}", "{work}/copy.db"],
+    ["admin", "set-password", "--config", "{config}"],
+])
+def test_config_after_the_command_is_used_and_the_database_named(elsewhere, args):
+    config, database, work = elsewhere
+    key = prepared(config, work) if args[0] in ("keys", "backup", "admin") else ""
+    args = [a.format(config=config, key=key, work=work) for a in args]
+    result = ok(run_cli(*args, cwd=work, input="a long enough passphrase 12345\n"))
+    assert str(database) in result.stderr, result.stderr
+    assert not (work / "sellix-data").exists()
+    assert str(database) not in result.stdout
+
+
+def test_keys_mint_names_the_database_and_leaves_the_secret_alone_on_stdout(elsewhere):
+    config, database, work = elsewhere
+    result = ok(run_cli("keys", "mint", "--name", "k", "--all", "--mode", "test",
+                        "--config", config, cwd=work))
+    assert re.search(rf"^minted apik_\w+ \(test\) .* in {re.escape(str(database))}$",
+                     result.stderr, re.MULTILINE), result.stderr
+    assert SECRET.match(result.stdout.splitlines()[-1])
+    assert result.stdout.strip() == result.stdout.splitlines()[-1]
+
+
+def test_every_command_accepts_config_after_its_name():
+    from sellix_lite.cli import cli
+
+    def commands(group, path=()):
+        for name, command in group.commands.items():
+            yield (*path, name), command
+            if hasattr(command, "commands"):
+                yield from commands(command, (*path, name))
+
+    missing = [" ".join(path) for path, command in commands(cli)
+               if "--config" not in {opt for p in command.params for opt in p.opts}]
+    assert missing == []
+
+
+def test_serve_with_config_after_the_command(elsewhere):
+    config, database, work = elsewhere
+    port = free_port()
+    config.write_text(config.read_text() + f"[server]\nport = {port}\n")
+    log = work.parent / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "sellix_lite", "serve", "--config",
+                                    str(config)], cwd=work, env=child_env(), stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        from conftest import wait_for_health
+
+        wait_for_health(f"http://127.0.0.1:{port}", process, output=log.read_text)
+        assert database.is_file()
+        assert f"(database {database}," in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+# --- links follow --host and --port --------------------------------------------------------
+
+
+def test_serve_port_flag_reaches_every_link(tmp_path):
+    """With public_url empty, the links the server builds use the port it was given on the
+    command line, not the config's (here the default 8080)."""
+    from conftest import Server
+    from support import key_product, pay, place_order, wait_for_status
+
+    shop = Server(tmp_path)
+    shop.config_path.write_text('[storage]\npath = "data/sellix.db"\n')  # port 8080
+    log = shop.log_path.open("ab")
+    shop.log = log
+    shop.process = subprocess.Popen(
+        [sys.executable, "-m", "sellix_lite", "serve", "--config", str(shop.config_path),
+         "--host", "127.0.0.1", "--port", str(shop.port)],
+        cwd=tmp_path, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        from conftest import wait_for_health
+
+        wait_for_health(shop.url, shop.process, output=shop.output)
+        client = shop.client(shop.mint(mode="test"))
+        product, _ = key_product(client, 1)
+        order = place_order(client, product["id"])
+        assert order["payment"]["checkout_url"].startswith(f"{shop.url}/test/order/")
+        pay(client, order["id"])
+        wait_for_status(client, order["id"], "completed")
+        bodies = [body for (body,) in shop.query(
+            "SELECT body_text FROM emails WHERE related_id = ?", (order["id"],))]
+        assert bodies and all(f"{shop.url}/test/order/{order['id']}?t=" in body
+                              for body in bodies)
+        assert ":8080" not in " ".join(bodies)
+        page = requests.get(order["payment"]["checkout_url"], timeout=10)
+        assert page.status_code == 200
+    finally:
+        shop.stop(signal.SIGKILL)

@@ -10,7 +10,7 @@ import pytest
 from sellix_lite import config as config_module
 from sellix_lite.config import Config, ConfigError, config_from_dict, load_config
 
-from conftest import REPO, run_cli
+from conftest import REPO, free_port, run_cli
 
 SAMPLE = REPO / "sample_config.toml"
 
@@ -318,3 +318,67 @@ def test_cli_config_option_wins_over_the_environment(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "a" / "from-option" / "shop.db").exists()
     assert not (tmp_path / "b" / "from-env").exists()
+
+
+# --- values the types allow but the shop can't use -----------------------------------------
+
+@pytest.mark.parametrize("accepted, named", [
+    ('["tron:BTC"]', "tron:BTC"),                    # a chain without that asset
+    ('["tron:USDT", "dogecoin:DOGE"]', "dogecoin:DOGE"),  # a chain this build lacks
+    ('["TRON:USDT"]', "TRON:USDT"),                  # spelled as the API never does
+    ('["tronUSDT"]', "tronUSDT"),                    # not chain:asset
+    ("[]", "at least one"),
+])
+def test_accepted_pairs_must_be_supported(tmp_path, accepted, named):
+    message = load_error(tmp_path, f"[blockpn]\naccepted = {accepted}\n")
+    assert "blockpn.accepted" in message and named in message
+    assert "\n" not in message
+
+
+def test_supported_accepted_pairs_pass(tmp_path):
+    config = load_config(write(tmp_path, '[blockpn]\naccepted = ["bsc:BNB", "base:ETH"]\n'))
+    assert config.blockpn.accepted == ("bsc:BNB", "base:ETH")
+
+
+@pytest.mark.parametrize("schedule", ["[60, -1]", "[0]", "[]", str([60] * 21)])
+def test_retry_schedule_is_1_to_20_positive_integers(tmp_path, schedule):
+    message = load_error(tmp_path, f"[webhooks]\nretry_schedule = {schedule}\n")
+    assert message == ("config key webhooks.retry_schedule must be 1 to 20 positive "
+                       "integers (seconds)")
+
+
+def test_retry_schedule_of_1_and_of_20_pass(tmp_path):
+    for schedule in ([5], [60] * 20):
+        config = load_config(write(tmp_path, f"[webhooks]\nretry_schedule = {schedule}\n"))
+        assert config.webhooks.retry_schedule == tuple(schedule)
+
+
+@pytest.mark.parametrize("url", ["shop.example.com", "ftp://shop.example.com", "https://",
+                                 "http://shop.example.com/?a=1", "http://shop.example.com/#x",
+                                 "http://shop example.com", "javascript:alert(1)"])
+def test_public_url_must_be_empty_or_an_http_url(tmp_path, url):
+    message = load_error(tmp_path, f'[server]\npublic_url = "{url}"\n')
+    assert message.startswith("config key server.public_url must be empty or an http(s) URL")
+
+
+@pytest.mark.parametrize("url", ["", "https://shop.example.com", "http://127.0.0.1:8080/",
+                                 "https://example.com/shop"])
+def test_public_url_accepted(tmp_path, url):
+    assert load_config(write(tmp_path, f'[server]\npublic_url = "{url}"\n')).server.public_url \
+        == url
+
+
+def test_serve_refuses_an_unsupported_pair_in_one_line(tmp_path):
+    write(tmp_path, f'[server]\nport = {free_port()}\n[blockpn]\naccepted = ["tron:BTC"]\n')
+    result = run_cli("--config", "config.toml", "serve", cwd=tmp_path, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: config key blockpn.accepted")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_sample_names_every_supported_pair():
+    from sellix_lite.chains import CHAINS
+
+    text = SAMPLE.read_text()
+    assert [f"{c}:{a}" for c, assets in CHAINS.items() for a in assets
+            if f"{c}:{a}" not in text] == []

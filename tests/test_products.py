@@ -9,12 +9,14 @@ import re
 import sqlite3
 import threading
 import time
-from functools import partial
 
 import pytest
 
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
 from conftest import ULID, assert_problem, mint_via_api
-from support import assert_invalid, get_product, import_keys, make_product
+from support import (Receiver, Reply, assert_invalid, get_product, import_keys, make_product,
+                     pay, place_order)
 
 PRODUCT_ID = re.compile(rf"prod_{ULID}")
 EVENT_ID = re.compile(rf"evt_{ULID}")
@@ -27,8 +29,17 @@ READ = "products:read"
 
 # --- helpers ----------------------------------------------------------------------------
 
-# A new product: REQUIRED with the given fields over it.
-create = partial(make_product, **REQUIRED)
+def create(client, **fields) -> dict:
+    """A new product, REQUIRED with the given fields over it, as reads show it."""
+    product = make_product(client, **{**REQUIRED, **fields})
+    product.pop("dynamic_signing_secret", None)  # a dynamic product's, shown once
+    return product
+
+
+def create_dynamic(client, url: str = "http://127.0.0.1:9/goods") -> tuple[dict, str]:
+    """A new dynamic product as reads show it, and its signing secret."""
+    product = make_product(client, **{**REQUIRED, "type": "dynamic", "dynamic_url": url})
+    return product, product.pop("dynamic_signing_secret")
 
 
 def events_of(server, product_id: str) -> list[dict]:
@@ -88,13 +99,13 @@ def test_create_returns_the_full_object(api, product_type, extra, expected):
     assert re.fullmatch(r"adobe-creative-cloud-key(-\d+)?", product["slug"])
     assert TIMESTAMP.fullmatch(product["created_at"])
     assert product["updated_at"] == product["created_at"]
-    secret = product["dynamic_signing_secret"]
+    # A dynamic product's signing secret is shown in this response alone.
+    secret = product.pop("dynamic_signing_secret", None)
     if product_type == "dynamic":
         assert re.fullmatch(r"whsec_[A-Za-z0-9+/=]{40,}", secret)
     else:
         assert secret is None
     assert product == {
-        "dynamic_signing_secret": secret,
         "id": product["id"], "name": "Adobe Creative Cloud Key", "slug": product["slug"],
         "type": product_type, "price_cents": 12900, "currency": "USD", "description": "",
         "status": "active", "mode": "test", "created_at": product["created_at"],
@@ -280,6 +291,26 @@ def test_slugs_never_collide_with_suffixed_names(server, api):
     assert len({first, second, third, fourth}) == 4
     rows = server.query("SELECT slug, count(*) FROM products WHERE mode = 'test' "
                          "GROUP BY slug HAVING count(*) > 1")
+    assert rows == []
+
+
+def test_many_products_of_one_name_take_suffixes_in_order(api):
+    slugs = [create(api, name="Popular Name")["slug"] for _ in range(60)]
+    assert slugs == ["popular-name"] + [f"popular-name-{n}" for n in range(2, 61)]
+
+
+def test_suffixes_already_taken_by_other_names_are_skipped(server, api):
+    taken = {create(api, name=f"Gap Fill {n}")["slug"] for n in (2, 3, 6, 7, 8, 20)}
+    slugs = [create(api, name="Gap Fill")["slug"] for _ in range(12)]
+    assert slugs[0] == "gap-fill"
+    suffixes = [int(re.fullmatch(r"gap-fill-(\d+)", slug)[1]) for slug in slugs[1:]]
+    assert not {f"gap-fill-{n}" for n in suffixes} & taken
+    assert len(set(suffixes)) == len(suffixes) and suffixes == sorted(suffixes)
+    everything = taken | set(slugs)
+    # Each new suffix follows one that was taken: no scattering across the number line.
+    assert all(n == 2 or f"gap-fill-{n - 1}" in everything for n in suffixes)
+    rows = server.query("SELECT slug, count(*) FROM products WHERE mode = 'test' "
+                        "GROUP BY slug HAVING count(*) > 1")
     assert rows == []
 
 
@@ -817,6 +848,91 @@ def test_upload_over_the_configured_limit_is_413(make_server):
         assert stored_files(server, product["id"]) == {sha: second}
     assert [e["type"] for e in events_of(server, product["id"])] == [
         "product.created", "product.updated", "product.updated"]
+
+
+# --- the dynamic signing secret -------------------------------------------------------------
+
+def test_the_dynamic_signing_secret_is_shown_on_create_only(server, api):
+    """Reads, lists, edits, events and webhook deliveries never carry it: with it anyone can
+    get goods from the merchant's dynamic URL without paying."""
+    receiver = Receiver()
+    try:
+        subscribed = api.post("/v1/webhooks", json={"url": receiver.url("products"),
+                                                    "events": ["product.*"]})
+        assert subscribed.status_code == 201, subscribed.text
+        product, secret = create_dynamic(api)
+        assert secret.startswith("whsec_")
+        patched = api.patch(f"/v1/products/{product['id']}", json={"price_cents": 700})
+        archived = api.delete(f"/v1/products/{product['id']}")
+        reader = server.client(mint_via_api(server, "products:read", "webhooks:read"))
+        answers = [patched, archived, reader.get(f"/v1/products/{product['id']}"),
+                   reader.get("/v1/products?type=dynamic&limit=100"),
+                   reader.get("/v1/events?type=product.created&limit=100"),
+                   reader.get("/v1/events?type=product.updated&limit=100")]
+        for answer in answers:
+            assert answer.status_code == 200, answer.text
+            assert product["id"] in answer.text
+            assert secret not in answer.text and "dynamic_signing_secret" not in answer.text
+        assert set(get_product(api, product["id"])) == set(product)
+        deliveries = receiver.wait_for("products", 3)
+        assert {d.json()["type"] for d in deliveries} == {"product.created", "product.updated",
+                                                          "product.archived"}
+        for delivery in deliveries:
+            assert secret.encode() not in delivery.body
+            assert b"dynamic_signing_secret" not in delivery.body
+        for event in events_of(server, product["id"]):
+            assert "dynamic_signing_secret" not in json.dumps(event)
+    finally:
+        receiver.close()
+
+
+def test_events_written_with_the_secret_no_longer_show_it(server, api):
+    """Events stored by an earlier release still hold the secret in the outbox."""
+    product, secret = create_dynamic(api)
+    (event,) = events_of(server, product["id"])
+    server.execute("UPDATE events SET data = ? WHERE id = ?", params=(json.dumps(
+        {"object": {**product, "dynamic_signing_secret": secret},
+         "previous_attributes": {"dynamic_signing_secret": None}}), event["id"]))
+    shown = api.get(f"/v1/events/{event['id']}")
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["data"] == {"object": product, "previous_attributes": {}}
+
+
+def test_rotating_the_dynamic_secret_replaces_it_at_once(server, api):
+    receiver = Receiver()
+    try:
+        receiver.plan("goods", Reply(200, b"GOODS-1"))
+        product, old = create_dynamic(api, receiver.url("goods"))
+        rotated = api.post(f"/v1/products/{product['id']}/rotate-dynamic-secret")
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()["dynamic_signing_secret"]
+        assert rotated.json() == {"dynamic_signing_secret": new}
+        assert new.startswith("whsec_") and new != old
+        assert "dynamic_signing_secret" not in api.get(f"/v1/products/{product['id']}").text
+        pay(api, place_order(api, product["id"])["id"])
+        (call,) = receiver.wait_for("goods", 1)
+        assert Webhook(new).verify(call.body, call.headers)["id"]
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old).verify(call.body, call.headers)
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize("product_type", [t for t in TYPES if t != "dynamic"])
+def test_only_dynamic_products_have_a_secret_to_rotate(api, product_type):
+    product = create(api, type=product_type)
+    response = api.post(f"/v1/products/{product['id']}/rotate-dynamic-secret")
+    assert_invalid(response, "type")
+
+
+def test_rotating_needs_products_write(server, api):
+    product, _ = create_dynamic(api)
+    reader = server.client(mint_via_api(server, "products:read"))
+    body = assert_problem(reader.post(f"/v1/products/{product['id']}/rotate-dynamic-secret"),
+                          403, "forbidden_scope")
+    assert body["ability"] == "products:write"
+    assert_problem(api.post("/v1/products/prod_01J0000000000000000000000Z/"
+                            "rotate-dynamic-secret"), 404, "not_found")
 
 
 # --- events outbox ----------------------------------------------------------------------

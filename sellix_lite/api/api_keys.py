@@ -29,5 +29,6 @@ def mint_api_key(query, body):
            ability="api_keys:write",
            response="RevokedApiKey")
 def revoke_api_key(key_id, query, body):
-    """Revokes a key; it fails from the very next request on."""
-    return json_response(api_keys.revoke(scope(), key_id))
+    """Revokes a key whose abilities are a subset of this key's; it fails from the very
+    next request on."""
+    return json_response(api_keys.revoke_for(scope(), caller(), key_id))

@@ -43,7 +43,6 @@ _PRODUCT = {
     "interval": nullable(enum(products.INTERVALS)), "requires_shipping": {"type": "boolean"},
     "file": nullable(obj({"name": STRING, "size_bytes": INTEGER, "sha256": STRING,
                           "updated_at": TIME})),
-    "dynamic_signing_secret": nullable(STRING),
 }
 _SUBSCRIPTION_ON_ORDER = nullable(obj({"id": STRING, "interval": enum(products.INTERVALS),
                                        "current_period_end": TIME,
@@ -79,6 +78,9 @@ OBJECTS = {
     "NewApiKey": obj({**_API_KEY, "secret": nullable(STRING)}),
     "RevokedApiKey": obj({"id": STRING, "revoked": {"const": True}}),
     "Product": obj(_PRODUCT),
+    # Only a dynamic product's create response has the secret (null in a replay).
+    "NewProduct": obj(_PRODUCT, {"dynamic_signing_secret": nullable(STRING)}),
+    "DynamicSigningSecret": obj({"dynamic_signing_secret": nullable(STRING)}),
     "ArchivedProduct": obj({"id": STRING, "deleted": {"const": True},
                             "archived_at": TIME}),
     "KeyImport": obj({"imported": INTEGER, "duplicates": INTEGER, "stock_after": INTEGER}),

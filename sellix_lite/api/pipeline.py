@@ -104,24 +104,31 @@ def authenticate_request() -> None:
     if this.endpoint in PUBLIC_ENDPOINTS:
         return
     shared, db = runtime(), get_db()
-    limit = shared.config.limits.failed_auths_per_minute_per_ip
-    ip_bucket = f"auth-failures:{this.remote_addr}"
-    failures = shared.limiter.peek(ip_bucket, limit)
-    if not failures.allowed:
-        raise RateLimited("too many failed authentications from this address",
-                          headers={"Retry-After": str(failures.reset_seconds)})
     try:
         key = api_keys.authenticate(db, _bearer_secret(this))
         if key is None:
             raise Unauthenticated("the API key is unknown or revoked")
     except Unauthenticated:
-        shared.limiter.hit(ip_bucket, limit)
+        _count_failure(shared, this.remote_addr)
         raise
     context = g._get_current_object()
     context.api_key, context.api_key_id = key, key["id"]
     context.scope = Scope(db, key["mode"], shared.signer)
     _count_request(shared, this.method, key["id"], context)
     api_keys.touch(db, key)
+
+
+def _count_failure(shared: Runtime, address: str | None) -> None:
+    """Count a failed authentication against the client's address; past the limit, 429.
+
+    Only failures are limited: a valid key from a blocked address still gets in, so a
+    stranger guessing keys from a shared address can't lock its real users out.
+    """
+    limit = shared.config.limits.failed_auths_per_minute_per_ip
+    failures = shared.limiter.hit(f"auth-failures:{address}", limit)
+    if not failures.allowed:
+        raise RateLimited("too many failed authentications from this address",
+                          headers={"Retry-After": str(failures.reset_seconds)})
 
 
 def add_rate_limit_headers(response: Response) -> Response:
@@ -229,8 +236,9 @@ def _storable_body(op: Operation, response: Response) -> bytes:
     body = response.get_data()
     if op.secret_field and response.status_code < 300:
         payload = json.loads(body)
-        payload[op.secret_field] = None
-        body = compact_json(payload).encode()
+        if op.secret_field in payload:
+            payload[op.secret_field] = None
+            body = compact_json(payload).encode()
     return body
 
 

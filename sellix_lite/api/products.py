@@ -32,9 +32,11 @@ def list_products(query):
 
 @operation(bp, "POST", "/products", summary="Create a product", tag=TAG,
            ability="products:write", body=products.CREATE, status=201,
-           response="Product")
+           secret_field="dynamic_signing_secret",
+           response="NewProduct")
 def create_product(query, body):
-    """Publishes a new product; its slug is derived from the name, unique in this mode."""
+    """Publishes a new product; its slug is derived from the name, unique in this mode.
+    A dynamic product's `dynamic_signing_secret` is shown in this response only."""
     product = products.create(scope(), body, runtime().config)
     return json_response(product, 201)
 
@@ -62,6 +64,15 @@ def update_product(product_id, query, body):
 def archive_product(product_id, query, body):
     """Archives the product: it stays readable, orders keep working, the shop hides it."""
     return json_response(products.archive(scope(), product_id))
+
+
+@operation(bp, "POST", "/products/<product_id>/rotate-dynamic-secret",
+           summary="Rotate the dynamic signing secret", tag=TAG, ability="products:write",
+           secret_field="dynamic_signing_secret",
+           response="DynamicSigningSecret")
+def rotate_dynamic_secret(product_id, query, body):
+    """Returns a new secret for the calls to `dynamic_url`; the old one stops at once."""
+    return json_response(products.rotate_dynamic_secret(scope(), product_id))
 
 
 @operation(bp, "POST", "/products/<product_id>/keys", summary="Bulk-import license keys",

@@ -6,7 +6,7 @@ from ..app import runtime
 from ..http import json_response
 from ..services import delivery, events, webhooks
 from . import bp
-from .pipeline import operation, scope
+from .pipeline import caller, operation, scope
 
 TAG = "Webhooks"
 
@@ -89,13 +89,14 @@ def retry_delivery(endpoint_id, delivery_id, query, body):
            ability="webhooks:read", query=events.LIST,
            response="list:Event")
 def list_events(query):
-    """Every event of this mode, newest first; `type` filters by event type."""
-    return json_response(events.list_page(scope(), query))
+    """Events of this mode whose objects this key can read, newest first; `type` filters
+    by event type."""
+    return json_response(events.list_page(scope(), query, caller()["abilities"]))
 
 
 @operation(bp, "GET", "/events/<event_id>", summary="Fetch an event", tag="Events",
            ability="webhooks:read",
            response="Event")
 def get_event(event_id, query):
-    """Returns one event as webhooks deliver it."""
-    return json_response(events.get(scope(), event_id))
+    """Returns one event as webhooks deliver it, if this key can read its object."""
+    return json_response(events.get(scope(), event_id, caller()["abilities"]))

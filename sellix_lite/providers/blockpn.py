@@ -14,7 +14,37 @@ from typing import Mapping, Protocol
 
 
 class ProviderError(Exception):
-    """The provider could not be reached or refused the call; safe to retry later."""
+    """The provider could not be reached, refused the call or failed; safe to retry later.
+
+    `kind` says which, so the shop can tell the merchant what to fix: "unreachable" (no
+    answer, or none in time), "credentials" (401 or 403: the API key was refused), "refused"
+    (another 4xx: something about the request; `reason` is the provider's message) or
+    "failed" (a 5xx, or an answer that can't be used). The message itself keeps the wire
+    detail (the provider's status and message) for the log.
+    """
+
+    kind = "unreachable"
+
+    def __init__(self, message: str, *, kind: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.kind = kind or self.kind
+        self.reason = reason
+
+    @property
+    def diagnosis(self) -> str:
+        """What happened, in words a merchant can act on."""
+        if self.kind == "credentials":
+            return "BlockPN rejected the shop's API key — check [blockpn] api_key"
+        if self.kind == "refused":
+            return f"BlockPN refused the request: {self.reason or self}"
+        if self.kind == "failed":
+            return "BlockPN failed to handle the request"
+        return "BlockPN could not be reached"
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may work later without the merchant changing anything."""
+        return self.kind in ("unreachable", "failed")
 
 
 class InvalidCallback(Exception):

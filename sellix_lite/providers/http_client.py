@@ -153,7 +153,8 @@ class BlockPNClient:
         try:
             return from_wire(cls, payload)
         except ValueError as exc:
-            raise ProviderError(f"BlockPN sent a malformed answer: {exc}") from None
+            raise ProviderError(f"BlockPN sent a malformed answer: {exc}",
+                                kind="failed") from None
 
     def _call(self, method: str, path: str, body: dict | None = None,
               idempotency_key: str | None = None) -> dict:
@@ -176,42 +177,47 @@ class BlockPNClient:
                                        headers=headers, timeout=self.timeout, whole=True)
         except outbound.AnswerTooLarge:
             raise ProviderError(f"BlockPN's answer to {method} {path} is larger than "
-                                f"{MAX_ANSWER_BYTES // 1024} KiB") from None
+                                f"{MAX_ANSWER_BYTES // 1024} KiB", kind="failed") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             # OSError covers refused connections, timeouts and TLS failures; ValueError a
             # header value http.client refuses to send.
-            raise ProviderError(f"BlockPN could not be reached: {_describe(exc)}") from None
+            raise ProviderError(f"BlockPN could not be reached: {outbound.describe(exc)}"
+                                ) from None
         return answer.status, answer.body
 
 
 def _answer(method: str, path: str, status: int, raw: bytes) -> dict:
     """The JSON object of a 2xx answer; a ProviderError naming the problem otherwise."""
     where = f"{method} {path}"
-    if len(raw) > MAX_ANSWER_BYTES:
-        raise ProviderError(f"BlockPN's answer to {where} is larger than 1 MiB")
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError):
         payload = None
     if not 200 <= status < 300:
-        raise ProviderError(f"BlockPN answered {where} with HTTP {status}{_reason(payload)}")
+        reason = _reason(payload)
+        said = f": {reason}" if reason else ""
+        raise ProviderError(f"BlockPN answered {where} with HTTP {status}{said}",
+                            kind=_kind_of(status), reason=reason)
     if not isinstance(payload, dict):
-        raise ProviderError(f"BlockPN's answer to {where} is not a JSON object")
+        raise ProviderError(f"BlockPN's answer to {where} is not a JSON object",
+                            kind="failed")
     return payload
 
 
-def _reason(payload) -> str:
+def _kind_of(status: int) -> str:
+    """What an error status means for the shop (ProviderError.kind)."""
+    if status in (401, 403):
+        return "credentials"
+    return "refused" if 400 <= status < 500 else "failed"
+
+
+def _reason(payload) -> str | None:
+    """The provider's own message in an error answer, shortened to one line."""
     error = payload.get("error") if isinstance(payload, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
-    return f": {message}" if isinstance(message, str) else ""
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return f"{type(exc).__name__}: {exc}"[:300]
+    if not isinstance(message, str):
+        return None
+    return " ".join(message.split())[:300] or None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

@@ -45,9 +45,13 @@ _NOUNS = {INVOICES: "invoice", PAYOUTS: "payout", REFUNDS: "refund"}
 class UnknownObject(ProviderError):
     """No invoice, payout or refund has that id."""
 
+    kind = "refused"
+
 
 class Refused(ProviderError):
     """The request is invalid; repeating it won't help."""
+
+    kind = "refused"
 
 
 class SandboxLedger:

@@ -60,6 +60,7 @@ class Faults:
     error_rate: float = 0.0      # share of /v1 requests answered 500
     delay_seconds: float = 0.0   # sleep before answering each /v1 request
     drop_callbacks: bool = False  # send no IPN
+    refuse: str = ""             # when set: /v1 requests answered 422 with this message
 
 
 @dataclass
@@ -148,6 +149,8 @@ def _guard():
     given = request.headers.get("Authorization", "").encode()
     if not hmac.compare_digest(given, f"Bearer {settings.api_key}".encode()):
         raise SimError(401, "unauthenticated", "missing or wrong API key")
+    if settings.faults.refuse:
+        raise SimError(422, "unprocessable", settings.faults.refuse)
 
 
 @v1.post("/invoices")
@@ -222,7 +225,7 @@ def faults():
     settings = _settings()
     if request.method == "POST":
         changes = _body({"error_rate": (NUMBER, False), "delay_seconds": (NUMBER, False),
-                         "drop_callbacks": (BOOL, False)})
+                         "drop_callbacks": (BOOL, False), "refuse": (STR, False)})
         if not 0 <= changes.get("error_rate", 0) <= 1:
             raise SimError(422, "unprocessable", "error_rate must be from 0 to 1")
         if not 0 <= changes.get("delay_seconds", 0) <= MAX_DELAY_SECONDS:

@@ -73,14 +73,18 @@ def create(scope: Scope, body: dict, granted=ABILITIES) -> dict:
     dashboard's owner may grant them all)."""
     params = MINT.validate(body)
     mode = params.get("mode", scope.mode)
-    missing = [a for a in params["abilities"] if a not in granted]
-    if missing:
-        raise ForbiddenScope(
-            f"a key can only mint keys with abilities it has itself; missing: {', '.join(missing)}",
-            ability=missing[0])
+    _require_within("mint", params["abilities"], granted)
     if scope.mode == "test" and mode != "test":
         raise ForbiddenScope("a test key can only mint test keys")
     return mint(scope.db, name=params["name"], abilities=params["abilities"], mode=mode)
+
+
+def _require_within(action: str, abilities: list[str], granted) -> None:
+    """A key may only mint or revoke keys whose abilities are all among its own."""
+    missing = [a for a in abilities if a not in granted]
+    if missing:
+        raise ForbiddenScope(f"a key can only {action} keys with abilities it has itself; "
+                             f"missing: {', '.join(missing)}", ability=missing[0])
 
 
 def list_page(scope: Scope, query: dict) -> dict:
@@ -93,10 +97,18 @@ def list_all(db: sqlite_utils.Database) -> list[dict]:
     return [render(row) for row in db.query("SELECT * FROM api_keys ORDER BY id DESC")]
 
 
-def revoke(scope: Scope, key_id: str) -> dict:
-    """Revoke one of this mode's keys; revoking twice is harmless."""
-    if scope.get("api_keys", key_id) is None:
+def revoke_for(scope: Scope, caller: dict, key_id: str) -> dict:
+    """Revoke on behalf of an API key: only keys whose abilities it has itself."""
+    return revoke(scope, key_id, granted=caller["abilities"])
+
+
+def revoke(scope: Scope, key_id: str, granted=ABILITIES) -> dict:
+    """Revoke one of this mode's keys within the abilities `granted` to whoever asks;
+    revoking twice is harmless."""
+    row = scope.get("api_keys", key_id)
+    if row is None:
         raise NotFound(f"no API key {key_id}")
+    _require_within("revoke", json.loads(row["abilities"]), granted)
     return revoke_any(scope.db, key_id)
 
 

@@ -3,14 +3,16 @@
 `POST /v1/orders`, the storefront's checkout form and the dashboard all call
 `create_order`. It reserves stock and records the order in one transaction, opens the
 BlockPN invoice outside any transaction (it may be a network call), then records the
-invoice and `order.created` in a second transaction. If the provider can't be reached the
-order fails and its reservation is released; a crash between the steps leaves a `pending`
+invoice and `order.created` in a second transaction. If the provider can't be reached or
+refuses, the order fails, its reservation is released, and the 502 and a WARNING log line
+say what BlockPN did; a crash between the steps leaves a `pending`
 order that the payment job fails and releases after a few minutes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 
 from .. import db as storage
 from ..clock import now_iso
@@ -25,6 +27,8 @@ from . import customers, inventory, orders
 from .links import Links
 from .payments import provider_for
 from .scope import Scope
+
+log = logging.getLogger("sellix_lite.checkout")
 
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 
@@ -90,11 +94,7 @@ def create_order(scope: Scope, body: dict, config: Config, links: Links, *,
             ttl_minutes=ttl_minutes or config.blockpn.invoice_ttl_minutes,
             callback_url=f"{config.public_url}/ipn/blockpn")
     except ProviderError as exc:
-        with write_txn(scope.db):
-            orders.fail(scope.db, order, f"the payment provider could not be reached: {exc}",
-                        links)
-        raise ProviderUnavailable("the payment provider could not be reached; the order "
-                                  "was not created, try again shortly") from None
+        _not_created(scope, order, exc, links)
     with write_txn(scope.db):
         row = orders.save(scope.db, order, {
             "status": "awaiting_payment", "invoice_id": invoice.id,
@@ -102,6 +102,15 @@ def create_order(scope: Scope, body: dict, config: Config, links: Links, *,
             "expires_at": invoice.expires_at, "updated_at": now_iso(),
         }, links, "order.created")
     return orders.present(scope.db, row, links)
+
+
+def _not_created(scope: Scope, order: dict, exc: ProviderError, links: Links) -> None:
+    """Fail the pending order, log what BlockPN did, and answer 502 saying it."""
+    with write_txn(scope.db):
+        orders.fail(scope.db, order, f"{exc.diagnosis} ({exc})", links)
+    log.warning("%s; order %s was not created (%s)", exc.diagnosis, order["id"], exc)
+    advice = ", try again shortly" if exc.retryable else ""
+    raise ProviderUnavailable(f"{exc.diagnosis}; the order was not created{advice}") from None
 
 
 def _validate(body: dict, config: Config) -> dict:

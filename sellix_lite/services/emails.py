@@ -22,6 +22,7 @@ from ..clock import iso, now_iso, utcnow
 from ..config import EmailConfig
 from ..db import write_txn
 from ..ids import new_id
+from . import files
 from .scope import Scope, list_query
 
 # Delays before each new try of a failing SMTP server; then the message is failed.
@@ -138,5 +139,6 @@ def _send_smtp(config: EmailConfig, message: EmailMessage) -> str | None:
 def _write_eml(outbox_dir: Path, email_id: str, message: EmailMessage) -> None:
     outbox_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     partial = outbox_dir / f".{email_id}.eml"
-    partial.write_bytes(bytes(message))
+    with files.open_private(partial) as out:  # delivery emails hold license keys
+        out.write(bytes(message))
     partial.replace(outbox_dir / f"{email_id}.eml")

@@ -34,7 +34,7 @@ def store(files_dir: Path, product_id: str, source: BinaryIO, max_bytes: int) ->
     partial = folder / f".upload-{secrets.token_hex(8)}"
     digest, size = hashlib.sha256(), 0
     try:
-        with partial.open("wb") as out:
+        with open_private(partial) as out:
             while chunk := source.read(CHUNK_BYTES):
                 size += len(chunk)
                 if size > max_bytes:
@@ -50,6 +50,12 @@ def store(files_dir: Path, product_id: str, source: BinaryIO, max_bytes: int) ->
         raise
     _sync_dir(folder)
     return StoredFile(final, size, digest.hexdigest())
+
+
+def open_private(path: Path) -> BinaryIO:
+    """Open `path` for writing as a file only the shop's user can read (0600), whatever
+    the process's umask: what is written here is paid-for goods or holds license keys."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 def path_of(files_dir: Path, product_id: str, sha256: str) -> Path:

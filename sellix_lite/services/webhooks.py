@@ -27,14 +27,16 @@ EVENT_TYPES = (
     "payout.queued", "payout.broadcast", "payout.confirmed", "payout.failed",
     "customer.created",
 )
-PATTERNS = ("*", "product.*", "payout.*")
+# `*` and a wildcard for each family of EVENT_TYPES.
+PATTERNS = ("*", "order.*", "product.*", "payout.*", "customer.*")
 ROTATION_OVERLAP = timedelta(hours=24)
 
 _url = dict(min_length=1, max_length=2048, description="URL the events are POSTed to.",
             example="https://your.app/sellix/webhook")
 _events = dict(min_items=1, max_items=len(EVENT_TYPES) + len(PATTERNS), unique=True,
-               description="Event types to receive; `*` for all, `product.*` or `payout.*` "
-                           "for a family.", example=["order.paid", "order.refunded"])
+               description="Event types to receive; `*` for all, `order.*`, `product.*`, "
+                           "`payout.*` or `customer.*` for a family.",
+               example=["order.paid", "order.refunded"])
 _description = dict(max_length=500, description="A note for people, shown in the dashboard.")
 
 CREATE = Schema(
