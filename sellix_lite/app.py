@@ -9,21 +9,22 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from flask import Flask, current_app, g
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.routing import Rule
 
 from . import __version__, db as storage
+from .bodylimits import JSON_BODY_BYTES
 from .config import Config
+from .html import TemplateEnvironment
 from .ratelimit import SlidingWindowLimiter
 from .security import Signer
 from .services.delivery import TestSendSlots
 from .services.links import Links
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# Largest request body the app reads (CONTRACT §6: 1 MiB for JSON).
-MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -70,6 +71,7 @@ class SellixFlask(Flask):
     """Flask for an app whose views and hooks are all plain functions."""
 
     url_rule_class = LazyBuilderRule
+    jinja_environment = TemplateEnvironment
 
     def ensure_sync(self, func):
         # Flask asks `inspect` whether each view and hook is `async def` on every call,
@@ -85,6 +87,10 @@ class DashboardSessions(SecureCookieSessionInterface):
         if not request.path.startswith("/dashboard"):
             return None  # Flask substitutes a read-only empty session
         return super().open_session(app, request)
+
+    def open_session_from_cookie(self, app, cookies):
+        """The session that request cookies carry; empty when none is genuine and current."""
+        return super().open_session(app, SimpleNamespace(cookies=cookies))
 
 
 def resource_dir(name: str) -> Path:
@@ -102,7 +108,8 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app = SellixFlask(__name__, template_folder=str(resource_dir("templates")),
                       static_folder=str(resource_dir("static")))
     app.config["SECRET_KEY"] = secret_key
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # Each request's own limit is set by a hook (bodylimits.py); this is the default.
+    app.config["MAX_CONTENT_LENGTH"] = JSON_BODY_BYTES
     app.json.sort_keys = False
     app.session_interface = DashboardSessions()
     # Behind TLS the dashboard's session cookie must never travel over plain HTTP.

@@ -5,6 +5,10 @@ Money is stored as integers in the smallest unit: 12900 is 129.00 USD but 12900 
 
 from __future__ import annotations
 
+# The largest amount any field takes, in the smallest unit: ten billion dollars. Sums of
+# millions of such amounts still fit SQLite's 64-bit integers.
+MAX_AMOUNT_CENTS = 10**12
+
 _ZERO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
 _TWO_DECIMALS = (

@@ -6,10 +6,13 @@ no merchant HTML, a CSRF token on every form) is written once.
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections.abc import Mapping
 from functools import cache
 
 from flask import Flask, Response, abort, g, request
+from flask.templating import Environment
 from markupsafe import Markup
 
 from .currencies import format_amount
@@ -32,6 +35,23 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+class TemplateEnvironment(Environment):
+    """Jinja's environment where `mapping["name"]` is the mapping's item or undefined.
+
+    Plain Jinja falls back to an attribute of that name: `delivery["keys"]` on an order
+    without keys gave the dict's `keys` method, which is truthy and can't be iterated.
+    """
+
+    def getitem(self, obj, argument):
+        if isinstance(obj, Mapping):
+            try:
+                return obj[argument]
+            except (KeyError, TypeError):
+                return self.undefined(obj=obj, name=argument)
+        return super().getitem(obj, argument)
+
 
 _ALLOWED_TAGS = {"p", "br", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li",
                  "h1", "h2", "h3", "h4", "h5", "h6", "hr", "a", "table", "thead", "tbody",
@@ -63,6 +83,29 @@ def qr_svg(data: str) -> Markup:
     import segno
 
     return Markup(segno.make(data, error="m").svg_inline(scale=5, border=2, dark="#111"))
+
+
+# A whole number in a form: ASCII digits only (`int` takes "²" and "٣", and refuses
+# more than 4,300 digits with an error), at most 15 of them — more than any limit here.
+FORM_INTEGER = re.compile(r"[0-9]{1,15}")
+# An amount in a form, "12.90" or "12,90": ASCII digits, at most 3 decimals.
+FORM_AMOUNT = re.compile(r"([0-9]{1,15})(?:[.,]([0-9]{1,3}))?")
+
+
+def form_integer(text: str):
+    """The form field's whole number, or the text as typed for the API's own message."""
+    text = text.strip()
+    return int(text) if FORM_INTEGER.fullmatch(text) else text
+
+
+def form_cents(text: str, minor_units: int):
+    """`"12.90"` with 2 minor units → 1290; anything else (more decimals than the currency
+    has, a sign, an exponent) is the text as typed, for the API's own message."""
+    match = FORM_AMOUNT.fullmatch(text.strip())
+    if not match or len(match.group(2) or "") > minor_units:
+        return text
+    fraction = (match.group(2) or "").ljust(minor_units, "0")
+    return int(match.group(1) + fraction)
 
 
 def money(amount_cents: int, currency: str) -> str:

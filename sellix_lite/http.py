@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from . import errors
+from .bodylimits import body_limit
 from .errors import ApiError
 from .ids import new_id
 
 log = logging.getLogger("sellix_lite")
 # Every JSON body of the API: compact, and UTF-8 as is rather than \u escapes.
 _json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+# A sign of a lone surrogate in a JSON body: escaped (`\ud800`), or as the bytes of one,
+# which Python's JSON decoder lets through too.
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 PROBLEM_PREFIXES = ("/v1", "/ipn")
 # Werkzeug's own HTTP errors, mapped onto the contract's slugs.
@@ -42,6 +48,18 @@ def request_id() -> str:
 def compact_json(value) -> str:
     """`value` encoded as the API's bodies are, keys in the order the object was built."""
     return _json_encoder.encode(value)
+
+
+def refuse_lone_surrogates(raw: bytes, value) -> None:
+    """InvalidRequest if `value`, parsed from `raw`, holds a lone surrogate: such a string
+    is no text and can't be stored or sent. Surrogate pairs are one character, and pass."""
+    if not _SURROGATE_HINT.search(raw):
+        return
+    try:
+        compact_json(value).encode()
+    except UnicodeEncodeError:
+        raise errors.InvalidRequest("the body is not valid Unicode: it holds a lone "
+                                    "surrogate (such as \\ud800)") from None
 
 
 def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
@@ -96,7 +114,7 @@ def _describe(exc: HTTPException) -> str:
     if exc.code == 405:
         return f"{request.method} is not allowed on {request.path}"
     if exc.code == 413:
-        return f"the request body is larger than the limit of {request.max_content_length} bytes"
+        return _describe_413()
     return exc.description or exc.name
 
 
@@ -112,6 +130,23 @@ def _handle_crash(exc: Exception):
         trace_id=trace_id))
 
 
+def _refuse_large_body() -> None:
+    """413 for a body over its limit, from its announced length before any of it is read;
+    a chunked body is held to the same limit as it is read."""
+    this = request._get_current_object()
+    if not this.content_length and "Transfer-Encoding" not in this.headers:
+        return  # no body
+    this.max_content_length = body_limit(current_app._get_current_object(), this.endpoint,
+                                         this.path, this.headers.get("Authorization", ""),
+                                         this.cookies)
+    if (this.content_length or 0) > this.max_content_length:
+        raise errors.PayloadTooLarge(_describe_413())
+
+
+def _describe_413() -> str:
+    return f"the request body is larger than the limit of {request.max_content_length} bytes"
+
+
 def _add_request_id(response: Response) -> Response:
     response.headers["X-Request-Id"] = request_id()
     return response
@@ -122,4 +157,5 @@ def install(app: Flask) -> None:
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_crash)
+    app.before_request(_refuse_large_body)
     app.after_request(_add_request_id)

@@ -1,20 +1,25 @@
 """`POST /ipn/blockpn`: BlockPN's payment callbacks (CONTRACT §14), live mode only.
 
 A callback is verified (HMAC-SHA256 with `[blockpn] ipn_secret`) before anything is read
-from it; a bad signature is a 401 problem and changes nothing. Applying it is idempotent.
+from it; a bad signature is a 401 problem and changes nothing. It then applies only to the
+live order whose invoice id, reference (the order id) and currency it carries; anything
+else is a 422 problem, logged, and changes nothing. Applying it is idempotent.
 """
 
 from __future__ import annotations
+
+import logging
 
 from flask import Blueprint, request
 
 from .app import get_db, runtime
 from .errors import NotFound, Unauthenticated
-from .http import json_response
+from .http import json_response, refuse_lone_surrogates
 from .providers.blockpn import InvalidCallback
 from .services import payments
 
 bp = Blueprint("ipn", __name__, url_prefix="/ipn")
+log = logging.getLogger("sellix_lite.ipn")
 
 
 @bp.post("/blockpn")
@@ -24,12 +29,16 @@ def blockpn_callback():
     if not config.blockpn.base_url or not config.blockpn.ipn_secret:
         raise NotFound("live payments are not configured on this shop")
     provider = payments.provider_for(get_db(), "live", config)
+    body = request.get_data()
     try:
-        invoice = provider.verify_callback(request.get_data(), request.headers)
+        invoice = provider.verify_callback(body, request.headers)
     except InvalidCallback as exc:
         raise Unauthenticated(f"the callback signature does not verify: {exc}") from None
-    order = payments.apply_invoice(get_db(), invoice, config, runtime().links)
-    if order is None:
-        raise NotFound(f"no order has invoice {invoice.id}")
+    refuse_lone_surrogates(body, vars(invoice))
+    try:
+        order = payments.apply_invoice(get_db(), invoice, "live", config, runtime().links)
+    except payments.InvoiceMismatch as exc:
+        log.warning("refused a BlockPN callback for invoice %s: %s", invoice.id, exc.detail)
+        raise
     return json_response({"received": True, "order_id": order["id"],
                           "status": order["status"]})

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import waitress
 
-from . import db as storage
+from . import bodylimits, db as storage
 from .app import create_app
 from .config import Config
 from .jobs import JobContext, SenderPool, start_scheduler, stop_scheduler
@@ -26,8 +26,8 @@ from .security import load_secret_key
 
 log = logging.getLogger("sellix_lite")
 # waitress refuses bodies over its limit itself, as plain text. Its limit sits well above the
-# app's own (1 MiB for JSON, `max_upload_mb` for files), so that every body the API refuses
-# gets a problem+json answer from the app.
+# limits bodylimits.py holds each request to first, so that every body refused gets the
+# app's answer (problem JSON under /v1 and /ipn).
 SERVER_BODY_HEADROOM_BYTES = 64 * 1024 * 1024
 # How long a thread may keep the interpreter lock while another one waits for it (Python's
 # default is 5 ms). waitress's one network thread reads and answers every connection; behind a
@@ -84,6 +84,7 @@ def serve(config: Config, host: str, port: int) -> None:
         config = config.listening_on(host, server.effective_port)
         ctx = JobContext(config, secret_key, senders=SenderPool(config))
         app.wsgi = create_app(config, secret_key, boot_id=ctx.boot_id)
+        bodylimits.install(server, app.wsgi)
         scheduler = start_scheduler(ctx)
         stop_on_sigterm()
         url = f"http://{host}:{server.effective_port}"
@@ -146,7 +147,7 @@ def _create_server(app, config: Config, host: str, port: int):
                                              "x-forwarded-host", "x-forwarded-port"},
                    "clear_untrusted_proxy_headers": True}
     try:
-        return waitress.create_server(
+        server = waitress.create_server(
             app, host=host, port=port, threads=config.server.threads,
             max_request_body_size=config.storage.max_upload_bytes + SERVER_BODY_HEADROOM_BYTES,
             # waitress's default of 100 open connections lets a hundred idle keep-alive
@@ -155,6 +156,7 @@ def _create_server(app, config: Config, host: str, port: int):
             ident="sellix-lite", **options)
     except OSError as exc:
         raise StartupError(f"can't listen on {host}:{port}: {exc.strerror}") from None
+    return server
 
 
 def stop_on_sigterm() -> None:

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 
 from .app import get_db, runtime
 from .errors import ApiError
-from .html import check_csrf
+from .html import check_csrf, form_integer
 from .services import checkout, orders, products, test_helpers
 from .services.scope import Scope
 
@@ -108,8 +108,7 @@ def _order_path(order: dict) -> str:
 def _order_body(product: dict) -> dict:
     form = request.form
     body = {"product_id": product["id"], "customer_email": form.get("email", "")}
-    qty = form.get("qty", "1").strip() or "1"
-    body["qty"] = int(qty) if qty.isdigit() else qty
+    body["qty"] = form_integer(form.get("qty", "").strip() or "1")
     if form.get("coin"):
         body["chain"], _, body["asset"] = form["coin"].partition(":")
     if product["type"] == "physical":
@@ -119,7 +118,14 @@ def _order_body(product: dict) -> dict:
 
 
 def _messages(error: ApiError) -> dict:
-    """Per-field messages for the form, worded for a buyer."""
+    """Per-field messages for the form, worded for a buyer.
+
+    A provider failure's detail is advice for the merchant (which setting to fix), so the
+    buyer gets a plain apology instead.
+    """
+    if isinstance(error, checkout.ProviderUnavailable):
+        return {"form": "We couldn't start the payment just now. Please try again in a few "
+                        "minutes."}
     if not error.errors:
         return {"form": error.detail}
     messages = {}

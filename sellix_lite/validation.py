@@ -109,6 +109,24 @@ class String(Field):
         return schema
 
 
+# One part of an address: no @, dot, whitespace, comma, colon, semicolon, quote, bracket of
+# any kind, backslash or control character. `\s` takes Unicode spaces and line separators.
+_ADDRESS_ATOM = r"""[^@.\s,:;"'<>()\[\]{}\\\x00-\x1f\x7f-\x9f]+"""
+_DOT_ATOMS = rf"{_ADDRESS_ATOM}(?:\.{_ADDRESS_ATOM})*"
+EMAIL_PATTERN = rf"{_DOT_ATOMS}@{_ADDRESS_ATOM}(?:\.{_ADDRESS_ATOM})+"
+
+
+class Email(String):
+    """A plain address (addr-spec) of at most 254 characters, as every mail library parses
+    it the same way: no display name, group, quoted or bracketed part, and exactly one
+    recipient. The domain has a dot."""
+
+    def __init__(self, **kwargs):
+        super().__init__(min_length=3, max_length=254, strip=True, pattern=EMAIL_PATTERN,
+                         pattern_hint="must be a plain email address such as "
+                                      "buyer@example.com", **kwargs)
+
+
 class Integer(Field):
     json_type = "integer"
 
@@ -117,7 +135,7 @@ class Integer(Field):
         self.minimum, self.maximum = minimum, maximum
 
     def check(self, value, from_query):
-        if from_query and isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value):
+        if from_query and isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value):
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             raise FieldError(self.expects())

@@ -25,7 +25,9 @@ from sellix_lite.providers.blockpn import InvalidCallback, Invoice, ProviderErro
 from sellix_lite.providers.http_client import (SIGNATURE_HEADER, BlockPNClient, callback_body,
                                                sign_callback)
 from sellix_lite.providers.sandbox import Refused, SandboxLedger, SandboxProvider, UnknownObject
-from support import SIM_API_KEY, SIM_IPN_SECRET, Simulator, json_body, key_product
+from support import (SIM_API_KEY, SIM_IPN_SECRET, Simulator, event_types, fetch, invoice_of,
+                     json_body, key_product, live_mode_shop, make_product, place_order,
+                     wait_for_status)
 
 EVM_EXAMPLE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55's own examples
 VALID = {
@@ -690,3 +692,110 @@ def test_a_failing_provider_says_so_and_to_try_again(make_server, diagnosed_sim)
     assert problem["detail"] == ("BlockPN failed to handle the request; the order was not "
                                  "created, try again shortly")
     assert "HTTP 500: failure injected by the fault switch" in line
+
+
+def test_a_buyer_sees_an_apology_not_the_merchants_diagnosis(make_server, diagnosed_sim):
+    shop = make_server(f'[blockpn]\nbase_url = "{diagnosed_sim.url}"\napi_key = "wrong-key"\n'
+                       f'ipn_secret = "{SIM_IPN_SECRET}"\n')
+    product, _ = key_product(shop.client(shop.mint(mode="live", name="live")), 1)
+    session = requests.Session()
+    page = session.get(f"{shop.url}/product/{product['slug']}", timeout=30)
+    token = re.search(r'name="csrf_token"\s+value="([^"]+)"', page.text).group(1)
+    response = session.post(f"{shop.url}/product/{product['slug']}/checkout", timeout=30,
+                            data={"csrf_token": token, "email": "buyer@example.com"},
+                            allow_redirects=False)
+    assert response.status_code == 502
+    assert "start the payment just now" in response.text
+    assert "api_key" not in response.text and "rejected" not in response.text
+    assert "rejected the shop's API key" in shop.logged("was not created")
+
+
+def test_a_job_that_meets_a_failing_provider_says_what_happened(make_server, diagnosed_sim):
+    shop = make_server(f'[blockpn]\nbase_url = "{diagnosed_sim.url}"\napi_key = "{SIM_API_KEY}"\n'
+                       f'ipn_secret = "{SIM_IPN_SECRET}"\n[jobs]\npayment_poll_seconds = 1\n')
+    client = shop.client(shop.mint(mode="live", name="live"))
+    order = place_order(client, key_product(client, 1)[0]["id"])
+    diagnosed_sim.post("/sim/faults", {"error_rate": 1})
+    try:
+        log = shop.logged(f"order {order['id']} is asked about again later")
+    finally:
+        diagnosed_sim.post("/sim/faults", {"error_rate": 0})
+    line = next(line for line in log.splitlines() if "asked about again later" in line)
+    assert " WARNING " in line and "BlockPN failed to handle the request" in line
+    assert "HTTP 500: failure injected by the fault switch" in line
+
+
+# --- the shop's IPN endpoint: a callback applies only to the live order it names ------------
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """A live-mode shop on the simulator (`shop.live`), with a test-mode client (`shop.test`)."""
+    with live_mode_shop(tmp_path_factory, name="ipn-shop") as shop:
+        shop.test = shop.client(shop.mint(mode="test", name="test"))
+        yield shop
+
+
+def reported_paid(order: dict, invoice_id: str, **changes) -> Invoice:
+    """The invoice of `order` as a callback reporting it paid in full would carry it."""
+    payment = order["payment"]
+    return Invoice(**{
+        "id": invoice_id, "reference": order["id"], "chain": payment["chain"],
+        "asset": payment["asset"], "address": payment["address"],
+        "amount_cents": order["total_cents"], "currency": order["currency"],
+        "asset_amount": payment["asset_amount"], "paid_cents": order["total_cents"],
+        "asset_paid": payment["asset_amount"], "tx_hash": "0x" + "ab" * 32, "status": "paid",
+        "expires_at": payment["expires_at"], **changes})
+
+
+def send_ipn(shop, invoice: Invoice) -> requests.Response:
+    body = callback_body(invoice)
+    signature = sign_callback(SIM_IPN_SECRET, body, int(time.time()))
+    return requests.post(shop.url + "/ipn/blockpn", data=body, timeout=30, headers={
+        "Content-Type": "application/json", SIGNATURE_HEADER: signature})
+
+
+def new_order(client) -> dict:
+    return place_order(client, make_product(client, type="account", delivery_text="x")["id"])
+
+
+def untouched(shop, client, order: dict) -> None:
+    now = fetch(client, order["id"])
+    assert now["status"] == "awaiting_payment" and now["paid_at"] is None
+    assert now["payment"]["paid_cents"] == 0
+    assert event_types(shop, order["id"]) == {"order.created": 1}
+
+
+def test_a_signed_live_callback_never_completes_a_test_order(shop):
+    order = new_order(shop.test)
+    response = send_ipn(shop, reported_paid(order, invoice_of(shop, order["id"])))
+    body = assert_problem(response, 422, "unprocessable")
+    assert "no live order" in body["detail"]
+    untouched(shop, shop.test, order)
+    shop.logged(f"refused a BlockPN callback for invoice {invoice_of(shop, order['id'])}")
+
+
+@pytest.mark.parametrize("change", ["reference", "currency", "paid_cents", "unknown"])
+def test_a_callback_that_does_not_match_its_order_changes_nothing(shop, change):
+    order, other = new_order(shop.live), new_order(shop.live)
+    invoice_id = invoice_of(shop, order["id"])
+    changes = {"reference": {"reference": other["id"]}, "currency": {"currency": "EUR"},
+               "paid_cents": {"paid_cents": 2**63 - 1},
+               "unknown": {"id": "inv_" + "Z" * 26}}[change]
+    response = send_ipn(shop, reported_paid(order, invoice_id, **changes))
+    body = assert_problem(response, 422, "unprocessable")
+    assert change.split("_")[0] in body["detail"] or "no live order" in body["detail"]
+    for each in (order, other):
+        untouched(shop, shop.live, each)
+    shop.logged("refused a BlockPN callback")
+
+    # The genuine report still applies.
+    assert send_ipn(shop, reported_paid(order, invoice_id)).status_code == 200
+    assert wait_for_status(shop.live, order["id"], "completed")["payment"]["paid_cents"] == \
+        order["total_cents"]
+
+
+def test_a_callback_with_a_lone_surrogate_is_400(shop):
+    order = new_order(shop.live)
+    invoice = reported_paid(order, invoice_of(shop, order["id"]), tx_hash="0x\ud800")
+    assert_problem(send_ipn(shop, invoice), 400, "invalid_request")
+    untouched(shop, shop.live, order)

@@ -957,3 +957,63 @@ def test_screenshots_of_the_main_pages(server, page, artifacts):
         target = artifacts / f"dashboard-desktop-{name}.png"
         page.screenshot(path=str(target), full_page=True)
         assert target.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("kind", ["account", "subscription"])
+def test_the_order_page_of_an_order_without_keys(server, web, kind):
+    product = json_body(server.admin.post("/v1/products", json={
+        "name": f"Login {secrets.token_hex(3)}", "type": kind, "price_cents": 900,
+        "currency": "USD", "delivery_text": "login: ada / pass: 7x!",
+        **({"interval": "month"} if kind == "subscription" else {})}), 201)
+    order = paid_order(server.admin, product["id"])
+    page = web.get(f"{server.url}/dashboard/orders/{order['id']}", timeout=30)
+    assert page.status_code == 200, page.text
+    assert "login: ada / pass: 7x!" in html.unescape(page.text)
+
+
+# --- odd input is the API's message or a 400, never a crash ---------------------------------
+
+@pytest.mark.parametrize("field,value", [
+    ("stock", "²"), ("stock", "٣"), ("stock", "9" * 5000), ("price", "Infinity"),
+    ("price", "sNaN"), ("price", "NaN"), ("price", "1e999999"), ("price", "٣.00"),
+    ("price", "²")])
+def test_a_number_that_is_not_plain_digits_is_the_apis_message(server, web, field, value):
+    name = f"Odd {field} {secrets.token_hex(3)}"
+    fields = {"name": name, "type": "account", "price": "1.00", "currency": "USD",
+              "delivery_text": "x", field: value}
+    _, response = post_form(web, server, "/dashboard/products", "/dashboard/products", **fields)
+    assert response.status_code == 303, response.text
+    shown = web.get(server.url + response.headers["Location"], timeout=30)
+    assert flashes(shown.text, "error"), shown.text
+    assert not [p for p in all_of(server.admin, "/v1/products") if p["name"] == name]
+
+
+@pytest.mark.parametrize("value", ["sNaN", "Infinity", "²", "1e999999"])
+def test_a_refund_or_payout_amount_that_is_not_plain_digits_is_refused(server, web, value):
+    order = paid_order(server.admin, key_product(server.admin)["id"])
+    order_path = f"/dashboard/orders/{order['id']}"
+    _, response = post_form(web, server, order_path, order_path + "/refund", amount=value)
+    assert response.status_code == 303, response.text
+    assert flashes(web.get(server.url + order_path, timeout=30).text, "error")
+    assert refunds_of(server.admin, order["id"]) == []
+    _, response = post_form(web, server, "/dashboard/payouts", "/dashboard/payouts",
+                            chain="tron", asset="USDT", destination_address=TRON,
+                            amount=value)
+    assert response.status_code == 303, response.text
+
+
+@pytest.mark.parametrize("target", ["/dashboard/\r\nX-Injected: 1", "/dashboard/\nx",
+                                    "/dashboard/\rx"])
+def test_a_line_break_in_a_redirect_target_is_400(server, web, target):
+    page_html = web.get(server.url + "/dashboard/", timeout=30).text
+    response = web.post(server.url + "/dashboard/mode", allow_redirects=False, timeout=30,
+                        data={**hidden_fields(page_html, "/dashboard/mode"), "mode": "test",
+                              "back": target})
+    assert response.status_code == 400, response.text
+    assert "X-Injected" not in response.headers
+    session = requests.Session()
+    form = session.get(server.url + "/dashboard/login", timeout=30)
+    response = session.post(server.url + "/dashboard/login", params={"next": target},
+                            data={**hidden_fields(form.text, ""), "password": PASSWORD},
+                            allow_redirects=False, timeout=30)
+    assert response.status_code == 400, response.text

@@ -94,7 +94,8 @@ def test_wrong_types_are_422(api, abilities):
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "limit=", "limit=1.5",
                                    "limit=99999999999999999999999", "cursor=", "cursor=abc",
-                                   "unknown=1"])
+                                   "unknown=1", "limit=%D9%A3", "limit=%C2%B2",
+                                   "limit=%EF%BC%91"])
 def test_bad_query_parameters_are_422(api, query):
     body = assert_problem(api.get(f"/v1/api-keys?{query}"), 422, "unprocessable")
     assert query.split("=")[0] in body["errors"]
@@ -146,3 +147,25 @@ def test_options_is_405_problem(api):
     response = api.options("/v1/api-keys")
     assert_problem(response, 405, "method_not_allowed")
     assert "OPTIONS" not in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"name": "\\ud800", "type": "account", "price_cents": 1, "currency": "USD"}',
+    b'{"name": "a\\uDFFFb", "type": "account", "price_cents": 1, "currency": "USD"}',
+    b'{"name": "\xed\xa0\x80", "type": "account", "price_cents": 1, "currency": "USD"}',
+    b'{"name": "ok", "type": "account", "price_cents": 1, "currency": "USD", '
+    b'"description": "\\ud83d"}',
+    b'{"\\ud800": 1}',
+])
+def test_a_lone_surrogate_is_400(api, raw):
+    response = api.post("/v1/products", data=raw, headers={"Content-Type": "application/json"})
+    body = assert_problem(response, 400, "invalid_request")
+    assert "surrogate" in body["detail"]
+
+
+def test_a_surrogate_pair_is_one_character(api):
+    raw = b'{"name": "smile \\ud83d\\ude00", "type": "account", "price_cents": 1, ' \
+          b'"currency": "USD", "delivery_text": "x"}'
+    response = api.post("/v1/products", data=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "smile \U0001F600"

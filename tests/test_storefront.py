@@ -20,8 +20,8 @@ import requests
 from playwright.sync_api import expect
 
 from conftest import GENEROUS_LIMITS, Server, running_server, wait_until
-from support import (buyer, fetch, get_product, key_product, live_mode_shop, make_product,
-                     place_order)
+from support import (Receiver, Reply, buyer, fetch, get_product, key_product, live_mode_shop,
+                     make_product, pay, place_order, wait_for_status)
 
 # The shared shop never trips the per-IP checkout limit; the limit has a test of its own.
 SHOP_LIMITS = GENEROUS_LIMITS + "checkouts_per_minute_per_ip = 100000\n"
@@ -836,3 +836,101 @@ def test_not_found_is_a_friendly_page(server, path):
     links = re.findall(r'<a[^>]*href="([^"]*)"[^>]*>(.*?)</a>', response.text, re.S)
     assert any(href in ("/", "/test/") and "shop" in page_text(label).lower()
                for href, label in links), links
+
+
+# --- 9. the goods on the order page, for every kind of product ----------------------------
+
+SHIPPING = {"name": "Ada Buyer", "line1": "1 Main Street", "city": "Berlin",
+            "postal_code": "10115", "country": "DE"}
+
+
+@pytest.fixture(scope="module")
+def dynamic_receiver():
+    """A merchant's dynamic-delivery URL answering with the goods."""
+    receiver = Receiver()
+    receiver.plan("goods", Reply(200, b"DYNAMIC-GOODS-7"))
+    yield receiver
+    receiver.close()
+
+
+def paid_order_of_kind(api, kind: str, dynamic_url: str) -> tuple[dict, str]:
+    """A paid test-mode order of a new product of `kind`, once its goods are out; returns
+    the order and the text its page must show."""
+    order_extra = {}
+    if kind == "license_key":
+        product, pool = key_product(api, 1)
+    else:
+        fields = {"account": {"delivery_text": "login: ada / pass: 7x!"},
+                  "subscription": {"delivery_text": "member area: ada", "interval": "month"},
+                  "dynamic": {"dynamic_url": dynamic_url, "delivery_text": None},
+                  "physical": {"stock": 3, "delivery_text": None},
+                  "file_download": {"delivery_text": None}}[kind]
+        product = make_product(api, type=kind, **fields)
+    if kind == "file_download":
+        response = api.put(f"/v1/products/{product['id']}/file?filename=guide.pdf",
+                           data=b"%PDF-1.4 the guide",
+                           headers={"Content-Type": "application/octet-stream"})
+        assert response.status_code == 200, response.text
+    if kind == "physical":
+        order_extra["shipping_address"] = SHIPPING
+    order = place_order(api, product["id"], **order_extra)
+    pay(api, order["id"])
+    done = "delivering" if kind == "physical" else "completed"
+    order = wait_for_status(api, order["id"], done)
+    shown = {"license_key": lambda: order["delivery"]["keys"][0],
+             "account": lambda: "login: ada / pass: 7x!",
+             "subscription": lambda: "member area: ada",
+             "dynamic": lambda: "DYNAMIC-GOODS-7",
+             "physical": lambda: "1 Main Street",
+             "file_download": lambda: "Download guide.pdf"}[kind]()
+    return order, shown
+
+
+@pytest.mark.parametrize("kind", ["license_key", "account", "file_download", "dynamic",
+                                  "physical", "subscription"])
+def test_the_order_page_shows_the_goods_of_every_kind(server, api, dynamic_receiver, kind):
+    order, goods = paid_order_of_kind(api, kind, dynamic_receiver.url("goods"))
+    url = order["payment"]["checkout_url"]
+    page = requests.get(url, timeout=30)
+    assert page.status_code == 200, page.text
+    assert_secure_html(page)
+    assert goods in page_text(page.text)
+    assert "Simulate payment" not in page.text
+    path, token = url.split("?t=")
+    live = requests.get(f"{path}/live?t={token}", timeout=30)
+    assert live.status_code == 200, live.text
+    assert live.json()["status"] == order["status"]
+    assert goods in page_text(live.json()["html"])
+
+
+def test_an_account_buyer_sees_the_login_in_the_browser(server, api, browser):
+    product = make_product(api, type="account", delivery_text="login: grace / pass: h0pper")
+    context = browser.new_context(**DEVICES["phone"])
+    try:
+        page = context.new_page()
+        watch = PageWatch(page)
+        assert page.goto(product_url(server, product["slug"])).status == 200
+        page.get_by_label("Email").fill(buyer("account"))
+        page.get_by_role("button", name="Check out").click()
+        page.wait_for_url(re.compile(r"/test/order/ord_\w+\?t="))
+        page.get_by_role("button", name="Simulate payment").click()
+        expect(page.locator("#order-status")).to_have_text("Delivered")
+        expect(page.locator("main .delivery-text")).to_have_text("login: grace / pass: h0pper")
+        assert page.locator("main ul.keys").count() == 0
+        assert watch.errors == [] and watch.csp_violations() == []
+    finally:
+        context.close()
+
+
+# --- 10. odd input is a form error, never a crash -----------------------------------------
+
+@pytest.mark.parametrize("qty", ["²", "٣", "１", "1e3", "9" * 5000, "-1", "0x10", "1.5",
+                                 "1 2", "\x00"])
+def test_a_quantity_that_is_not_plain_digits_is_a_form_error(server, api, qty):
+    product, _ = key_product(api, 2)
+    email = buyer("qty")
+    response = checkout(requests.Session(), server, product["slug"], email=email, qty=qty)
+    assert response.status_code == 422, response.text[:500]
+    assert_secure_html(response)
+    assert any(message.startswith("Quantity") for message in error_messages(response.text))
+    assert orders_of(api, email) == []

@@ -18,7 +18,7 @@ from flask import Blueprint, Request, Response, g, request
 from ..app import Runtime, get_db, runtime
 from ..errors import (ApiError, ForbiddenScope, InvalidRequest, RateLimited,
                       Unauthenticated, UnsupportedMediaType)
-from ..http import compact_json, problem_response
+from ..http import compact_json, problem_response, refuse_lone_surrogates
 from ..services import api_keys, idempotency
 from ..services.scope import Scope
 from ..validation import Schema
@@ -194,6 +194,7 @@ def json_body() -> dict:
         value = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {_short(exc)}") from None
+    refuse_lone_surrogates(raw, value)
     if not isinstance(value, dict):
         raise InvalidRequest("the body must be a JSON object")
     return value

@@ -12,7 +12,7 @@ import secrets
 from datetime import timedelta
 from typing import Callable
 
-from flask import (Blueprint, flash, g, redirect, render_template, request, session,
+from flask import (Blueprint, abort, flash, g, redirect, render_template, request, session,
                    url_for)
 
 from ..app import get_db, runtime
@@ -95,6 +95,17 @@ def _once(action, target_of, back: str, respond):
     if replayed:  # a form sent again lands where the first one did
         return redirect(result.body.decode(), code=303)
     return respond(result)
+
+
+def return_to(target: str):
+    """A redirect to `target`, a dashboard path sent with a form or link, else to the
+    overview. A line break (or any control character) in it is a 400: it would end the
+    `Location` header."""
+    if any(ord(char) < 32 or char == "\x7f" for char in target):
+        abort(400, "The address to return to is not valid.")
+    if not target.startswith("/dashboard"):
+        target = url_for("dashboard.overview")
+    return redirect(target, code=303)
 
 
 def flash_error(error: ApiError) -> None:

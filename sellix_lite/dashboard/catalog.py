@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from decimal import Decimal, InvalidOperation
 
 from flask import request, url_for
 
 from ..app import runtime
 from ..currencies import MINOR_UNITS
+from ..html import form_cents, form_integer
 from ..services import license_keys, products
 from . import bp, page, scope, submit
 
@@ -100,8 +100,7 @@ def _product_body(form, *, creating: bool) -> dict:
                                        products.get(scope(), request.view_args["product_id"])
                                        ["currency"])
     if form.get("stock", "").strip():
-        stock = form["stock"].strip()
-        body["stock"] = int(stock) if stock.isdigit() else stock
+        body["stock"] = form_integer(form["stock"])
     elif form.get("unlimited"):
         body["stock"] = None
     return body
@@ -109,12 +108,7 @@ def _product_body(form, *, creating: bool) -> dict:
 
 def to_cents(amount: str, currency: str):
     """`"12.90"` in EUR → 1290; anything else is passed on for the API's own message."""
-    try:
-        value = Decimal(amount.strip().replace(",", "."))
-    except InvalidOperation:
-        return amount
-    cents = value * (10 ** MINOR_UNITS.get(currency.upper(), 2))
-    return int(cents) if cents == cents.to_integral_value() else amount
+    return form_cents(amount, MINOR_UNITS.get(currency.upper(), 2))
 
 
 def _cursor() -> dict:

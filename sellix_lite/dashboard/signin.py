@@ -7,7 +7,7 @@ from flask import flash, redirect, request, session, url_for
 from ..app import get_db, runtime
 from ..html import check_csrf
 from ..services import admin, reports
-from . import bp, mode, page, scope
+from . import bp, mode, page, return_to, scope
 
 SIGN_INS_PER_MINUTE = 10
 
@@ -29,9 +29,7 @@ def sign_in():
     session.clear()
     session.update(admin=True, mode="test", epoch=admin.session_epoch(get_db()))
     session.permanent = True
-    target = request.args.get("next", "")
-    return redirect(target if target.startswith("/dashboard") else url_for("dashboard.overview"),
-                    code=303)
+    return return_to(request.args.get("next", ""))
 
 
 def page_signin(message):
@@ -53,9 +51,7 @@ def switch_mode():
     """Show the other mode's objects."""
     session["mode"] = "live" if request.form.get("mode") == "live" else "test"
     flash(f"Now showing {session['mode']} mode.", "info")
-    back = request.form.get("back", "")
-    return redirect(back if back.startswith("/dashboard") else url_for("dashboard.overview"),
-                    code=303)
+    return return_to(request.form.get("back", ""))
 
 
 @bp.get("/")

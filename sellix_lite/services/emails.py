@@ -9,6 +9,8 @@ readable in the table (the dashboard shows it).
 
 from __future__ import annotations
 
+import logging
+import re
 import smtplib
 import socket
 from datetime import timedelta
@@ -22,6 +24,7 @@ from ..clock import iso, now_iso, utcnow
 from ..config import EmailConfig
 from ..db import write_txn
 from ..ids import new_id
+from ..validation import EMAIL_PATTERN
 from . import files
 from .scope import Scope, list_query
 
@@ -29,6 +32,13 @@ from .scope import Scope, list_query
 RETRY_SECONDS = (60, 300, 900, 3600, 3600 * 6)
 SMTP_TIMEOUT_SECONDS = 30
 LIST = list_query()
+log = logging.getLogger("sellix_lite.emails")
+PLAIN_ADDRESS = re.compile(EMAIL_PATTERN)
+
+
+def one_line(text: str) -> str:
+    """`text` fit for a header: each line break (CR, LF or both) becomes a space."""
+    return " ".join(text.splitlines())
 
 
 def queue(db: sqlite_utils.Database, *, mode: str, kind: str, to: str, subject: str,
@@ -38,7 +48,7 @@ def queue(db: sqlite_utils.Database, *, mode: str, kind: str, to: str, subject: 
     db.execute(
         "INSERT INTO emails (id, mode, kind, to_address, subject, body_text, related_id,"
         " status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-        (email_id, mode, kind, to, subject, body, related_id, now_iso(), now_iso()))
+        (email_id, mode, kind, to, one_line(subject), body, related_id, now_iso(), now_iso()))
     return email_id
 
 
@@ -58,13 +68,18 @@ def list_page(scope: Scope, query: dict) -> dict:
 
 def send_due(db: sqlite_utils.Database, config: EmailConfig, from_address: str,
              outbox_dir: Path, boot_id: str, limit: int = 50) -> int:
-    """Send (or write to the outbox folder) the messages that are due; returns how many."""
+    """Send (or write to the outbox folder) the messages that are due; returns how many.
+
+    Each message succeeds or fails on its own: one that can't even be built (an address an
+    older version let in) is retried and then failed like one the server refused.
+    """
     done = 0
     for row in _claim(db, boot_id, limit):
         try:
             error = _deliver(row, config, from_address, outbox_dir)
-        except OSError as exc:  # the outbox folder can't be written: try again later
-            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # whatever it is, it is this message's alone
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("email %s could not be sent: %s", row["id"], error)
         if error is None:
             _finish(db, row["id"], "sent" if config.smtp_host else "outbox")
             done += 1
@@ -111,10 +126,12 @@ def _retry_later(db, row: dict, error: str) -> None:
 
 
 def _message(row: dict, from_address: str) -> EmailMessage:
+    if not PLAIN_ADDRESS.fullmatch(row["to_address"]):  # a comma would make two recipients
+        raise ValueError(f"{row['to_address']!r} is not a plain email address")
     message = EmailMessage()
     message["From"] = from_address
     message["To"] = row["to_address"]
-    message["Subject"] = row["subject"]
+    message["Subject"] = one_line(row["subject"])
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = make_msgid(idstring=row["id"], domain="sellix-lite")
     message.set_content(row["body_text"])

@@ -8,12 +8,14 @@ callback sent twice, can never pay or deliver an order twice.
 
 from __future__ import annotations
 
-import sqlite_utils
-
+import logging
 from datetime import timedelta
+
+import sqlite_utils
 
 from ..clock import iso, iso_ago, now_iso, utcnow
 from ..config import Config
+from ..currencies import MAX_AMOUNT_CENTS
 from ..db import query_one, write_txn
 from ..errors import Unprocessable
 from ..providers.blockpn import BlockPN, Invoice, ProviderError
@@ -22,6 +24,11 @@ from .links import Links
 
 # A `pending` order older than this was cut off between its two checkout transactions.
 STALE_PENDING_MINUTES = 5
+log = logging.getLogger("sellix_lite.payments")
+
+
+class InvoiceMismatch(Unprocessable):
+    """A provider report that names no order of the mode, or disagrees with its order."""
 
 
 class LivePaymentsDisabled(Unprocessable):
@@ -46,13 +53,19 @@ def provider_for(db: sqlite_utils.Database, mode: str, config: Config) -> BlockP
                          timeout=blockpn.timeout_seconds)
 
 
-def apply_invoice(db: sqlite_utils.Database, invoice: Invoice, config: Config,
-                  links: Links) -> dict | None:
-    """Bring the invoice's order up to date with it; returns the order row (None if unknown)."""
+def apply_invoice(db: sqlite_utils.Database, invoice: Invoice, mode: str, config: Config,
+                  links: Links) -> dict:
+    """Bring the invoice's order of `mode` up to date with it; returns the order row.
+
+    InvoiceMismatch, changing nothing, when no order of `mode` has the invoice or the
+    report disagrees with the order: the two modes' providers number invoices alike.
+    """
     with write_txn(db):
-        order = query_one(db, "SELECT * FROM orders WHERE invoice_id = ?", (invoice.id,))
-        if order is None or order["status"] != "awaiting_payment":
-            return order  # unknown, or already settled: a repeated report changes nothing
+        order = query_one(db, "SELECT * FROM orders WHERE invoice_id = ? AND mode = ?",
+                          (invoice.id, mode))
+        _check_report(order, invoice, mode)
+        if order["status"] != "awaiting_payment":
+            return order  # already settled: a repeated report changes nothing
         if invoice.paid_cents > order["paid_cents"]:
             order = orders.save(db, order, {
                 "paid_cents": invoice.paid_cents, "asset_paid": invoice.asset_paid,
@@ -65,6 +78,22 @@ def apply_invoice(db: sqlite_utils.Database, invoice: Invoice, config: Config,
                 reason = f"the invoice expired after a partial payment of {order['paid_cents']}"
             return orders.fail(db, order, reason, links)
         return order
+
+
+def _check_report(order: dict | None, invoice: Invoice, mode: str) -> None:
+    if order is None:
+        raise InvoiceMismatch(f"no {mode} order has invoice {invoice.id}",
+                              errors={"invoice": "names no order of this shop"})
+    wrong = {}
+    if invoice.reference != order["id"]:
+        wrong["reference"] = f"is {invoice.reference!r}, the order is {order['id']}"
+    if invoice.currency != order["currency"]:
+        wrong["currency"] = f"is {invoice.currency!r}, the order's is {order['currency']}"
+    if not 0 <= invoice.paid_cents <= MAX_AMOUNT_CENTS:
+        wrong["paid_cents"] = f"must be from 0 to {MAX_AMOUNT_CENTS}"
+    if wrong:
+        raise InvoiceMismatch(f"the report of invoice {invoice.id} does not match order "
+                              f"{order['id']}: {', '.join(wrong)} differ", errors=wrong)
 
 
 def _mark_paid(db, order: dict, config: Config, links: Links) -> dict:
@@ -85,9 +114,13 @@ def poll_open_invoices(db: sqlite_utils.Database, config: Config, links: Links,
         try:
             provider = provider_for(db, order["mode"], config)
             invoice = provider.get_invoice(order["invoice_id"])
-        except (ProviderError, LivePaymentsDisabled):
-            continue  # asked again at the next poll
-        apply_invoice(db, invoice, config, links)
+            apply_invoice(db, invoice, order["mode"], config, links)
+        except (ProviderError, LivePaymentsDisabled) as exc:
+            warn_provider_failure(f"order {order['id']}", exc)
+            continue
+        except InvoiceMismatch as exc:
+            log.warning("ignored the provider's answer for order %s: %s", order["id"],
+                        exc.detail)
         with write_txn(db):  # rotate: the next poll starts with the others
             db.execute("UPDATE orders SET updated_at = ? WHERE id = ? AND status = "
                        "'awaiting_payment'", (now_iso(), order["id"]))
@@ -114,9 +147,18 @@ def next_provider_check(mode: str, config: Config, live_seconds: int) -> str:
     return iso(utcnow() + timedelta(seconds=seconds))
 
 
+def warn_provider_failure(subject: str, reason: Exception) -> None:
+    """Log what a job's call to BlockPN met, in words the merchant can act on; the job asks
+    about `subject` again at its next run."""
+    if isinstance(reason, ProviderError):
+        log.warning("%s; %s is asked about again later (%s)", reason.diagnosis, subject, reason)
+
+
 def ask_again_later(db: sqlite_utils.Database, table: str, row: dict, config: Config,
-                    live_seconds: int) -> None:
-    """Put off the next provider check of a row of `table` (after a provider error)."""
+                    live_seconds: int, reason: Exception) -> None:
+    """Put off the next provider check of a row of `table`, after `reason` kept the
+    provider from answering."""
+    warn_provider_failure(f"{table.removesuffix('s')} {row['id']}", reason)
     with write_txn(db):
         db.execute(f"UPDATE {table} SET next_check_at = ? WHERE id = ?",
                    (next_provider_check(row["mode"], config, live_seconds), row["id"]))

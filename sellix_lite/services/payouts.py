@@ -15,6 +15,7 @@ import sqlite_utils
 from .. import chains, db as storage
 from ..clock import now_iso
 from ..config import Config
+from ..currencies import MAX_AMOUNT_CENTS
 from ..db import query_one, write_txn
 from ..errors import Unprocessable
 from ..ids import new_id
@@ -30,8 +31,9 @@ CREATE = Schema(
     chain=Enum(tuple(chains.CHAINS), required=True, description="Network to send on."),
     asset=String(required=True, min_length=1, max_length=10,
                  description="Asset symbol offered on that chain.", example="USDT"),
-    amount_cents=Integer(required=True, minimum=1, description="Amount in the shop "
-                         "currency's smallest unit; at most the available balance.",
+    amount_cents=Integer(required=True, minimum=1, maximum=MAX_AMOUNT_CENTS,
+                         description="Amount in the shop currency's smallest unit; at "
+                                     "most the available balance.",
                          example=25000),
     destination_address=String(required=True, min_length=1, max_length=200, strip=True,
                                description="Address in the chain's format.",
@@ -128,8 +130,8 @@ def process_due(db: sqlite_utils.Database, config: Config, limit: int = 20) -> i
     for payout in due:
         try:
             report = ask_provider(db, payout, config)
-        except (ProviderError, LivePaymentsDisabled):
-            ask_again_later(db, "payouts", payout, config, config.jobs.payout_poll_seconds)
+        except (ProviderError, LivePaymentsDisabled) as exc:
+            ask_again_later(db, "payouts", payout, config, config.jobs.payout_poll_seconds, exc)
             continue
         settle(db, payout["id"], report, config)
     return len(due)

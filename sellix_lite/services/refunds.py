@@ -14,7 +14,7 @@ import sqlite_utils
 from .. import db as storage
 from ..clock import now_iso
 from ..config import Config
-from ..currencies import format_amount
+from ..currencies import MAX_AMOUNT_CENTS, format_amount
 from ..db import query_one, write_txn
 from ..errors import Unprocessable
 from ..ids import new_id
@@ -28,8 +28,9 @@ from .scope import Scope, list_query
 
 REASONS = ("requested_by_buyer", "duplicate", "fraud", "other")
 CREATE = Schema(
-    amount_cents=Integer(minimum=1, description="How much to refund; default: everything "
-                                                "still refundable."),
+    amount_cents=Integer(minimum=1, maximum=MAX_AMOUNT_CENTS,
+                         description="How much to refund; default: everything still "
+                                     "refundable."),
     reason=Enum(REASONS, description="For your accounting and the buyer's receipt."),
     note=String(max_length=1000, description="An internal note kept with the refund."),
 )
@@ -90,8 +91,9 @@ def process_due(db: sqlite_utils.Database, config: Config, links: Links, limit: 
                     amount_cents=refund["amount_cents"], currency=order["currency"])
             else:
                 report = provider.get_refund(refund["provider_refund_id"])
-        except (ProviderError, LivePaymentsDisabled):
-            ask_again_later(db, "refunds", refund, config, config.jobs.payment_poll_seconds)
+        except (ProviderError, LivePaymentsDisabled) as exc:
+            ask_again_later(db, "refunds", refund, config, config.jobs.payment_poll_seconds,
+                            exc)
             continue
         settle(db, refund["id"], report, config, links)
     return len(due)

@@ -8,6 +8,7 @@ Test mode only: in live mode they do not exist (404).
 from __future__ import annotations
 
 from ..config import Config
+from ..currencies import MAX_AMOUNT_CENTS
 from ..errors import NotFound, Unprocessable
 from ..validation import Integer, Schema, String
 from . import orders, payments, payouts
@@ -16,8 +17,9 @@ from .scope import Scope
 
 FAIL_PAYOUT = Schema(reason=String(min_length=1, max_length=200, default="rejected by the "
                                   "network (test helper)", description="Why it failed."))
-PAY = Schema(amount_cents=Integer(minimum=1, description="Pay this much (less than what is "
-                                  "due pays in part); default: everything still due."))
+PAY = Schema(amount_cents=Integer(minimum=1, maximum=MAX_AMOUNT_CENTS,
+                                  description="Pay this much (less than what is due pays "
+                                              "in part); default: everything still due."))
 
 
 def pay_order(scope: Scope, order_id: str, body: dict, config: Config, links: Links) -> dict:
@@ -27,7 +29,7 @@ def pay_order(scope: Scope, order_id: str, body: dict, config: Config, links: Li
     order = _awaiting_payment(scope, order_id)
     amount = params.get("amount_cents", order["total_cents"] - order["paid_cents"])
     invoice = _sandbox(scope, config).pay(order["invoice_id"], amount)
-    payments.apply_invoice(scope.db, invoice, config, links)
+    payments.apply_invoice(scope.db, invoice, "test", config, links)
     return orders.get(scope, order_id, links)
 
 
@@ -35,7 +37,7 @@ def expire_order(scope: Scope, order_id: str, config: Config, links: Links) -> d
     """Let a test order's invoice run out now."""
     order = _awaiting_payment(scope, order_id)
     invoice = _sandbox(scope, config).expire(order["invoice_id"])
-    payments.apply_invoice(scope.db, invoice, config, links)
+    payments.apply_invoice(scope.db, invoice, "test", config, links)
     return orders.get(scope, order_id, links)
 
 
