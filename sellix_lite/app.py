@@ -21,6 +21,7 @@ from .config import Config
 from .html import TemplateEnvironment
 from .ratelimit import SlidingWindowLimiter
 from .security import Signer
+from .services.delivery import TestSendSlots
 from .services.links import Links
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -35,9 +36,11 @@ class Runtime:
     boot_id: str = field(default_factory=lambda: secrets.token_hex(8))
     limiter: SlidingWindowLimiter = field(default_factory=SlidingWindowLimiter)
     connections: storage.ThreadConnections = field(init=False)
+    test_sends: TestSendSlots = field(init=False)
 
     def __post_init__(self):
         self.connections = storage.ThreadConnections(self.config.database_path)
+        self.test_sends = TestSendSlots(self.config)
 
     @property
     def links(self) -> Links:

@@ -70,6 +70,7 @@ class BlockpnConfig:
     ipn_secret: str = ""
     accepted: tuple[str, ...] = ("tron:USDT", "ethereum:USDC", "bitcoin:BTC", "solana:USDC")
     invoice_ttl_minutes: int = 60
+    timeout_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class WebhooksConfig:
     retry_schedule: tuple[int, ...] = (60, 120, 300, 900, 3600, 21600, 86400)
     disable_after_hours: int = 48
     allow_private_targets: bool = False
+    allow_private_targets_in_test: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,8 @@ _POSITIVE = {
     ("limits", "reads_per_minute"),
     ("limits", "writes_per_minute"), ("limits", "failed_auths_per_minute_per_ip"),
     ("limits", "checkouts_per_minute_per_ip"), ("limits", "max_qty_per_order"),
-    ("blockpn", "invoice_ttl_minutes"), ("webhooks", "timeout_seconds"),
+    ("blockpn", "invoice_ttl_minutes"), ("blockpn", "timeout_seconds"),
+    ("webhooks", "timeout_seconds"),
     ("webhooks", "disable_after_hours"), ("jobs", "tick_seconds"),
     ("jobs", "payment_poll_seconds"), ("jobs", "payout_poll_seconds"),
     ("email", "smtp_port"), ("backups", "keep"),

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor as SenderThreads
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -25,24 +26,36 @@ from .config import Config
 from .services import (delivery, emails, fulfilment, idempotency, payments, payouts, refunds,
                        renewals)
 from .services.links import Links
+from .services.scope import MODES
 
 log = logging.getLogger("sellix_lite.jobs")
 # How often the backup job checks whether the newest scheduled backup is old enough.
 BACKUP_CHECK_SECONDS = 600
+# Senders of each mode: eight endpoints that never answer still leave eight for the others.
+SENDERS_PER_MODE = 16
+# How many endpoints or products a delivery job serves in one run without senders.
+INLINE_LIMIT = 16
 
 
 class SenderPool:
-    """Threads that make outbound calls (webhook deliveries) for the jobs.
+    """Threads that make outbound calls (webhooks, dynamic products) for the jobs, a set per
+    mode.
 
-    The delivery job only claims as many deliveries as there are idle senders, so a slow
-    endpoint ties up one sender and never delays the next tick.
+    Live deliveries never wait behind test-mode ones: each mode has its own senders. An
+    endpoint holds at most one sender, for at most `timeout_seconds` a call, and a mode has
+    SENDERS_PER_MODE of them (threads start only when needed), so endpoints that never
+    answer leave senders for the healthy ones. The delivery jobs claim only as many
+    deliveries as a mode has idle senders, so a slow endpoint never delays the next tick.
+    Work submitted with a key (a dynamic product's id) is `holding` that key until it ends.
     """
 
-    def __init__(self, config: Config, size: int = 8):
+    def __init__(self, config: Config, size: int = SENDERS_PER_MODE):
         self._config = config
-        self._threads = SenderThreads(size, thread_name_prefix="sender")
+        self._threads = {mode: SenderThreads(size, thread_name_prefix=f"sender-{mode}")
+                         for mode in MODES}
         self._size = size
-        self._busy = 0
+        self._busy = dict.fromkeys(MODES, 0)
+        self._held: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
@@ -50,17 +63,24 @@ class SenderPool:
         """False once shutdown began: long-running work should wind down."""
         return not self._stopping.is_set()
 
-    def idle(self) -> int:
+    def idle(self, mode: str) -> int:
         with self._lock:
-            return self._size - self._busy
+            return self._size - self._busy[mode]
 
-    def submit(self, work: Callable) -> None:
-        """Run `work(db)` on a sender thread with a connection of its own."""
+    def holding(self) -> frozenset:
+        """The keys of the work under way."""
         with self._lock:
-            self._busy += 1
-        self._threads.submit(self._run, work)
+            return frozenset(self._held)
 
-    def _run(self, work: Callable) -> None:
+    def submit(self, mode: str, work: Callable, key: str | None = None) -> None:
+        """Run `work(db)` on a sender of `mode` with a connection of its own."""
+        with self._lock:
+            self._busy[mode] += 1
+            if key is not None:
+                self._held.add(key)
+        self._threads[mode].submit(self._run, mode, work, key)
+
+    def _run(self, mode: str, work: Callable, key: str | None) -> None:
         db = storage.connect(self._config.database_path)
         try:
             work(db)
@@ -69,16 +89,18 @@ class SenderPool:
         finally:
             db.close()
             with self._lock:
-                self._busy -= 1
+                self._busy[mode] -= 1
+                self._held.discard(key)
 
     def wind_down(self) -> None:
         """Ask senders to stop after the call they are making."""
         self._stopping.set()
 
     def shutdown(self) -> None:
-        """Wait for calls under way (each is bounded by its timeout)."""
+        """Wait for calls under way (each ends at its deadline)."""
         self.wind_down()
-        self._threads.shutdown(wait=True)
+        for threads in self._threads.values():
+            threads.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
@@ -141,13 +163,10 @@ def purge_idempotency_keys(ctx: JobContext) -> int:
 def deliver_webhooks(ctx: JobContext) -> int:
     """Send the webhook deliveries that are due; returns how many were claimed."""
     with ctx.connection() as db:
-        if ctx.senders is None:
-            return delivery.deliver_due(db, ctx.config, ctx.boot_id, lambda work: work(db))
-        limit = ctx.senders.idle()
-        if limit == 0:
-            return 0
-        return delivery.deliver_due(db, ctx.config, ctx.boot_id, ctx.senders.submit, limit,
-                                    keep_going=ctx.senders.running)
+        def start(submit, limit, mode, keep_going):
+            return delivery.deliver_due(db, ctx.config, ctx.boot_id, submit, limit,
+                                        keep_going=keep_going, mode=mode)
+        return _on_senders(ctx, db, start)
 
 
 @job("poll_payments", every=lambda config: config.jobs.payment_poll_seconds)
@@ -176,7 +195,26 @@ def process_payouts(ctx: JobContext) -> int:
 def deliver_dynamic(ctx: JobContext) -> int:
     """Call the URLs of dynamic products for the orders waiting on them."""
     with ctx.connection() as db:
-        return fulfilment.deliver_dynamic_due(db, ctx.config, ctx.links)
+        busy = ctx.senders.holding() if ctx.senders else frozenset()
+
+        def start(submit, limit, mode, keep_going):
+            return fulfilment.deliver_dynamic_due(db, ctx.config, ctx.links, submit, limit,
+                                                  mode=mode, busy=busy, keep_going=keep_going)
+        return _on_senders(ctx, db, start)
+
+
+def _on_senders(ctx: JobContext, db, start: Callable[..., int]) -> int:
+    """Call `start(submit, limit, mode, keep_going)` for each mode with that mode's idle
+    senders; returns how many deliveries were claimed. Without a SenderPool (tests calling
+    jobs directly) the work runs inline, every mode at once."""
+    if ctx.senders is None:
+        return start(lambda work, key=None: work(db), INLINE_LIMIT, None, lambda: True)
+    claimed = 0
+    for mode in MODES:
+        if limit := ctx.senders.idle(mode):
+            claimed += start(partial(ctx.senders.submit, mode), limit, mode,
+                             ctx.senders.running)
+    return claimed
 
 
 @job("renew_subscriptions", every=lambda config: config.jobs.payment_poll_seconds)

@@ -7,6 +7,7 @@ two schedulers would deliver the same webhook or send the same payout twice.
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import signal
 import stat
@@ -87,6 +88,7 @@ def serve(config: Config, host: str, port: int) -> None:
         scheduler = start_scheduler(ctx)
         stop_on_sigterm()
         url = f"http://{host}:{server.effective_port}"
+        warn_of_private_targets(config, host)
         log.info("sellix-lite serving on %s (database %s, schema version %s)",
                  url, config.database_path, version)
         try:
@@ -119,6 +121,22 @@ def warn_if_open_to_others(data_dir: Path) -> None:
     if mode & 0o077:
         log.warning("the data folder %s is readable by other users (mode %04o); chmod 700 %s",
                     data_dir, mode, data_dir)
+
+
+def warn_of_private_targets(config: Config, host: str) -> None:
+    """Test keys may make the server call its own network; say so where others can reach it."""
+    if config.webhooks.allow_private_targets_in_test and not _is_loopback(host):
+        log.warning("listening on %s with [webhooks] allow_private_targets_in_test = true: "
+                    "anyone with a test key can make this server call loopback and private "
+                    "addresses and read their answers; set it to false on a public server",
+                    host)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _create_server(app, config: Config, host: str, port: int):

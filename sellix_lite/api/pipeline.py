@@ -100,11 +100,6 @@ def caller() -> dict:
     return g.api_key
 
 
-def allow_private_targets() -> bool:
-    """Whether live-mode URLs (webhooks, dynamic products) may point to private addresses."""
-    return runtime().config.webhooks.allow_private_targets
-
-
 def authenticate_request() -> None:
     """Blueprint hook: resolve the bearer key and count the request against its limit."""
     this = request._get_current_object()  # one lookup of the proxy for all uses below

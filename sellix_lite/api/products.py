@@ -12,7 +12,7 @@ from ..http import json_response
 from ..services import license_keys, products
 from ..validation import Schema, String
 from . import bp
-from .pipeline import allow_private_targets, operation, scope
+from .pipeline import operation, scope
 
 TAG = "Products"
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -37,7 +37,7 @@ def list_products(query):
 def create_product(query, body):
     """Publishes a new product; its slug is derived from the name, unique in this mode.
     A dynamic product's `dynamic_signing_secret` is shown in this response only."""
-    product = products.create(scope(), body, allow_private_urls=allow_private_targets())
+    product = products.create(scope(), body, runtime().config)
     return json_response(product, 201)
 
 
@@ -54,8 +54,7 @@ def get_product(product_id, query):
            response="Product")
 def update_product(product_id, query, body):
     """Changes any subset of the editable fields and returns the whole product."""
-    product = products.update(scope(), product_id, body,
-                              allow_private_urls=allow_private_targets())
+    product = products.update(scope(), product_id, body, runtime().config)
     return json_response(product)
 
 

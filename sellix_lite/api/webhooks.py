@@ -6,10 +6,9 @@ from ..app import runtime
 from ..http import json_response
 from ..services import delivery, events, webhooks
 from . import bp
-from .pipeline import allow_private_targets, caller, operation, scope
+from .pipeline import caller, operation, scope
 
 TAG = "Webhooks"
-
 
 
 @operation(bp, "GET", "/webhooks", summary="List endpoints", tag=TAG,
@@ -26,8 +25,7 @@ def list_webhooks(query):
            response="NewWebhookEndpoint")
 def create_webhook(query, body):
     """Subscribes a URL to event types; `signing_secret` is shown in this response only."""
-    return json_response(webhooks.create(scope(), body, allow_private_urls=allow_private_targets()),
-                         201)
+    return json_response(webhooks.create(scope(), body, runtime().config), 201)
 
 
 @operation(bp, "GET", "/webhooks/<endpoint_id>", summary="Fetch an endpoint", tag=TAG,
@@ -43,8 +41,7 @@ def get_webhook(endpoint_id, query):
            response="WebhookEndpoint")
 def update_webhook(endpoint_id, query, body):
     """Edits url, events or description; `{"status": "active"}` re-enables it."""
-    return json_response(webhooks.update(scope(), endpoint_id, body,
-                                         allow_private_urls=allow_private_targets()))
+    return json_response(webhooks.update(scope(), endpoint_id, body, runtime().config))
 
 
 @operation(bp, "DELETE", "/webhooks/<endpoint_id>", summary="Remove an endpoint", tag=TAG,
@@ -60,7 +57,8 @@ def delete_webhook(endpoint_id, query, body):
            response="TestDelivery")
 def test_webhook(endpoint_id, query, body):
     """Sends a synthetic signed event now and reports the endpoint's answer."""
-    return json_response(delivery.send_test(scope(), endpoint_id, body, runtime().config))
+    return json_response(delivery.send_test(scope(), endpoint_id, body, runtime().config,
+                                            runtime().test_sends))
 
 
 @operation(bp, "POST", "/webhooks/<endpoint_id>/rotate-secret", summary="Rotate the secret",

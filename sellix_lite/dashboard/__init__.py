@@ -61,11 +61,6 @@ def scope() -> Scope:
     return Scope(get_db(), g.mode, runtime().signer)
 
 
-def private_targets() -> bool:
-    """Whether live-mode URLs may point to private addresses."""
-    return runtime().config.webhooks.allow_private_targets
-
-
 def page(template: str, **context):
     return render_template(f"dashboard/{template}", mode=g.mode, **context)
 

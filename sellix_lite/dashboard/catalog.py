@@ -11,7 +11,7 @@ from ..app import runtime
 from ..currencies import MINOR_UNITS
 from ..html import form_cents, form_integer
 from ..services import license_keys, products
-from . import bp, page, private_targets, scope, submit
+from . import bp, page, scope, submit
 
 TEXT_FIELDS = ("name", "description", "delivery_text", "dynamic_url", "interval", "status")
 
@@ -27,7 +27,7 @@ def products_page():
 def create_product():
     def action():
         product = products.create(scope(), _product_body(request.form, creating=True),
-                                  allow_private_urls=private_targets())
+                                  runtime().config)
         return url_for("dashboard.product_page", product_id=product["id"])
     return submit(action, url_for("dashboard.products_page"))
 
@@ -42,7 +42,7 @@ def product_page(product_id):
 def update_product(product_id):
     def action():
         products.update(scope(), product_id, _product_body(request.form, creating=False),
-                        allow_private_urls=private_targets())
+                        runtime().config)
     return submit(action, url_for("dashboard.product_page", product_id=product_id))
 
 

@@ -6,7 +6,7 @@ from flask import flash, request, url_for
 
 from ..app import runtime
 from ..services import api_keys, delivery, emails, webhooks
-from . import bp, page, private_targets, scope, submit, submit_and_show
+from . import bp, page, scope, submit, submit_and_show
 
 
 @bp.get("/webhooks")
@@ -22,7 +22,7 @@ def create_webhook():
             "events": request.form.getlist("events"),
             "description": request.form.get("description", "")}
     return submit_and_show(
-        lambda: webhooks.create(scope(), body, allow_private_urls=private_targets()),
+        lambda: webhooks.create(scope(), body, runtime().config),
         lambda created: page("webhook.html", endpoint=created, secret=created["signing_secret"],
                              deliveries=[]),
         url_for("dashboard.webhooks_page"))
@@ -39,7 +39,8 @@ def webhook_page(endpoint_id):
 @bp.post("/webhooks/<endpoint_id>/test")
 def test_webhook(endpoint_id):
     def action():
-        result = delivery.send_test(scope(), endpoint_id, {}, runtime().config)
+        result = delivery.send_test(scope(), endpoint_id, {}, runtime().config,
+                                    runtime().test_sends)
         outcome = "delivered" if result["delivered"] else "not delivered"
         flash(f"Test event {outcome} (HTTP {result['response_code']}, "
               f"{result['delivery_ms']} ms).", "info" if result["delivered"] else "error")
@@ -50,7 +51,7 @@ def test_webhook(endpoint_id):
 def webhook_status(endpoint_id):
     status = "active" if request.form.get("status") == "active" else "disabled"
     return submit(lambda: webhooks.update(scope(), endpoint_id, {"status": status},
-                                          allow_private_urls=private_targets()) and None,
+                                          runtime().config) and None,
                   url_for("dashboard.webhook_page", endpoint_id=endpoint_id))
 
 

@@ -19,7 +19,7 @@ import typing
 from typing import Mapping
 from urllib.parse import quote, urlsplit
 
-from .. import __version__
+from .. import __version__, outbound
 from .blockpn import InvalidCallback, Invoice, Payout, ProviderError, Refund
 
 SIGNATURE_HEADER = "X-BlockPN-Signature"
@@ -27,7 +27,7 @@ CALLBACK_TYPE = "invoice.updated"
 # A callback signed further than this from our clock is refused, so a captured one can't
 # be replayed later.
 SIGNATURE_TOLERANCE_SECONDS = 300
-MAX_ANSWER_BYTES = 1024 * 1024
+MAX_ANSWER_BYTES = outbound.MAX_READ_BYTES
 USER_AGENT = f"sellix-lite/{__version__}"
 
 
@@ -170,27 +170,25 @@ class BlockPNClient:
         return _answer(method, path, status, raw)
 
     def _send(self, method, path, data, headers) -> tuple[int, bytes]:
-        connection_class = http.client.HTTPSConnection if self._https \
-            else http.client.HTTPConnection
-        conn = connection_class(self._host, self._port, timeout=self.timeout)
+        """One call, all of it within `timeout` seconds, its answer at most 64 KiB."""
         try:
-            conn.request(method, path, body=data, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read(MAX_ANSWER_BYTES + 1)
+            answer = outbound.exchange(method, https=self._https, host=self._host,
+                                       port=self._port, target=path, body=data,
+                                       headers=headers, timeout=self.timeout, whole=True)
+        except outbound.AnswerTooLarge:
+            raise ProviderError(f"BlockPN's answer to {method} {path} is larger than "
+                                f"{MAX_ANSWER_BYTES // 1024} KiB", kind="failed") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             # OSError covers refused connections, timeouts and TLS failures; ValueError a
             # header value http.client refuses to send.
-            raise ProviderError(f"BlockPN could not be reached: {_describe(exc)}") from None
-        finally:
-            conn.close()
+            raise ProviderError(f"BlockPN could not be reached: {outbound.describe(exc)}"
+                                ) from None
+        return answer.status, answer.body
 
 
 def _answer(method: str, path: str, status: int, raw: bytes) -> dict:
     """The JSON object of a 2xx answer; a ProviderError naming the problem otherwise."""
     where = f"{method} {path}"
-    if len(raw) > MAX_ANSWER_BYTES:
-        raise ProviderError(f"BlockPN's answer to {where} is larger than 1 MiB",
-                            kind="failed")
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError):
@@ -220,14 +218,6 @@ def _reason(payload) -> str | None:
     if not isinstance(message, str):
         return None
     return " ".join(message.split())[:300] or None
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

@@ -255,7 +255,7 @@ def _send_ipn(ledger: SandboxLedger, invoice_id: str) -> dict | None:
         return {"url": url, "delivered": False, "response_code": None,
                 "error": "dropped by the fault switch"}
     result = outbound.post(url, body, headers, timeout=CALLBACK_TIMEOUT_SECONDS,
-                           public_only=False)
+                           targets=None)
     return {"url": url, "delivered": result.ok, "response_code": result.status,
             "error": result.error}
 

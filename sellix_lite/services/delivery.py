@@ -3,13 +3,19 @@
 At-least-once: a delivery is leased to this process (its boot id) before the POST and
 settled after it, in two short transactions with the network call between them. A delivery
 leased by a process that died is due again at once. At most one delivery per endpoint is in
-flight, so a slow or hanging endpoint holds one sender, never the others.
+flight, so a slow or hanging endpoint holds one sender, never the others; each call ends at
+`timeout_seconds` whatever the receiver does.
+
+A test send is made on the request's own thread, so `TestSendSlots` lets only a quarter of the
+server's threads make them at once: receivers that never answer can't take them all.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
@@ -20,10 +26,12 @@ from .. import outbound, signing
 from ..clock import iso, now_iso, utcnow
 from ..config import Config
 from ..db import query_one, write_txn
+from ..errors import RateLimited
 from ..ids import new_id
 from . import emails, webhooks
 from .events import render as render_event
 from .scope import Scope
+from .urls import Targets
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,9 @@ class Claimed:
 
 
 def claim_due(db: sqlite_utils.Database, boot_id: str, config: Config, limit: int,
-              endpoint_id: str | None = None) -> list[Claimed]:
-    """Lease up to `limit` due deliveries, at most one per endpoint, oldest first.
+              endpoint_id: str | None = None, mode: str | None = None) -> list[Claimed]:
+    """Lease up to `limit` due deliveries, at most one per endpoint, oldest first; only
+    those of `endpoint_id`, or of `mode`, when given.
 
     Endpoints are few and deliveries can pile up by the thousand behind a slow one, so the
     lookups go endpoint by endpoint, each an index seek: the time spent under the write
@@ -50,10 +59,13 @@ def claim_due(db: sqlite_utils.Database, boot_id: str, config: Config, limit: in
     """
     now = now_iso()
     with write_txn(db):
-        only = " AND id = ?" if endpoint_id else ""
-        endpoints = [row["id"] for row in db.query(
-            "SELECT id FROM webhook_endpoints WHERE status = 'active' AND deleted_at IS NULL"
-            + only, (endpoint_id,) if endpoint_id else ())]
+        sql = "SELECT id FROM webhook_endpoints WHERE status = 'active' AND deleted_at IS NULL"
+        params = ()
+        if endpoint_id:
+            sql, params = sql + " AND id = ?", (endpoint_id,)
+        elif mode:
+            sql, params = sql + " AND mode = ?", (mode,)
+        endpoints = [row["id"] for row in db.query(sql, params)]
         due = []
         for endpoint in endpoints:
             if _in_flight(db, endpoint, boot_id, now):
@@ -77,10 +89,10 @@ def _in_flight(db: sqlite_utils.Database, endpoint_id: str, boot_id: str, now: s
 
 def _lease(db: sqlite_utils.Database, delivery_id: str, boot_id: str,
            config: Config) -> Claimed:
-    # The lease outlives any attempt (connect, send and read each have the timeout); it
-    # guards against a second sender in this process, and lapses if a sender died without
-    # settling. A restart voids it at once through the boot id.
-    until = iso(utcnow() + timedelta(seconds=3 * config.webhooks.timeout_seconds + 60))
+    # The lease outlives any attempt (each ends at the timeout); it guards against a second
+    # sender in this process, and lapses if a sender died without settling. A restart voids
+    # it at once through the boot id.
+    until = iso(utcnow() + timedelta(seconds=config.webhooks.timeout_seconds + 60))
     db.execute("UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ?, "
                "attempts = attempts + 1 WHERE id = ?", (boot_id, until, delivery_id))
     row = query_one(db, """SELECT d.endpoint_id, d.mode, d.event_id, e.url, e.secret,
@@ -98,9 +110,9 @@ def send(claimed: Claimed, config: Config) -> outbound.PostResult:
     """POST one signed delivery; `webhook-timestamp` is this attempt's time."""
     headers = signing.headers(list(claimed.secrets), claimed.event_id, claimed.event_type,
                               int(time.time()), claimed.body)
-    public_only = claimed.mode == "live" and not config.webhooks.allow_private_targets
     return outbound.post(claimed.url, claimed.body, headers,
-                         timeout=config.webhooks.timeout_seconds, public_only=public_only)
+                         timeout=config.webhooks.timeout_seconds,
+                         targets=Targets(claimed.mode, config.webhooks))
 
 
 def record(db: sqlite_utils.Database, claimed: Claimed, result: outbound.PostResult,
@@ -174,38 +186,67 @@ def _email_owner(db, endpoint: dict, config: Config) -> None:
 
 
 def deliver_due(db: sqlite_utils.Database, config: Config, boot_id: str, submit,
-                limit: int = 16, keep_going: Callable[[], bool] = lambda: True) -> int:
-    """Start a sender for each endpoint with due deliveries (up to `limit` endpoints).
+                limit: int = 16, keep_going: Callable[[], bool] = lambda: True,
+                mode: str | None = None) -> int:
+    """Start a sender for each endpoint (of `mode`, when given) with due deliveries, up to
+    `limit` endpoints.
 
     `submit(work)` runs `work(db)` now or on a sender thread. Each sender drains its
     endpoint's due deliveries one after another, up to MAX_SENDS_IN_A_ROW, so a backlog
     goes out at the receiver's pace rather than one delivery per tick; it stops early once
     `keep_going()` is false (the server is shutting down), leaving the rest for next time.
     """
-    claimed = claim_due(db, boot_id, config, limit)
+    claimed = claim_due(db, boot_id, config, limit, mode=mode)
     for item in claimed:
-        submit(_sender(item, config, boot_id, keep_going))
+        submit(draining(
+            item, lambda db, this: record(db, this, send(this, config), config),
+            lambda db, this: claim_due(db, boot_id, config, 1, this.endpoint_id),
+            keep_going))
     return len(claimed)
 
 
 MAX_SENDS_IN_A_ROW = 100
 
 
-def _sender(first: Claimed, config: Config, boot_id: str, keep_going: Callable[[], bool]):
+def draining(first, deliver: Callable, claim_next: Callable, keep_going: Callable[[], bool]):
+    """A sender's work: deliver `first`, then what `claim_next(db, item)` claims for the same
+    target (a list of at most one), until there is none, MAX_SENDS_IN_A_ROW were sent or
+    `keep_going()` turns false."""
     def drain(db: sqlite_utils.Database) -> int:
         item, sent = first, 0
         while item is not None:
-            record(db, item, send(item, config), config)
+            deliver(db, item)
             sent += 1
-            more = []
-            if sent < MAX_SENDS_IN_A_ROW and keep_going():
-                more = claim_due(db, boot_id, config, 1, item.endpoint_id)
+            more = claim_next(db, item) if sent < MAX_SENDS_IN_A_ROW and keep_going() else []
             item = more[0] if more else None
         return sent
     return drain
 
 
-def send_test(scope: Scope, endpoint_id: str, body: dict, config: Config) -> dict:
+class TestSendSlots:
+    """At most `max(1, server.threads // 4)` test sends at once; more are refused (429)."""
+
+    def __init__(self, config: Config):
+        self.size = max(1, config.server.threads // 4)
+        self._free = threading.BoundedSemaphore(self.size)
+        self._retry_after = str(config.webhooks.timeout_seconds)
+
+    @contextmanager
+    def hold(self):
+        """A slot for one test send, or RateLimited at once when none is free."""
+        if not self._free.acquire(blocking=False):
+            raise RateLimited(f"Too many test sends at once: the server makes at most "
+                              f"{self.size} at a time; try again in {self._retry_after} "
+                              f"seconds",
+                              headers={"Retry-After": self._retry_after})
+        try:
+            yield
+        finally:
+            self._free.release()
+
+
+def send_test(scope: Scope, endpoint_id: str, body: dict, config: Config,
+              slots: TestSendSlots) -> dict:
     """Send a synthetic, signed event now and report how the endpoint answered."""
     event_type = webhooks.TEST.validate(body)["event"]
     endpoint = webhooks.require(scope, endpoint_id)
@@ -213,7 +254,8 @@ def send_test(scope: Scope, endpoint_id: str, body: dict, config: Config) -> dic
              "mode": scope.mode, "data": {"object": _sample_object(event_type), "test": True}}
     claimed = Claimed("", endpoint_id, endpoint["url"], scope.mode, event["id"], event_type,
                       json.dumps(event).encode(), tuple(webhooks.signing_secrets(endpoint)))
-    result = send(claimed, config)
+    with slots.hold():
+        result = send(claimed, config)
     return {"delivered": result.ok, "response_code": result.status,
             "delivery_ms": result.duration_ms}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Callable
 
 import sqlite_utils
 
@@ -22,7 +23,9 @@ from ..errors import Unprocessable
 from ..validation import Schema, String
 from . import emails, orders, subscriptions
 from .links import Links
+from .delivery import draining
 from .scope import Scope
+from .urls import Targets
 
 FULFIL = Schema(tracking=String(max_length=500, description="Carrier and tracking number."))
 MAX_DYNAMIC_TEXT = 64 * 1024
@@ -120,38 +123,65 @@ def fulfil(scope: Scope, order_id: str, body: dict, config: Config, links: Links
     return orders.present(scope.db, order, links)
 
 
-def deliver_dynamic_due(db: sqlite_utils.Database, config: Config, links: Links,
-                        limit: int = 10) -> int:
-    """Call the URL of each dynamic order due for delivery; returns how many were tried."""
-    due = _claim_dynamic(db, config, limit)
+def deliver_dynamic_due(db: sqlite_utils.Database, config: Config, links: Links, submit,
+                        limit: int = 10, mode: str | None = None,
+                        busy: frozenset = frozenset(),
+                        keep_going: Callable[[], bool] = lambda: True) -> int:
+    """Start a sender for each dynamic product (of `mode`, when given, and not in `busy`)
+    with orders due for delivery, up to `limit` products; returns how many were claimed.
+
+    `submit(work, product_id)` runs `work(db)` now or on a sender thread. As with webhooks,
+    one sender calls a product's URL at a time and drains its due orders one after another,
+    so a URL that never answers holds one sender and delays only its own orders.
+    """
+    due = _claim_dynamic(db, config, limit, mode=mode, busy=busy)
     for order in due:
-        product = query_one(db, "SELECT * FROM products WHERE id = ?", (order["product_id"],))
-        result = _call(order, product, config, links)
-        with write_txn(db):
-            current = query_one(db, "SELECT * FROM orders WHERE id = ?", (order["id"],))
-            if current["status"] == "delivering":
-                _after_call(db, current, product, result, config, links)
+        submit(draining(order, lambda db, this: _deliver_dynamic(db, this, config, links),
+                        lambda db, this: _claim_dynamic(db, config, 1,
+                                                        product_id=this["product_id"]),
+                        keep_going), order["product_id"])
     return len(due)
 
 
-def _claim_dynamic(db, config: Config, limit: int) -> list[dict]:
+def _deliver_dynamic(db, order: dict, config: Config, links: Links) -> None:
+    product = query_one(db, "SELECT * FROM products WHERE id = ?", (order["product_id"],))
+    result = _call(order, product, config, links)
+    with write_txn(db):
+        current = query_one(db, "SELECT * FROM orders WHERE id = ?", (order["id"],))
+        if current["status"] == "delivering":
+            _after_call(db, current, product, result, config, links)
+
+
+def _claim_dynamic(db, config: Config, limit: int, *, mode: str | None = None,
+                   busy: frozenset = frozenset(), product_id: str | None = None) -> list[dict]:
+    """Lease the oldest due order of up to `limit` products (of `mode`, or only
+    `product_id`, when given; none in `busy`)."""
+    conditions, params = ["status = 'delivering'", "product_type = 'dynamic'",
+                          "next_delivery_at <= ?"], [now_iso()]
+    for column, value in (("mode", mode), ("product_id", product_id)):
+        if value:
+            conditions.append(f"{column} = ?")
+            params.append(value)
+    if busy:
+        conditions.append(f"product_id NOT IN ({', '.join('?' * len(busy))})")
+        params.extend(sorted(busy))
     # Push the next attempt past any call's duration first: a crash mid-call retries later.
-    lease = iso(utcnow() + timedelta(seconds=3 * config.webhooks.timeout_seconds + 60))
+    lease = iso(utcnow() + timedelta(seconds=config.webhooks.timeout_seconds + 60))
     with write_txn(db):
         return list(db.query(
             "UPDATE orders SET next_delivery_at = ?, delivery_attempts = delivery_attempts + 1"
-            " WHERE id IN (SELECT id FROM orders WHERE status = 'delivering' AND"
-            " product_type = 'dynamic' AND next_delivery_at <= ? ORDER BY next_delivery_at"
-            " LIMIT ?) RETURNING *", (lease, now_iso(), limit)))
+            " WHERE id IN (SELECT min(id) FROM orders WHERE " + " AND ".join(conditions) +
+            " GROUP BY product_id ORDER BY min(next_delivery_at) LIMIT ?) RETURNING *",
+            (lease, *params, limit)))
 
 
 def _call(order: dict, product: dict, config: Config, links: Links) -> outbound.PostResult:
     body = json.dumps(orders.render(order, links)).encode()
     headers = signing.headers([product["dynamic_secret"]], order["id"], "order.delivery",
                               int(utcnow().timestamp()), body)
-    public_only = order["mode"] == "live" and not config.webhooks.allow_private_targets
     return outbound.post(product["dynamic_url"], body, headers,
-                         timeout=config.webhooks.timeout_seconds, public_only=public_only,
+                         timeout=config.webhooks.timeout_seconds,
+                         targets=Targets(order["mode"], config.webhooks),
                          keep_bytes=MAX_DYNAMIC_TEXT)
 
 

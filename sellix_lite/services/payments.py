@@ -49,7 +49,8 @@ def provider_for(db: sqlite_utils.Database, mode: str, config: Config) -> BlockP
     from ..providers.http_client import BlockPNClient
 
     blockpn = config.blockpn
-    return BlockPNClient(blockpn.base_url, blockpn.api_key, blockpn.ipn_secret)
+    return BlockPNClient(blockpn.base_url, blockpn.api_key, blockpn.ipn_secret,
+                         timeout=blockpn.timeout_seconds)
 
 
 def apply_invoice(db: sqlite_utils.Database, invoice: Invoice, mode: str, config: Config,

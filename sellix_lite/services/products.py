@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from .. import db as storage, signing
 from ..clock import now_iso
+from ..config import Config
 from ..currencies import CODES
 from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
@@ -22,13 +23,15 @@ from ..ids import new_id
 from ..validation import HTTP_URL, Boolean, Enum, Integer, Schema, String
 from . import events, files
 from .scope import Scope, list_query
-from .urls import UrlRefused, check_target_url
+from .urls import Targets, UrlRefused
 
 TYPES = ("license_key", "account", "file_download", "dynamic", "physical", "subscription")
 STATUSES = ("active", "draft", "archived")
 INTERVALS = ("month", "year")
 MAX_PRICE_CENTS = 10**12
 MAX_STOCK = 10**9
+# The URL rules of a configuration file's defaults, for callers without a configuration.
+DEFAULT_CONFIG = Config()
 _upload_lock = threading.Lock()
 
 # Which product types each type-specific field applies to.
@@ -145,8 +148,8 @@ def list_page(scope: Scope, query: dict) -> dict:
                       params=tuple(params))
 
 
-def create(scope: Scope, body: dict, *, allow_private_urls: bool = False) -> dict:
-    """Create a product and its `product.created` event.
+def create(scope: Scope, body: dict, config: Config = DEFAULT_CONFIG) -> dict:
+    """Create a product and its `product.created` event (`config` holds the URL rules).
 
     A dynamic product's answer carries `dynamic_signing_secret`, shown this once: it signs
     the calls to `dynamic_url` like a webhook, and whoever holds it can ask that URL for
@@ -154,7 +157,8 @@ def create(scope: Scope, body: dict, *, allow_private_urls: bool = False) -> dic
     """
     params = CREATE.validate(body)
     product_type = params["type"]
-    _check_type_fields(product_type, params, scope.mode, allow_private_urls, creating=True)
+    _check_type_fields(product_type, params, Targets(scope.mode, config.webhooks),
+                       creating=True)
     now = now_iso()
     row = {
         "id": new_id("prod"), "mode": scope.mode, "name": params["name"],
@@ -193,12 +197,13 @@ def rotate_dynamic_secret(scope: Scope, product_id: str) -> dict:
     return {"dynamic_signing_secret": secret}
 
 
-def update(scope: Scope, product_id: str, body: dict, *, allow_private_urls: bool = False) -> dict:
+def update(scope: Scope, product_id: str, body: dict, config: Config = DEFAULT_CONFIG) -> dict:
     """Apply any subset of the editable fields; archiving through `status` archives."""
     params = UPDATE.validate(body)
     with write_txn(scope.db):
         row = require(scope, product_id)
-        _check_type_fields(row["type"], params, scope.mode, allow_private_urls, creating=False)
+        _check_type_fields(row["type"], params, Targets(scope.mode, config.webhooks),
+                           creating=False)
         changes = {k: v for k, v in params.items() if row[k] != v}
         if not changes:
             return render(row)
@@ -268,8 +273,8 @@ def _save_row(scope: Scope, row: dict, changes: dict) -> dict:
     return changes
 
 
-def _check_type_fields(product_type: str, params: dict, mode: str, allow_private_urls: bool,
-                       *, creating: bool) -> None:
+def _check_type_fields(product_type: str, params: dict, targets: Targets, *,
+                       creating: bool) -> None:
     errors = {}
     for field, types in FIELD_TYPES.items():
         if field in params and params[field] is not None and product_type not in types:
@@ -283,7 +288,7 @@ def _check_type_fields(product_type: str, params: dict, mode: str, allow_private
         errors["dynamic_url"] = "is required for dynamic products"
     if params.get("dynamic_url") and "dynamic_url" not in errors:
         try:
-            check_target_url(params["dynamic_url"], mode=mode, allow_private=allow_private_urls)
+            targets.check(params["dynamic_url"])
         except UrlRefused as exc:
             errors["dynamic_url"] = str(exc)
     if errors:

@@ -13,12 +13,13 @@ import sqlite_utils
 
 from .. import db as storage, signing
 from ..clock import iso, now_iso, utcnow
+from ..config import Config
 from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
 from ..validation import HTTP_URL, Array, Enum, Schema, String
 from .scope import Scope, list_query
-from .urls import UrlRefused, check_target_url
+from .urls import Targets, UrlRefused
 
 EVENT_TYPES = (
     "order.created", "order.paid", "order.delivered", "order.failed", "order.refunded",
@@ -83,10 +84,10 @@ def get(scope: Scope, endpoint_id: str) -> dict:
     return render(require(scope, endpoint_id))
 
 
-def create(scope: Scope, body: dict, *, allow_private_urls: bool) -> dict:
+def create(scope: Scope, body: dict, config: Config) -> dict:
     """Register an endpoint; the response carries `signing_secret`, shown this once."""
     params = CREATE.validate(body)
-    _check_url(params["url"], scope.mode, allow_private_urls)
+    _check_url(params["url"], scope.mode, config)
     now = now_iso()
     row = {"id": new_id("wh"), "mode": scope.mode, "url": params["url"],
            "events": json.dumps(params["events"]), "description": params.get("description", ""),
@@ -98,11 +99,11 @@ def create(scope: Scope, body: dict, *, allow_private_urls: bool) -> dict:
     return {**render(row), "signing_secret": row["secret"]}
 
 
-def update(scope: Scope, endpoint_id: str, body: dict, *, allow_private_urls: bool) -> dict:
+def update(scope: Scope, endpoint_id: str, body: dict, config: Config) -> dict:
     """Edit url, events, description; `status: active` re-enables a disabled endpoint."""
     params = UPDATE.validate(body)
     if "url" in params:
-        _check_url(params["url"], scope.mode, allow_private_urls)
+        _check_url(params["url"], scope.mode, config)
     with write_txn(scope.db):
         row = require(scope, endpoint_id)
         changes = {k: (json.dumps(v) if k == "events" else v) for k, v in params.items()}
@@ -215,8 +216,8 @@ def _delivery(scope: Scope, row: dict) -> dict:
     return render_delivery({**row, "event_type": event and event["type"]}, attempts)
 
 
-def _check_url(url: str, mode: str, allow_private: bool) -> None:
+def _check_url(url: str, mode: str, config: Config) -> None:
     try:
-        check_target_url(url, mode=mode, allow_private=allow_private)
+        Targets(mode, config.webhooks).check(url)
     except UrlRefused as exc:
         raise Unprocessable(errors={"url": str(exc)}) from None
