@@ -58,7 +58,7 @@ class BenchServer:
     def mint(self, mode: str = "test") -> str:
         return self.cli("keys", "mint", "--name", "bench", "--all", "--mode", mode).split()[-1]
 
-    def start(self) -> "BenchServer":
+    def start(self) -> BenchServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sellix_lite", "--config", str(self.config), "serve"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self.log.open("ab"))

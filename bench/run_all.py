@@ -6,8 +6,8 @@
 Machines are shared and absolute figures swing between runs, so each scenario runs as
 alternating rounds (sellix-lite, ceiling, sellix-lite, ...) and reports the median of the
 per-round ratios. A second shop of 1,000,000 products (`--large-products 0` leaves it out) is
-served beside the first and read in rounds alternating with it for the scale figure. Orders, webhooks and the
-memory soak come from the per-area scripts, which also run alone.
+served beside the first and read in rounds alternating with it for the scale figure. Orders,
+webhooks and the memory soak come from the per-area scripts, which also run alone.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bench_group_commit, bench_orders, bench_soak, bench_webhooks  # noqa: E402
-from bench.common import (REPO, BenchServer, cpu_seconds, free_port, load,  # noqa: E402
-                          request, rss_mib)
+from bench.common import REPO, BenchServer, cpu_seconds, free_port, load, request, rss_mib  # noqa: E402
 from sellix_lite.ids import new_id  # noqa: E402
 from sellix_lite.security import Signer, load_secret_key  # noqa: E402
 from sellix_lite.services.scope import Scope  # noqa: E402

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import db as storage
@@ -70,7 +70,7 @@ def run_scheduled(config: Config, now: datetime) -> Path | None:
 
 def _taken_at(path: Path) -> datetime:
     stamp = SCHEDULED_NAME.fullmatch(path.name).group(1)
-    return datetime.strptime(stamp, STAMP).replace(tzinfo=timezone.utc)
+    return datetime.strptime(stamp, STAMP).replace(tzinfo=UTC)
 
 
 def restore(backup: Path, database: Path, now: datetime) -> Path | None:

@@ -128,15 +128,15 @@ def serve(host, port):
               help="Seconds from queued to confirmed (default: [sandbox] value).")
 def blockpn_sim(host, port, data_path, api_key, ipn_secret, payout_confirm_seconds):
     """Serve the BlockPN simulator (live mode, offline) until SIGINT or SIGTERM."""
+    from . import blockpn_sim
     from .logsetup import configure
-    from .providers import simulator
 
     config = _config()
     configure(config.server.log_format)
-    simulator.serve(
+    blockpn_sim.serve(
         host=host, port=port, data_path=data_path,
-        api_key=api_key or config.blockpn.api_key or simulator.DEV_API_KEY,
-        ipn_secret=ipn_secret or config.blockpn.ipn_secret or simulator.DEV_IPN_SECRET,
+        api_key=api_key or config.blockpn.api_key or blockpn_sim.DEV_API_KEY,
+        ipn_secret=ipn_secret or config.blockpn.ipn_secret or blockpn_sim.DEV_IPN_SECRET,
         payout_confirm_seconds=config.sandbox.payout_confirm_seconds
         if payout_confirm_seconds is None else payout_confirm_seconds)
 

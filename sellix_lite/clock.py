@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # (second, its ISO text): requests within one second share one strftime.
@@ -12,12 +12,12 @@ _last_formatted = (-1, "")
 
 def utcnow() -> datetime:
     """The current time in UTC, truncated to whole seconds."""
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def iso(moment: datetime) -> str:
     """`2026-05-26T07:18:03Z`."""
-    return moment.astimezone(timezone.utc).strftime(ISO_FORMAT)
+    return moment.astimezone(UTC).strftime(ISO_FORMAT)
 
 
 def now_iso() -> str:

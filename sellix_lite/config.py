@@ -155,7 +155,7 @@ class Config:
         url = self.server.public_url or f"http://{self.server.host}:{self.server.port}"
         return url.rstrip("/")
 
-    def listening_on(self, host: str, port: int) -> "Config":
+    def listening_on(self, host: str, port: int) -> Config:
         """This configuration with the address the server really listens on (from the
         command line), which `public_url` falls back to."""
         server = dataclasses.replace(self.server, host=host, port=port)

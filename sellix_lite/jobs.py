@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor as SenderThreads
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
-from typing import Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -23,8 +23,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from . import backups, db as storage
 from .clock import utcnow
 from .config import Config
-from .services import (delivery, emails, fulfilment, idempotency, payments, payouts, refunds,
-                       renewals)
+from .services import (
+    emails,
+    fulfilment,
+    idempotency,
+    payments,
+    payouts,
+    refunds,
+    renewals,
+    webhook_sender,
+)
 from .services.links import Links
 from .services.scope import MODES
 
@@ -164,8 +172,8 @@ def deliver_webhooks(ctx: JobContext) -> int:
     """Send the webhook deliveries that are due; returns how many were claimed."""
     with ctx.connection() as db:
         def start(submit, limit, mode, keep_going):
-            return delivery.deliver_due(db, ctx.config, ctx.boot_id, submit, limit,
-                                        keep_going=keep_going, mode=mode)
+            return webhook_sender.deliver_due(db, ctx.config, ctx.boot_id, submit, limit,
+                                              keep_going=keep_going, mode=mode)
         return _on_senders(ctx, db, start)
 
 
@@ -249,7 +257,7 @@ def build_scheduler(ctx: JobContext) -> BackgroundScheduler:
         scheduler.add_job(_logged(entry), "interval", seconds=seconds, args=[ctx],
                           id=entry.id, replace_existing=True, coalesce=True,
                           max_instances=1, misfire_grace_time=seconds,
-                          next_run_time=datetime.now(timezone.utc))
+                          next_run_time=datetime.now(UTC))
     return scheduler
 
 

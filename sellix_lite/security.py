@@ -16,8 +16,13 @@ import secrets
 import string
 from pathlib import Path
 
-from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
-from itsdangerous import Signer as ItsdangerousSigner
+from itsdangerous import (
+    BadData,
+    SignatureExpired,
+    Signer as ItsdangerousSigner,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
 from itsdangerous.encoding import base64_decode, base64_encode
 
 _BASE62 = string.digits + string.ascii_letters

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import waitress
 
-from . import bodylimits, db as storage
-from .app import create_app
+from . import db as storage
 from .config import Config
 from .jobs import JobContext, SenderPool, start_scheduler, stop_scheduler
 from .migrations import migrate
 from .security import load_secret_key
+from .web import bodylimits
+from .web.app import create_app
 
 log = logging.getLogger("sellix_lite")
 # waitress refuses bodies over its limit itself, as plain text. Its limit sits well above the

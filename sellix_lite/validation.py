@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import InvalidRequest, Unprocessable
 
@@ -337,7 +338,7 @@ class Object(Field):
 
     json_type = "object"
 
-    def __init__(self, schema: "Schema", **kwargs):
+    def __init__(self, schema: Schema, **kwargs):
         super().__init__(**kwargs)
         self.schema = schema
 

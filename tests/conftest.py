@@ -132,7 +132,7 @@ class Server:
         assert result.returncode == 0, result.stderr
         return result.stdout.strip().splitlines()[-1]
 
-    def start(self, timeout: float = 30) -> "Server":
+    def start(self, timeout: float = 30) -> Server:
         self.log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sellix_lite", "--config", str(self.config_path), "serve"],
@@ -164,7 +164,7 @@ class Server:
 
         return wait_until(log_with_text, what=f"{text!r} in the server's log")
 
-    def client(self, secret: str | None = None) -> "Api":
+    def client(self, secret: str | None = None) -> Api:
         return Api(self.url, secret)
 
 

@@ -23,8 +23,15 @@ from pathlib import Path
 import requests
 from aiosmtpd.controller import Controller
 
-from conftest import (GENEROUS_LIMITS, Server, assert_problem, child_env, free_port,
-                      wait_for_health, wait_until)
+from conftest import (
+    GENEROUS_LIMITS,
+    Server,
+    assert_problem,
+    child_env,
+    free_port,
+    wait_for_health,
+    wait_until,
+)
 
 SIM_API_KEY = "sim-api-key-" + "k" * 20
 SIM_IPN_SECRET = "sim-ipn-secret-" + "s" * 20

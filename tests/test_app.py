@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from werkzeug.routing import IntegerConverter, Map, Rule
 
-from sellix_lite.app import create_app
 from sellix_lite.config import config_from_dict
+from sellix_lite.web.app import create_app
 
 
 def sample_values(rule: Rule) -> dict:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import mint_via_api
 
-import pytest
 
 def test_missing_header_is_401_with_www_authenticate(server):
     response = server.client().get("/v1/api-keys")

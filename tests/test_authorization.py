@@ -1,7 +1,7 @@
 """The authorization matrix (CONTRACT §4, §5): every /v1 operation × {no key, bad key,
 revoked key, key without the ability, key of the other mode}.
 
-The operations come from `sellix_lite.api.pipeline.OPERATIONS`, so an operation added later is
+The operations come from `sellix_lite.web.api.pipeline.OPERATIONS`, so an operation added later is
 covered without touching this file. The pipeline checks, in order: authentication → rate
 limit → ability → idempotency → validation → lookup. Hence:
 
@@ -50,12 +50,24 @@ import string
 import pytest
 import requests
 
-from conftest import GENEROUS_LIMITS, assert_problem, wait_until
-# Importing the pipeline imports the API package, which registers every route.
-from sellix_lite.api.pipeline import OPERATIONS, Operation
 from sellix_lite.services.api_keys import ABILITIES
-from support import (Receiver, buyer, invoice_of, json_body, key_product, live_mode_shop,
-                     make_product, pay, place_order, wait_for_status)
+
+# Importing the pipeline imports the API package, which registers every route.
+from sellix_lite.web.api.pipeline import OPERATIONS, Operation
+
+from conftest import GENEROUS_LIMITS, assert_problem, wait_until
+from support import (
+    Receiver,
+    buyer,
+    invoice_of,
+    json_body,
+    key_product,
+    live_mode_shop,
+    make_product,
+    pay,
+    place_order,
+    wait_for_status,
+)
 
 MODES = ("test", "live")
 PATH_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")

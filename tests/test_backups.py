@@ -7,17 +7,18 @@ import json
 import shutil
 import sqlite3
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
 
-from conftest import GENEROUS_LIMITS, Server, wait_until
-from support import key_product, make_product, pay, place_order
 from sellix_lite import backups
 from sellix_lite.backups import check_backup
 from sellix_lite.config import config_from_dict
 from sellix_lite.server import prepare
+
+from conftest import GENEROUS_LIMITS, Server, wait_until
+from support import key_product, make_product, pay, place_order
 
 LISTS = ("/v1/products", "/v1/orders", "/v1/customers", "/v1/webhooks", "/v1/events",
          "/v1/api-keys")
@@ -124,7 +125,7 @@ def test_restore_moves_aside_a_log_left_without_its_database(tmp_path):
     database = tmp_path / "data" / "sellix.db"
     database.parent.mkdir()
     Path(f"{database}-wal").write_bytes(b"a log of some other database")
-    kept = backups.restore(source, database, datetime(2026, 3, 1, tzinfo=timezone.utc))
+    kept = backups.restore(source, database, datetime(2026, 3, 1, tzinfo=UTC))
     assert kept is not None and Path(f"{kept}-wal").exists()
     assert not Path(f"{database}-wal").exists()
     conn = sqlite3.connect(database)
@@ -158,7 +159,7 @@ def test_a_scheduled_backup_is_due_only_when_the_newest_is_old_enough(tmp_path):
     config = config_from_dict({"storage": {"path": "data/sellix.db"},
                                "backups": {"every_hours": 24, "keep": 3}}, base_dir=tmp_path)
     prepare(config)
-    start = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     made = [backups.run_scheduled(config, start + timedelta(hours=h))
             for h in (0, 1, 23, 24, 30, 48, 72)]
     assert [copy is not None for copy in made] == [True, False, False, True, False, True,

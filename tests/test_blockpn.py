@@ -10,24 +10,40 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
-from conftest import assert_problem, child_env, free_port, wait_for_health
 from sellix_lite import chains
 from sellix_lite.chains import asset_amount, sandbox_address, sandbox_tx_hash, validate_address
 from sellix_lite.db import connect
 from sellix_lite.migrations import migrate
 from sellix_lite.providers.blockpn import InvalidCallback, Invoice, ProviderError
-from sellix_lite.providers.http_client import (SIGNATURE_HEADER, BlockPNClient, callback_body,
-                                               sign_callback)
+from sellix_lite.providers.http_client import (
+    SIGNATURE_HEADER,
+    BlockPNClient,
+    callback_body,
+    sign_callback,
+)
 from sellix_lite.providers.sandbox import Refused, SandboxLedger, SandboxProvider, UnknownObject
-from support import (SIM_API_KEY, SIM_IPN_SECRET, Simulator, event_types, fetch, invoice_of,
-                     json_body, key_product, live_mode_shop, make_product, place_order,
-                     wait_for_status)
+
+from conftest import assert_problem, child_env, free_port, wait_for_health
+from support import (
+    SIM_API_KEY,
+    SIM_IPN_SECRET,
+    Simulator,
+    event_types,
+    fetch,
+    invoice_of,
+    json_body,
+    key_product,
+    live_mode_shop,
+    make_product,
+    place_order,
+    wait_for_status,
+)
 
 EVM_EXAMPLE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55's own examples
 VALID = {
@@ -159,7 +175,7 @@ class Clock:
     """A clock the test moves by hand."""
 
     def __init__(self):
-        self.now = datetime(2026, 5, 26, 7, 0, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 5, 26, 7, 0, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -359,7 +375,7 @@ def test_in_process_provider_accepts_no_callbacks(ledger):
 
 
 def test_ledger_notification_is_signed_for_the_client(ledger, clock):
-    clock.now = datetime.now(timezone.utc).replace(microsecond=0)
+    clock.now = datetime.now(UTC).replace(microsecond=0)
     invoice = ledger.pay(open_invoice(ledger).id, 4900)
     url, body, headers = ledger.notification(invoice.id)
     assert url == "http://127.0.0.1:9/ipn"

@@ -102,8 +102,7 @@ def test_migrate_prints_the_schema_version(tmp_path):
 
 
 def test_migrate_upgrades_an_old_database(tmp_path):
-    from sellix_lite import db as storage
-    from sellix_lite import migrations as schema
+    from sellix_lite import db as storage, migrations as schema
 
     (tmp_path / "sellix-data").mkdir()
     old = storage.connect(tmp_path / "sellix-data" / "sellix.db")

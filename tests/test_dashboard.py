@@ -17,15 +17,14 @@ import secrets
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import expect
+from playwright.sync_api import Error as PlaywrightError, expect
 from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -489,8 +488,8 @@ def test_sign_in_attempts_are_limited_per_address(server):
 
 def dashboard_post_paths(tmp_path: Path, **ids: str) -> list[str]:
     """Every POST route of the dashboard, with `ids` (or made-up ids) filled in."""
-    from sellix_lite.app import create_app
     from sellix_lite.config import Config
+    from sellix_lite.web.app import create_app
 
     app = create_app(Config(base_dir=tmp_path), "secret")
     paths = []

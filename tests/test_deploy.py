@@ -11,10 +11,11 @@ import sys
 import pytest
 import requests
 
-from conftest import assert_problem, child_env, wait_until
 from sellix_lite import logsetup
-from sellix_lite.app import create_app
 from sellix_lite.config import config_from_dict
+from sellix_lite.web.app import create_app
+
+from conftest import assert_problem, child_env, wait_until
 
 WRONG_KEY = "sx_test_" + "W" * 40
 THREE_FAILURES = "[limits]\nfailed_auths_per_minute_per_ip = 3\n"

@@ -13,11 +13,20 @@ import secrets
 import pytest
 import requests
 
-from conftest import GENEROUS_LIMITS, Server, wait_until
-from support import (Mailbox, assert_invalid, buyer, email_rows, key_product, make_product,
-                     pay, place_order, smtp_config)
-
 from sellix_lite.services.emails import RETRY_SECONDS
+
+from conftest import GENEROUS_LIMITS, Server, wait_until
+from support import (
+    Mailbox,
+    assert_invalid,
+    buyer,
+    email_rows,
+    key_product,
+    make_product,
+    pay,
+    place_order,
+    smtp_config,
+)
 
 SENDER = "shop@example.org"
 FAST_JOBS = "[jobs]\ntick_seconds = 1\n"

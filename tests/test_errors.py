@@ -9,6 +9,7 @@ import pytest
 
 from conftest import assert_problem
 
+
 def test_unknown_path_is_404_problem(api):
     assert_problem(api.get("/v1/nothing/here"), 404, "not_found")
 

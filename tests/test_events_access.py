@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import assert_problem, mint_via_api
 from sellix_lite.services.webhooks import EVENT_TYPES
-from support import (Receiver, json_body, key_product, make_product, pay, place_order,
-                     wait_for_status)
+
+from conftest import assert_problem, mint_via_api
+from support import (
+    Receiver,
+    json_body,
+    key_product,
+    make_product,
+    pay,
+    place_order,
+    wait_for_status,
+)
 
 # The read ability each event family needs besides webhooks:read.
 FAMILY_ABILITY = {"order": "orders:read", "product": "products:read",

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from unittest import mock
 
@@ -22,12 +22,26 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import GENEROUS_LIMITS, ULID, Server, assert_problem, running_server, wait_until
-from support import (Receiver, Reply, assert_invalid, buyer, email_rows, event_types, fetch,
-                     get_product, invoice_of, live_mode_shop, make_product, pay, place_order,
-                     wait_for_status)
 from sellix_lite.security import Signer
 from sellix_lite.services.links import DOWNLOAD_LINK
+
+from conftest import GENEROUS_LIMITS, ULID, Server, assert_problem, running_server, wait_until
+from support import (
+    Receiver,
+    Reply,
+    assert_invalid,
+    buyer,
+    email_rows,
+    event_types,
+    fetch,
+    get_product,
+    invoice_of,
+    live_mode_shop,
+    make_product,
+    pay,
+    place_order,
+    wait_for_status,
+)
 
 REFUND_ID = re.compile(rf"rf_{ULID}")
 SUBSCRIPTION_ID = re.compile(rf"sub_{ULID}")
@@ -123,11 +137,11 @@ def customer(client, address: str) -> dict:
 
 
 def parse_time(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def signer_of(server: Server) -> Signer:
@@ -688,7 +702,7 @@ def test_subscription_renewal_extends_the_period(server, api):
     first = pay(api, place_order(api, product["id"], customer_email=address)["id"])
     sub_id = first["subscription"]["id"]
 
-    end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=2)
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
     set_period_end(server, sub_id, end)  # inside the 3-day notice
     renewal_id = wait_for_renewal(server, sub_id)
     assert renewal_id != first["id"]
@@ -734,11 +748,11 @@ def test_subscription_expires_when_the_renewal_is_unpaid(server, api):
                            delivery_text="welcome", price_cents=999)
     first = pay(api, place_order(api, product["id"])["id"])
     sub_id = first["subscription"]["id"]
-    set_period_end(server, sub_id, datetime.now(timezone.utc) + timedelta(days=2))
+    set_period_end(server, sub_id, datetime.now(UTC) + timedelta(days=2))
     renewal_id = wait_for_renewal(server, sub_id)
     assert fetch(api, renewal_id)["status"] == "awaiting_payment"
 
-    set_period_end(server, sub_id, datetime.now(timezone.utc) - timedelta(seconds=1))
+    set_period_end(server, sub_id, datetime.now(UTC) - timedelta(seconds=1))
     wait_until(lambda: get_subscription(api, sub_id)["status"] == "expired",
                what="the subscription expired")
     assert fetch(api, first["id"])["subscription"]["status"] == "expired"

@@ -17,20 +17,20 @@ import secrets
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
-from conftest import GENEROUS_LIMITS, Server
-from sellix_lite.api.openapi import document
-from sellix_lite.api.pipeline import OPERATIONS  # importing the API registers every route
 from sellix_lite.db import connect
 from sellix_lite.errors import InvalidRequest, Unprocessable
 from sellix_lite.migrations import migrate
 from sellix_lite.security import BadToken, Signer
 from sellix_lite.services.scope import CURSOR_NAMESPACE, Scope
-from sellix_lite.validation import (Array, Boolean, Enum, Integer, Object, Schema, String)
+from sellix_lite.validation import Array, Boolean, Enum, Integer, Object, Schema, String
+from sellix_lite.web.api.openapi import document
+from sellix_lite.web.api.pipeline import OPERATIONS  # importing the API registers every route
+
+from conftest import GENEROUS_LIMITS, Server
 from support import json_body, make_product, place_order
 
 SECRET_KEY = "fuzzing-secret-key-" + "x" * 30

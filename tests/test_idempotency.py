@@ -9,14 +9,14 @@ import pytest
 from flask import Blueprint
 
 from sellix_lite import db as storage
-from sellix_lite.api import pipeline
-from sellix_lite.app import create_app
 from sellix_lite.config import config_from_dict
 from sellix_lite.errors import Conflict
-from sellix_lite.http import json_response
 from sellix_lite.jobs import JobContext, purge_idempotency_keys
 from sellix_lite.migrations import migrate
 from sellix_lite.services import api_keys, idempotency
+from sellix_lite.web.api import pipeline
+from sellix_lite.web.app import create_app
+from sellix_lite.web.responses import json_response
 
 MINT = {"name": "worker", "abilities": ["orders:read"]}
 

@@ -13,26 +13,31 @@ import secrets
 import jsonschema_rs
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from hypothesis.errors import FlakyStrategyDefinition
-from hypothesis import strategies as st
 from openapi_spec_validator import validate
-from schemathesis.checks import (content_type_conformance, missing_required_header,
-                                 negative_data_rejection, not_a_server_error,
-                                 response_headers_conformance, response_schema_conformance,
-                                 status_code_conformance)
+from schemathesis.checks import (
+    content_type_conformance,
+    missing_required_header,
+    negative_data_rejection,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import ensure_resource_availability
 
-from conftest import GENEROUS_LIMITS, Server, free_port, running_server
-from sellix_lite.api.objects import OBJECTS
-from sellix_lite.api.openapi import document
-from sellix_lite.api.pipeline import OPERATIONS
 from sellix_lite import chains
-from sellix_lite.app import create_app
 from sellix_lite.config import Config
 from sellix_lite.services import orders, payouts, products, refunds, webhooks
 from sellix_lite.validation import Array, FieldError, Object, Schema, String
+from sellix_lite.web.api.objects import OBJECTS
+from sellix_lite.web.api.openapi import document
+from sellix_lite.web.api.pipeline import OPERATIONS
+from sellix_lite.web.app import create_app
+
+from conftest import GENEROUS_LIMITS, Server, free_port, running_server
 from support import import_keys, make_product, pay, place_order
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

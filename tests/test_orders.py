@@ -16,15 +16,31 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import requests
 
 from conftest import ULID, Server, assert_problem, free_port, mint_via_api, wait_until
-from support import (SIM_IPN_SECRET, Mailbox, assert_invalid, buyer, email_rows, event_types,
-                     expire, fetch, get_product, invoice_of, key_product, live_mode_shop,
-                     make_product, pay, place_order, smtp_config, wait_for_status)
+from support import (
+    SIM_IPN_SECRET,
+    Mailbox,
+    assert_invalid,
+    buyer,
+    email_rows,
+    event_types,
+    expire,
+    fetch,
+    get_product,
+    invoice_of,
+    key_product,
+    live_mode_shop,
+    make_product,
+    pay,
+    place_order,
+    smtp_config,
+    wait_for_status,
+)
 
 ORDER_ID = re.compile(rf"ord_{ULID}")
 CUSTOMER_ID = re.compile(rf"cus_{ULID}")
@@ -98,7 +114,7 @@ def ids(page: dict) -> list[str]:
 
 def shifted(stamp: str, seconds: int = 0, offset_hours: int = 0) -> str:
     """`stamp` moved by `seconds`, written in the time zone UTC+`offset_hours`."""
-    moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     moment += timedelta(seconds=seconds)
     return moment.astimezone(timezone(timedelta(hours=offset_hours))).isoformat()
 
@@ -187,7 +203,7 @@ def test_order_flow_in_test_mode(server, api):
     # Events: each once, in order, each carrying the order as it was then.
     events = order_events(server, order["id"])
     assert [kind for kind, _ in events] == ["order.created", "order.paid", "order.delivered"]
-    for kind, data in events:
+    for _, data in events:
         assert data["object"]["id"] == order["id"]
         assert ORDER_KEYS <= set(data["object"])
     by_type = dict(events)

@@ -11,13 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from test_dashboard import flashes, post_form, set_password, sign_in
 
-from conftest import GENEROUS_LIMITS, assert_problem, wait_until
 from sellix_lite import outbound
 from sellix_lite.providers.blockpn import ProviderError
 from sellix_lite.providers.http_client import BlockPNClient
+
+from conftest import GENEROUS_LIMITS, assert_problem, wait_until
 from support import Receiver, Reply, json_body, make_product, pay, place_order, wait_for_status
-from test_dashboard import flashes, post_form, set_password, sign_in
 
 HUGE = 200 * 1024
 

@@ -17,8 +17,15 @@ import pytest
 import requests
 
 from conftest import GENEROUS_LIMITS, ULID, Server, assert_problem, mint_via_api, wait_until
-from support import (assert_invalid, fetch, invoice_of, live_mode_shop, make_product, pay,
-                     place_order)
+from support import (
+    assert_invalid,
+    fetch,
+    invoice_of,
+    live_mode_shop,
+    make_product,
+    pay,
+    place_order,
+)
 
 PAYOUT_ID = re.compile(rf"po_{ULID}")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")

@@ -11,12 +11,19 @@ import threading
 import time
 
 import pytest
-
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conftest import ULID, assert_problem, mint_via_api
-from support import (Receiver, Reply, assert_invalid, get_product, import_keys, make_product,
-                     pay, place_order)
+from support import (
+    Receiver,
+    Reply,
+    assert_invalid,
+    get_product,
+    import_keys,
+    make_product,
+    pay,
+    place_order,
+)
 
 PRODUCT_ID = re.compile(rf"prod_{ULID}")
 EVENT_ID = re.compile(rf"evt_{ULID}")

@@ -18,8 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
+from sellix_lite import webhook_signatures
+
 from conftest import mint_via_api, wait_until
-from sellix_lite import signing
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True,
@@ -390,9 +391,10 @@ def test_webhook_verifier_matches_a_real_delivery(context, server, receiver):
     message_id = headers["webhook-id"]
     timestamp = headers["webhook-timestamp"]
     received = headers["webhook-signature"]
-    expected = signing.standard_signature(secret, message_id, int(timestamp), raw)
+    expected = webhook_signatures.standard_signature(secret, message_id, int(timestamp), raw)
     assert received == expected
-    assert headers["x-signature"] == signing.sellix_signature(secret, int(timestamp), raw)
+    assert headers["x-signature"] == webhook_signatures.sellix_signature(secret, int(timestamp),
+                                                                         raw)
 
     page, watch = open_docs(context, server)
     page.locator("#verifier").scroll_into_view_if_needed()
@@ -411,7 +413,7 @@ def test_webhook_verifier_matches_a_real_delivery(context, server, receiver):
     shown = submit_verifier(page, payload=tampered, message_id=message_id,
                             timestamp=timestamp, secret=secret, received=received)
     assert shown["standard"] != received
-    assert shown["standard"] == signing.standard_signature(
+    assert shown["standard"] == webhook_signatures.standard_signature(
         secret, message_id, int(timestamp), tampered.encode())
     assert "not match" in shown["verdict"].lower(), shown
 

@@ -28,8 +28,18 @@ from pathlib import Path
 import requests
 
 from conftest import GENEROUS_LIMITS, Server, assert_problem, wait_until
-from support import (Receiver, buyer, event_types, fetch, invoice_of, json_body, key_product,
-                     live_mode_shop, make_product, wait_for_status)
+from support import (
+    Receiver,
+    buyer,
+    event_types,
+    fetch,
+    invoice_of,
+    json_body,
+    key_product,
+    live_mode_shop,
+    make_product,
+    wait_for_status,
+)
 
 TRON_ADDRESS = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 LIVE_CONFIG = (GENEROUS_LIMITS
@@ -475,10 +485,11 @@ def test_provider_500s_and_lost_callbacks(tmp_path_factory):
                 assert len(done["delivery"]["keys"]) == 1
             wait_for_status(client, to_expire, "failed", timeout=60)
             for payout in payouts:
-                wait_until(lambda: json_body(client.get(f"/v1/payouts/{payout['id']}"))[
+                wait_until(lambda payout=payout: json_body(client.get(
+                    f"/v1/payouts/{payout['id']}"))[
                     "status"] == "confirmed", timeout=60, what=f"{payout['id']} confirmed")
             for refund in refunds:
-                wait_until(lambda: [r for r in json_body(client.get(
+                wait_until(lambda refund=refund: [r for r in json_body(client.get(
                     f"/v1/orders/{funding['id']}/refunds"))["data"]
                     if r["id"] == refund["id"] and r["status"] == "succeeded"],
                     timeout=60, what=f"{refund['id']} succeeded")

@@ -8,8 +8,7 @@ import threading
 
 import pytest
 
-from sellix_lite import db as storage
-from sellix_lite import migrations as schema
+from sellix_lite import db as storage, migrations as schema
 from sellix_lite.config import config_from_dict
 from sellix_lite.jobs import JobContext, purge_idempotency_keys
 from sellix_lite.migrations import SchemaTooNew, latest_version, migrate, schema_version

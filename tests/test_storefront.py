@@ -20,8 +20,19 @@ import requests
 from playwright.sync_api import expect
 
 from conftest import GENEROUS_LIMITS, Server, running_server, wait_until
-from support import (Receiver, Reply, buyer, fetch, get_product, key_product, live_mode_shop,
-                     make_product, pay, place_order, wait_for_status)
+from support import (
+    Receiver,
+    Reply,
+    buyer,
+    fetch,
+    get_product,
+    key_product,
+    live_mode_shop,
+    make_product,
+    pay,
+    place_order,
+    wait_for_status,
+)
 
 # The shared shop never trips the per-IP checkout limit; the limit has a test of its own.
 SHOP_LIMITS = GENEROUS_LIMITS + "checkouts_per_minute_per_ip = 100000\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sellix_lite.app import create_app
 from sellix_lite.config import config_from_dict
+from sellix_lite.web.app import create_app
 
 
 @pytest.mark.parametrize("name", ["keys", "items", "values", "get", "copy", "pop"])

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GENEROUS_LIMITS, Server
 from sellix_lite.migrations import latest_version
+
+from conftest import GENEROUS_LIMITS, Server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "upgrades"
 VERSIONS = sorted(int(p.stem.split("-")[1]) for p in FIXTURES.glob("schema-*.sql"))

@@ -10,6 +10,7 @@ import pytest
 
 from sellix_lite.config import WebhooksConfig
 from sellix_lite.services.urls import Targets, UrlRefused
+
 from support import assert_invalid
 
 HOST = socket.gethostname()  # a DNS name that resolves to this machine's own address

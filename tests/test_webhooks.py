@@ -14,14 +14,22 @@ import json
 import re
 import secrets
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from conftest import (GENEROUS_LIMITS, ULID, Server, assert_problem, free_port, mint_via_api,
-                      running_server, wait_until)
+from conftest import (
+    GENEROUS_LIMITS,
+    ULID,
+    Server,
+    assert_problem,
+    free_port,
+    mint_via_api,
+    running_server,
+    wait_until,
+)
 from support import Mailbox, Received, Receiver, Reply, assert_invalid, make_product, smtp_config
 
 ENDPOINT_ID = re.compile(rf"wh_{ULID}")
@@ -62,7 +70,7 @@ def verify(request: Received, secret: str) -> dict:
 
 
 def ago(**delta) -> str:
-    return (datetime.now(timezone.utc) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (datetime.now(UTC) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # A new product, a "Widget" at 500 USD unless told otherwise.

@@ -9,8 +9,9 @@ Amounts are integers in the smallest unit of the fiat `currency`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Protocol
 
 
 class ProviderError(Exception):

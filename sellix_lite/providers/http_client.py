@@ -16,7 +16,7 @@ import http.client
 import json
 import time
 import typing
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
 from .. import __version__, outbound

@@ -24,13 +24,20 @@ so call it outside yours, as the live client must be.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Callable, Mapping
 
 import sqlite_utils
 
-from ..chains import (MEMO_CHAINS, asset_amount, asset_share, sandbox_address,
-                      sandbox_tx_hash, supports, validate_address)
+from ..chains import (
+    MEMO_CHAINS,
+    asset_amount,
+    asset_share,
+    sandbox_address,
+    sandbox_tx_hash,
+    supports,
+    validate_address,
+)
 from ..clock import iso, utcnow
 from ..currencies import is_currency
 from ..db import query_one, write_txn

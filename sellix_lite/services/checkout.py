@@ -17,12 +17,12 @@ import logging
 from .. import db as storage
 from ..clock import now_iso
 from ..config import Config
+from ..countries import CODES as COUNTRY_CODES
 from ..currencies import MAX_AMOUNT_CENTS
 from ..db import write_txn
 from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
-from ..countries import CODES as COUNTRY_CODES
 from ..validation import Email, Enum, Integer, Object, Schema, String
 from . import customers, inventory, orders
 from .links import Links

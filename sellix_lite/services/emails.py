@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
-import socket
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -148,7 +147,7 @@ def _send_smtp(config: EmailConfig, message: EmailMessage) -> str | None:
             if config.smtp_user:
                 smtp.login(config.smtp_user, config.smtp_password)
             smtp.send_message(message)
-    except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"[:300]
     return None
 

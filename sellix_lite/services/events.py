@@ -1,7 +1,7 @@
 """The events outbox (CONTRACT §12): every state change writes its event in the same
 transaction, so an event exists exactly when its change does, whatever crashes.
 
-An event is `{"id", "type", "created_at", "mode", "data": {"object": ..., 
+An event is `{"id", "type", "created_at", "mode", "data": {"object": ...,
 "previous_attributes"?: ...}}`: `data.object` is the object after the change and, for
 `*.updated` events, `data.previous_attributes` holds the old values of the fields that
 changed.

@@ -9,23 +9,23 @@ order waits in `delivering` (awaiting shipment) until the merchant fulfils it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable
 
 import sqlite_utils
 
-from .. import outbound, signing
+from .. import outbound, webhook_signatures
 from ..clock import iso, now_iso, utcnow
 from ..config import Config
 from ..db import query_one, write_txn
-from ..delivery import Outcome, strategy_for
 from ..errors import Unprocessable
+from ..product_types import Outcome, strategy_for
 from ..validation import Schema, String
 from . import emails, orders, subscriptions
 from .links import Links
-from .delivery import draining
 from .scope import Scope
 from .urls import Targets
+from .webhook_sender import draining
 
 FULFIL = Schema(tracking=String(max_length=500, description="Carrier and tracking number."))
 MAX_DYNAMIC_TEXT = 64 * 1024
@@ -177,8 +177,8 @@ def _claim_dynamic(db, config: Config, limit: int, *, mode: str | None = None,
 
 def _call(order: dict, product: dict, config: Config, links: Links) -> outbound.PostResult:
     body = json.dumps(orders.render(order, links)).encode()
-    headers = signing.headers([product["dynamic_secret"]], order["id"], "order.delivery",
-                              int(utcnow().timestamp()), body)
+    headers = webhook_signatures.headers([product["dynamic_secret"]], order["id"], "order.delivery",
+                                         int(utcnow().timestamp()), body)
     return outbound.post(product["dynamic_url"], body, headers,
                          timeout=config.webhooks.timeout_seconds,
                          targets=Targets(order["mode"], config.webhooks),

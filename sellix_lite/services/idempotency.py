@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import sqlite_utils
 

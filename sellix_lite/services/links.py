@@ -23,7 +23,7 @@ class Links:
     download_hours: int = 72
 
     @classmethod
-    def for_config(cls, config: Config, secret_key: str) -> "Links":
+    def for_config(cls, config: Config, secret_key: str) -> Links:
         return cls(config.public_url, Signer(secret_key), config.shop.download_link_hours)
 
     def download_url(self, order_id: str) -> str:

@@ -8,7 +8,7 @@ events it causes.
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
 import sqlite_utils
 
@@ -115,11 +115,11 @@ def parse_bound(name: str, value: str, *, end_of_day: bool) -> str:
     try:
         if len(value) == 10:
             day = datetime.strptime(value, "%Y-%m-%d").date()
-            moment = datetime.combine(day, time.max if end_of_day else time.min, timezone.utc)
+            moment = datetime.combine(day, time.max if end_of_day else time.min, UTC)
         else:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
+                moment = moment.replace(tzinfo=UTC)
     except ValueError:
         raise Unprocessable(errors={name: "must be an ISO-8601 date or date-time"}) from None
     return iso(moment)

@@ -22,8 +22,7 @@ from ..ids import new_id
 from ..providers.blockpn import Payout, ProviderError
 from ..validation import Enum, Integer, Schema, String
 from . import events
-from .payments import (LivePaymentsDisabled, ask_again_later, next_provider_check,
-                       provider_for)
+from .payments import LivePaymentsDisabled, ask_again_later, next_provider_check, provider_for
 from .scope import Scope, list_query
 
 STATUSES = ("queued", "broadcast", "confirmed", "failed")

@@ -13,7 +13,7 @@ import unicodedata
 from pathlib import Path
 from typing import BinaryIO
 
-from .. import db as storage, signing
+from .. import db as storage, webhook_signatures
 from ..clock import now_iso
 from ..config import Config
 from ..currencies import CODES
@@ -171,7 +171,7 @@ def create(scope: Scope, body: dict, config: Config = DEFAULT_CONFIG) -> dict:
         "file_name": None, "file_size": None, "file_sha256": None, "file_updated_at": None,
         "created_at": now, "updated_at": now,
         "archived_at": now if params.get("status") == "archived" else None,
-        "dynamic_secret": signing.new_secret() if product_type == "dynamic" else None,
+        "dynamic_secret": webhook_signatures.new_secret() if product_type == "dynamic" else None,
     }
     with write_txn(scope.db):
         # The name's own slug is usually free: try it, and look for a free one if not.
@@ -188,7 +188,7 @@ def create(scope: Scope, body: dict, config: Config = DEFAULT_CONFIG) -> dict:
 
 def rotate_dynamic_secret(scope: Scope, product_id: str) -> dict:
     """A new signing secret for a dynamic product; the old one stops signing at once."""
-    secret = signing.new_secret()
+    secret = webhook_signatures.new_secret()
     with write_txn(scope.db):
         if require(scope, product_id)["type"] != "dynamic":
             raise Unprocessable(errors={"type": "only dynamic products have a signing secret"})

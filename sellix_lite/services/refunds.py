@@ -22,8 +22,7 @@ from ..providers.blockpn import ProviderError, Refund
 from ..validation import Enum, Integer, Schema, String
 from . import emails, orders
 from .links import Links
-from .payments import (LivePaymentsDisabled, ask_again_later, next_provider_check,
-                       provider_for)
+from .payments import LivePaymentsDisabled, ask_again_later, next_provider_check, provider_for
 from .scope import Scope, list_query
 
 STATUSES = ("processing", "succeeded", "failed")

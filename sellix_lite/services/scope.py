@@ -6,9 +6,9 @@ A Scope is a database connection bound to one mode: `get`, `require` and `page` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Callable
 
 import sqlite_utils
 

@@ -1,7 +1,7 @@
 """Webhook endpoints (CONTRACT §12): registration, rotation, and the delivery log.
 
 Deliveries are created by `fan_out`, inside the transaction that writes the event, one per
-matching endpoint of the event's mode. Sending them is `delivery.py`'s job.
+matching endpoint of the event's mode. Sending them is `webhook_sender.py`'s job.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import sqlite_utils
 
-from .. import db as storage, signing
+from .. import db as storage, webhook_signatures
 from ..clock import iso, now_iso, utcnow
 from ..config import Config
 from ..db import query_one, write_txn
@@ -91,7 +91,7 @@ def create(scope: Scope, body: dict, config: Config) -> dict:
     now = now_iso()
     row = {"id": new_id("wh"), "mode": scope.mode, "url": params["url"],
            "events": json.dumps(params["events"]), "description": params.get("description", ""),
-           "status": "active", "secret": signing.new_secret(), "previous_secret": None,
+           "status": "active", "secret": webhook_signatures.new_secret(), "previous_secret": None,
            "previous_secret_expires_at": None, "failing_since": None, "disabled_at": None,
            "created_at": now, "updated_at": now, "deleted_at": None}
     with write_txn(scope.db):
@@ -133,7 +133,7 @@ def rotate_secret(scope: Scope, endpoint_id: str) -> dict:
     """A new secret; the old one keeps signing alongside it for 24 hours."""
     with write_txn(scope.db):
         row = require(scope, endpoint_id)
-        changes = {"secret": signing.new_secret(), "previous_secret": row["secret"],
+        changes = {"secret": webhook_signatures.new_secret(), "previous_secret": row["secret"],
                    "previous_secret_expires_at": iso(utcnow() + ROTATION_OVERLAP),
                    "updated_at": now_iso()}
         storage.update(scope.db, "webhook_endpoints", endpoint_id, changes)

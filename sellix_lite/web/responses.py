@@ -13,10 +13,10 @@ import re
 from flask import Flask, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import errors
+from .. import errors
+from ..errors import ApiError
+from ..ids import new_id
 from .bodylimits import body_limit
-from .errors import ApiError
-from .ids import new_id
 
 log = logging.getLogger("sellix_lite")
 # Every JSON body of the API: compact, and UTF-8 as is rather than \u escapes.

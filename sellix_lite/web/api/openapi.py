@@ -13,16 +13,15 @@ import re
 
 from flask import current_app
 
-from .. import __version__
-from ..app import runtime
-from ..config import Config
-from ..http import json_response
-from ..validation import Schema
+from ... import __version__
+from ...config import Config
+from ...services import checkout, products
+from ...validation import Schema
+from ..context import runtime
+from ..responses import json_response
 from . import bp
-from ..services import checkout, products
 from .objects import OBJECTS, list_of, product_create_schemas
-from .pipeline import (IDEMPOTENCY_METHODS, OPERATIONS, PUBLIC_ENDPOINTS, WRITE_METHODS,
-                       Operation)
+from .pipeline import IDEMPOTENCY_METHODS, OPERATIONS, PUBLIC_ENDPOINTS, WRITE_METHODS, Operation
 
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 ERRORS = {

@@ -15,7 +15,8 @@ from flask import Flask, Response, abort, g, request
 from flask.templating import Environment
 from markupsafe import Markup
 
-from .currencies import format_amount
+from ..currencies import format_amount
+from .context import runtime
 
 CSRF_COOKIE = "sellix_csrf"
 CSRF_FIELD = "csrf_token"
@@ -116,15 +117,13 @@ def csrf_token() -> str:
     """The token to put in a form; pairs with a cookie set on this response."""
     if "csrf_nonce" not in g:
         g.csrf_nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-    from .app import runtime
 
     return runtime().signer.sign_timed(g.csrf_nonce, CSRF_NAMESPACE)
 
 
 def check_csrf() -> None:
     """Refuse a form post whose token is missing, forged, stale or not this browser's."""
-    from .app import runtime
-    from .security import BadToken
+    from ..security import BadToken
 
     cookie = request.cookies.get(CSRF_COOKIE)
     token = request.form.get(CSRF_FIELD, "")

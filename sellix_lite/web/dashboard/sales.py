@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import flash, request, url_for
 
-from ..app import runtime
-from ..errors import ApiError
+from ...errors import ApiError
+from ...services import customers, fulfilment, orders, payouts, refunds
+from ..context import runtime
 from ..html import money
-from ..services import customers, fulfilment, orders, payouts, refunds
 from . import bp, flash_error, page, scope, submit
 from .catalog import to_cents
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable
 
 import sqlite_utils
 
-from .. import outbound, signing
+from .. import outbound, webhook_signatures
 from ..clock import iso, now_iso, utcnow
 from ..config import Config
 from ..db import query_one, write_txn
@@ -108,8 +108,8 @@ def _lease(db: sqlite_utils.Database, delivery_id: str, boot_id: str,
 
 def send(claimed: Claimed, config: Config) -> outbound.PostResult:
     """POST one signed delivery; `webhook-timestamp` is this attempt's time."""
-    headers = signing.headers(list(claimed.secrets), claimed.event_id, claimed.event_type,
-                              int(time.time()), claimed.body)
+    headers = webhook_signatures.headers(list(claimed.secrets), claimed.event_id,
+                                         claimed.event_type, int(time.time()), claimed.body)
     return outbound.post(claimed.url, claimed.body, headers,
                          timeout=config.webhooks.timeout_seconds,
                          targets=Targets(claimed.mode, config.webhooks))

@@ -7,10 +7,10 @@ import io
 
 from flask import request, url_for
 
-from ..app import runtime
-from ..currencies import MINOR_UNITS
+from ...currencies import MINOR_UNITS
+from ...services import license_keys, products
+from ..context import runtime
 from ..html import form_cents, form_integer
-from ..services import license_keys, products
 from . import bp, page, scope, submit
 
 TEXT_FIELDS = ("name", "description", "delivery_text", "dynamic_url", "interval", "status")
@@ -70,7 +70,7 @@ def upload_file(product_id):
         upload = request.files.get("file")
         config = runtime().config
         if upload is None or not upload.filename:
-            from ..errors import InvalidRequest
+            from ...errors import InvalidRequest
             raise InvalidRequest("choose a file to upload", errors={"file": "is required"})
         products.replace_file(scope(), product_id, upload.stream, upload.filename,
                               config.files_dir, config.storage.max_upload_bytes)

@@ -6,11 +6,11 @@ import re
 
 from flask import request
 
-from ..app import runtime
-from ..errors import InvalidRequest
-from ..http import json_response
-from ..services import license_keys, products
-from ..validation import Schema, String
+from ...errors import InvalidRequest
+from ...services import license_keys, products
+from ...validation import Schema, String
+from ..context import runtime
+from ..responses import json_response
 from . import bp
 from .pipeline import operation, scope
 

@@ -7,8 +7,8 @@ function without its schema fails the build.
 
 from __future__ import annotations
 
-from .. import chains, currencies
-from ..services import api_keys, checkout, orders, payouts, products, refunds, webhooks
+from ... import chains, currencies
+from ...services import api_keys, checkout, orders, payouts, products, refunds, webhooks
 
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
@@ -60,7 +60,7 @@ _ADDRESS = obj({name: STRING for name, field in checkout.SHIPPING_ADDRESS.fields
                 if field.required},
                {name: STRING for name, field in checkout.SHIPPING_ADDRESS.fields.items()
                 if not field.required})
-# The goods of each product type, present once the order is paid (see delivery/).
+# The goods of each product type, present once the order is paid (see product_types/).
 _GOODS = {
     "license_key": {"keys": {"type": "array", "items": STRING,
                              "description": "The delivered license keys, one per unit."}},

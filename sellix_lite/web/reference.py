@@ -12,9 +12,9 @@ import json
 
 from flask import Blueprint, render_template
 
+from ..services.webhooks import EVENT_TYPES
 from .api.openapi import document
-from .app import runtime
-from .services.webhooks import EVENT_TYPES
+from .context import runtime
 
 bp = Blueprint("reference", __name__)
 TAG_ORDER = ("Products", "Orders", "Customers", "Payouts", "Webhooks", "API keys", "Events",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import flash, request, url_for
 
-from ..app import runtime
-from ..services import api_keys, delivery, emails, webhooks
+from ...services import api_keys, emails, webhook_sender, webhooks
+from ..context import runtime
 from . import bp, page, scope, submit, submit_and_show
 
 
@@ -39,8 +39,8 @@ def webhook_page(endpoint_id):
 @bp.post("/webhooks/<endpoint_id>/test")
 def test_webhook(endpoint_id):
     def action():
-        result = delivery.send_test(scope(), endpoint_id, {}, runtime().config,
-                                    runtime().test_sends)
+        result = webhook_sender.send_test(scope(), endpoint_id, {}, runtime().config,
+                                          runtime().test_sends)
         outcome = "delivered" if result["delivered"] else "not delivered"
         flash(f"Test event {outcome} (HTTP {result['response_code']}, "
               f"{result['delivery_ms']} ms).", "info" if result["delivered"] else "error")

@@ -1,7 +1,7 @@
 """/v1/api-keys: list, mint and revoke API keys (CONTRACT §12)."""
 
-from ..http import json_response
-from ..services import api_keys
+from ...services import api_keys
+from ..responses import json_response
 from . import bp
 from .pipeline import caller, operation, scope
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..app import get_db, runtime
-from ..http import json_response
-from ..services import payouts, test_helpers
+from ...services import payouts, sandbox_helpers
+from ..context import get_db, runtime
+from ..responses import json_response
 from . import bp
 from .pipeline import operation, scope
 
@@ -46,8 +46,8 @@ def get_balance(query):
 
 
 @operation(bp, "POST", "/test_helpers/payouts/<payout_id>/fail", summary="Fail a test payout",
-           tag="Test helpers", ability="payouts:write", body=test_helpers.FAIL_PAYOUT,
+           tag="Test helpers", ability="payouts:write", body=sandbox_helpers.FAIL_PAYOUT,
            response="Payout")
 def fail_test_payout(payout_id, query, body):
     """Fails a test payout that is not final yet; its amount returns to the balance."""
-    return json_response(test_helpers.fail_payout(scope(), payout_id, body, runtime().config))
+    return json_response(sandbox_helpers.fail_payout(scope(), payout_id, body, runtime().config))

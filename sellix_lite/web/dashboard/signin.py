@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import flash, redirect, request, session, url_for
 
-from ..app import get_db, runtime
+from ...services import admin, reports
+from ..context import get_db, runtime
 from ..html import check_csrf
-from ..services import admin, reports
 from . import bp, mode, page, return_to, scope
 
 SIGN_INS_PER_MINUTE = 10

@@ -9,17 +9,16 @@ idempotency records the API uses. Errors are shown with the messages the API ret
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable
 
-from flask import (Blueprint, abort, flash, g, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
-from ..app import get_db, runtime
-from ..errors import ApiError
+from ...errors import ApiError
+from ...services import admin, idempotency
+from ...services.scope import Scope
+from ..context import get_db, runtime
 from ..html import check_csrf
-from ..services import admin, idempotency
-from ..services.scope import Scope
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 SESSION_HOURS = 12

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from flask import Blueprint, send_file
 
-from .app import get_db, runtime
-from .db import query_one
-from .errors import ApiError, NotFound
-from .security import BadToken
-from .services import files
-from .services.links import LinkExpired
+from ..db import query_one
+from ..errors import ApiError, NotFound
+from ..security import BadToken
+from ..services import files
+from ..services.links import LinkExpired
+from .context import get_db, runtime
 
 bp = Blueprint("downloads", __name__)
 

@@ -26,12 +26,12 @@ import waitress
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .. import outbound
-from ..db import connect
-from ..migrations import migrate
-from ..server import StartupError, stop_on_sigterm
-from .http_client import to_wire
-from .sandbox import Refused, SandboxLedger, UnknownObject
+from . import outbound
+from .db import connect
+from .migrations import migrate
+from .providers.http_client import to_wire
+from .providers.sandbox import Refused, SandboxLedger, UnknownObject
+from .server import StartupError, stop_on_sigterm
 
 log = logging.getLogger("sellix_lite.blockpn_sim")
 

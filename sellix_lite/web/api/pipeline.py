@@ -9,19 +9,25 @@ them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Callable
 
 from flask import Blueprint, Request, Response, g, request
 
-from ..app import Runtime, get_db, runtime
-from ..errors import (ApiError, ForbiddenScope, InvalidRequest, RateLimited,
-                      Unauthenticated, UnsupportedMediaType)
-from ..http import compact_json, problem_response, refuse_lone_surrogates
-from ..services import api_keys, idempotency
-from ..services.scope import Scope
-from ..validation import Schema
+from ...errors import (
+    ApiError,
+    ForbiddenScope,
+    InvalidRequest,
+    RateLimited,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from ...services import api_keys, idempotency
+from ...services.scope import Scope
+from ...validation import Schema
+from ..context import Runtime, get_db, runtime
+from ..responses import compact_json, problem_response, refuse_lone_surrogates
 
 READ_METHODS = ("GET", "HEAD")
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")

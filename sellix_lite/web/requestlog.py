@@ -14,8 +14,8 @@ from urllib.parse import unquote_plus
 
 from flask import Flask, Response, g, request
 
-from .http import request_id
-from .logsetup import ACCESS_LOGGER
+from ..logsetup import ACCESS_LOGGER
+from .responses import request_id
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 REDACTED = "[redacted]"

@@ -14,7 +14,7 @@ the answer), and by the app, which answers 413 in the area's format (problem JSO
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
@@ -52,7 +52,7 @@ def endpoint_of(app, method: str, path: str) -> str | None:
 def _may_upload(app, endpoint: str, authorization: str, cookies: Mapping[str, str]) -> bool:
     """Whether the credentials are good now: an API key with products:write for the API,
     a signed-in dashboard session for the dashboard."""
-    from .services import admin, api_keys
+    from ..services import admin, api_keys
 
     connections = app.extensions["sellix"].connections
     db = connections.acquire()  # this thread's own; waitress's reading thread has one too

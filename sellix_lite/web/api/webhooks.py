@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..app import runtime
-from ..http import json_response
-from ..services import delivery, events, webhooks
+from ...services import events, webhook_sender, webhooks
+from ..context import runtime
+from ..responses import json_response
 from . import bp
 from .pipeline import caller, operation, scope
 
@@ -57,8 +57,8 @@ def delete_webhook(endpoint_id, query, body):
            response="TestDelivery")
 def test_webhook(endpoint_id, query, body):
     """Sends a synthetic signed event now and reports the endpoint's answer."""
-    return json_response(delivery.send_test(scope(), endpoint_id, body, runtime().config,
-                                            runtime().test_sends))
+    return json_response(webhook_sender.send_test(scope(), endpoint_id, body, runtime().config,
+                                                  runtime().test_sends))
 
 
 @operation(bp, "POST", "/webhooks/<endpoint_id>/rotate-secret", summary="Rotate the secret",

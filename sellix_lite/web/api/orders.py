@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from ..app import runtime
-from ..http import json_response
-from ..services import (checkout, customers, fulfilment, orders, refunds, subscriptions,
-                        test_helpers)
+from ...services import (
+    checkout,
+    customers,
+    fulfilment,
+    orders,
+    refunds,
+    sandbox_helpers,
+    subscriptions,
+)
+from ..context import runtime
+from ..responses import json_response
 from . import bp
 from .pipeline import operation, scope
 
@@ -55,12 +62,12 @@ def get_customer(customer_id, query):
 
 
 @operation(bp, "POST", "/test_helpers/orders/<order_id>/pay", summary="Pay a test order",
-           tag="Test helpers", ability="orders:write", body=test_helpers.PAY,
+           tag="Test helpers", ability="orders:write", body=sandbox_helpers.PAY,
            response="Order")
 def pay_test_order(order_id, query, body):
     """Pays the sandbox invoice of a test order, in part when `amount_cents` is less."""
-    return json_response(test_helpers.pay_order(scope(), order_id, body, runtime().config,
-                                                runtime().links))
+    return json_response(sandbox_helpers.pay_order(scope(), order_id, body, runtime().config,
+                                                   runtime().links))
 
 
 @operation(bp, "POST", "/test_helpers/orders/<order_id>/expire",
@@ -68,8 +75,8 @@ def pay_test_order(order_id, query, body):
            response="Order")
 def expire_test_order(order_id, query, body):
     """Lets the sandbox invoice of a test order expire now."""
-    return json_response(test_helpers.expire_order(scope(), order_id, runtime().config,
-                                                   runtime().links))
+    return json_response(sandbox_helpers.expire_order(scope(), order_id, runtime().config,
+                                                      runtime().links))
 
 
 @operation(bp, "POST", "/orders/<order_id>/refund", summary="Refund an order", tag=TAG,

@@ -7,44 +7,23 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from flask import Flask, current_app, g
+from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.routing import Rule
 
-from . import __version__, db as storage
+from .. import __version__
+from ..config import Config
+from ..security import Signer
+from . import dashboard, downloads, html, ipn, reference, requestlog, responses, storefront
+from .api import bp as api_bp
 from .bodylimits import JSON_BODY_BYTES
-from .config import Config
+from .context import Runtime, get_db, release_db
 from .html import TemplateEnvironment
-from .ratelimit import SlidingWindowLimiter
-from .security import Signer
-from .services.delivery import TestSendSlots
-from .services.links import Links
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-@dataclass
-class Runtime:
-    """What the app shares across requests: config, signer, limiters, this process's id."""
-
-    config: Config
-    signer: Signer
-    boot_id: str = field(default_factory=lambda: secrets.token_hex(8))
-    limiter: SlidingWindowLimiter = field(default_factory=SlidingWindowLimiter)
-    connections: storage.ThreadConnections = field(init=False)
-    test_sends: TestSendSlots = field(init=False)
-
-    def __post_init__(self):
-        self.connections = storage.ThreadConnections(self.config.database_path)
-        self.test_sends = TestSendSlots(self.config)
-
-    @property
-    def links(self) -> Links:
-        return Links(self.config.public_url, self.signer, self.config.shop.download_link_hours)
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # sellix_lite/
 
 
 class LazyBuilderRule(Rule):
@@ -117,10 +96,7 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app.extensions["sellix"] = Runtime(config=config, signer=Signer(secret_key),
                                        boot_id=boot_id or secrets.token_hex(8))
 
-    from . import dashboard, downloads, html, http, ipn, reference, requestlog, storefront
-    from .api import bp as api_bp
-
-    http.install(app)
+    responses.install(app)
     requestlog.install(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(ipn.bp)
@@ -130,28 +106,9 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     dashboard.install(app)
     html.install(app)
     app.jinja_env.globals["shop"] = config.shop
-    app.teardown_appcontext(_release_db)
+    app.teardown_appcontext(release_db)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app
-
-
-def runtime() -> Runtime:
-    """The Runtime of the current app."""
-    return current_app.extensions["sellix"]
-
-
-def get_db():
-    """This request's database connection: its thread's, handed back clean at teardown."""
-    context = g._get_current_object()  # one lookup of the proxy, not three
-    if "db" not in context:
-        context.db = runtime().connections.acquire()
-    return context.db
-
-
-def _release_db(_exc=None) -> None:
-    connection = g.pop("db", None)
-    if connection is not None:
-        runtime().connections.release(connection)
 
 
 def _healthz():

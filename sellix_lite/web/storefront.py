@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 
-from .app import get_db, runtime
-from .errors import ApiError
+from ..errors import ApiError
+from ..services import checkout, orders, products, sandbox_helpers
+from ..services.scope import Scope
+from .context import get_db, runtime
 from .html import check_csrf, form_integer
-from .services import checkout, orders, products, test_helpers
-from .services.scope import Scope
 
 bp = Blueprint("storefront", __name__)
 PREFIXES = {"live": "", "test": "/test"}
@@ -86,8 +86,8 @@ def simulate_payment(order_id: str):
     check_csrf()
     order = _buyer_order("test", order_id)
     try:
-        test_helpers.pay_order(_scope("test"), order["id"], {}, runtime().config,
-                               runtime().links)
+        sandbox_helpers.pay_order(_scope("test"), order["id"], {}, runtime().config,
+                                  runtime().links)
     except ApiError:
         pass  # already paid or expired: the order page says so
     return redirect(_order_path(order), code=303)

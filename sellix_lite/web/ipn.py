@@ -12,14 +12,14 @@ import logging
 
 from flask import Blueprint, request
 
-from .app import get_db, runtime
-from .errors import NotFound, Unauthenticated
-from .http import json_response, refuse_lone_surrogates
-from .providers.blockpn import InvalidCallback
-from .services import payments
+from ..errors import NotFound, Unauthenticated
+from ..providers.blockpn import InvalidCallback
+from ..services import payments
+from .context import get_db, runtime
+from .responses import json_response, refuse_lone_surrogates
 
 bp = Blueprint("ipn", __name__, url_prefix="/ipn")
-log = logging.getLogger("sellix_lite.ipn")
+log = logging.getLogger("sellix_lite.web.ipn")
 
 
 @bp.post("/blockpn")
