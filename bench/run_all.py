@@ -1,4 +1,5 @@
-"""Every benchmark in one run, against the stack's own ceiling; writes docs/performance.md.
+"""Every benchmark in one run, against the stack's own ceiling; writes docs/performance.md
+(the summary) and bench/results.json (the raw figures of the run).
 
     python bench/run_all.py [--rounds 7] [--seconds 5] [--products 10000]
                             [--large-products 1000000] [--soak-minutes 10]
@@ -33,6 +34,8 @@ from sellix_lite.security import Signer, load_secret_key  # noqa: E402
 from sellix_lite.services.scope import Scope  # noqa: E402
 
 OUTPUT = REPO / "docs" / "performance.md"
+# Apart from the summary, so that a new run changes a few lines of the docs, not hundreds.
+RESULTS = REPO / "bench" / "results.json"
 NEW_PRODUCT = ('{"name": "Bench {n}", "type": "account", "price_cents": 100, '
                '"currency": "USD", "delivery_text": "x"}')
 
@@ -313,12 +316,8 @@ def report(runs: list[dict], scaled: dict | None, starts: dict, orders: dict, gr
             f"({hooks['events']} events to {bench_webhooks.RECEIVERS} local receivers)"]
     if soak:
         out.append(f"- {bench_soak.summary(soak)}")
-    out += ["", NOTES,
-            "Raw figures of this run:", "", "```json",
-            json.dumps({"catalog": runs, "scale": scaled, "startup": starts, "orders": orders,
-                        "group_commit": groups, "webhooks": hooks, "soak": soak},
-                       indent=1)[:30000],
-            "```", ""]
+    out += ["", NOTES, f"The raw figures of this run are in [{RESULTS.name}]"
+            f"(../{RESULTS.relative_to(REPO).as_posix()}).", ""]
     return "\n".join(out)
 
 
@@ -376,6 +375,9 @@ def main() -> None:
     groups = bench_group_commit.compare(rounds=args.rounds)
     hooks = webhooks(args)
     soak = bench_soak.soak(args.soak_minutes, 4) if args.soak_minutes else None
+    RESULTS.write_text(json.dumps({"catalog": runs, "scale": scaled, "startup": starts,
+                                   "orders": orders, "group_commit": groups,
+                                   "webhooks": hooks, "soak": soak}, indent=1) + "\n")
     OUTPUT.write_text(report(runs, scaled, starts, orders, groups, hooks, soak, args))
     print(OUTPUT.read_text())
 

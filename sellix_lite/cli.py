@@ -1,4 +1,4 @@
-"""The `sellix-lite` command line (CONTRACT §2).
+"""The `sellix-lite` command line (README.md, Command line).
 
 Expected failures (a bad config file, a busy port, an unknown key id) print one line on
 stderr and exit 1; usage errors are click's (exit 2). `--config` is accepted before or after

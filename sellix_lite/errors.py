@@ -2,7 +2,7 @@
 
 Services raise these; the HTTP layer renders them as `application/problem+json` under /v1
 (and as a message in HTML pages). Each class carries the status and the slug clients branch
-on (CONTRACT §6).
+on (docs/api.md, Errors).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sliding-window rate limits (CONTRACT §7), kept in memory.
+"""Sliding-window rate limits (docs/api.md, Rate limits), kept in memory.
 
 Each bucket remembers the times of the requests it let through in the last window; a request
 passes while fewer than `limit` are remembered. Unlike a refilling token bucket, no window of

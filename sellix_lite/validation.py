@@ -3,7 +3,7 @@ JSON Schema.
 
 One schema serves the API, the dashboard's forms and the OpenAPI document, so a rule is
 written once. Missing required fields are a 400 naming each one; any other bad value,
-including an unknown field, is a 422 with a message per field (CONTRACT §6).
+including an unknown field, is a 422 with a message per field (docs/api.md, Errors).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Webhook signatures (CONTRACT §12): Standard Webhooks plus the Sellix-style headers.
+"""Webhook signatures (docs/webhooks.md): Standard Webhooks plus the Sellix-style headers.
 
 A secret is `whsec_` + base64 of 32 random bytes; the HMAC key is the decoded bytes. The
 same signature scheme signs webhook deliveries and the calls to dynamic-product URLs.

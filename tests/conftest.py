@@ -24,7 +24,7 @@ ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
 
 
 def assert_problem(response, status: int, slug: str) -> dict:
-    """Check a response is the RFC 9457 problem of CONTRACT §6; returns its body."""
+    """Check a response is an RFC 9457 problem (docs/api.md, Errors); returns its body."""
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"] == PROBLEM
     body = response.json()

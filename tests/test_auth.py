@@ -1,4 +1,4 @@
-"""Authentication, abilities and modes through the real server (CONTRACT §4, §5, §12)."""
+"""Authentication, abilities and modes through the real server (docs/api.md, Authentication)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The authorization matrix (CONTRACT §4, §5): every /v1 operation × {no key, bad key,
+"""The authorization matrix (docs/api.md, Authentication): every /v1 operation × {no key, bad key,
 revoked key, key without the ability, key of the other mode}.
 
 The operations come from `sellix_lite.web.api.pipeline.OPERATIONS`, so an operation added later is

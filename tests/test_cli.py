@@ -1,4 +1,4 @@
-"""The command line (CONTRACT §2), through real subprocesses."""
+"""The command line (README.md, Command line), through real subprocesses."""
 
 from __future__ import annotations
 

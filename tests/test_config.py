@@ -1,4 +1,4 @@
-"""Configuration (CONTRACT §3): defaults, the sample file, and refusing bad files by key."""
+"""Configuration (README.md): defaults, the sample file, and refusing bad files by key."""
 
 from __future__ import annotations
 

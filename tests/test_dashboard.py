@@ -1,4 +1,4 @@
-"""The merchant dashboard (CONTRACT §16, and `admin set-password` of §2) through the real
+"""The merchant dashboard (docs/dashboard.md, with `admin set-password`) through the real
 server: the password set from the command line, sign-in in headless Chromium (cookie flags,
 per-address limit, sign-out), CSRF on every form, API keys minted and revoked in the browser
 and used against the API, products and license-key imports, refunds, webhook endpoints, the

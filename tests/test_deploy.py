@@ -1,5 +1,5 @@
 """What docs/deploy.md promises an operator: client addresses behind a reverse proxy, and
-one log line per request that a log shipper can parse (CONTRACT §18)."""
+one log line per request that a log shipper can parse."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every /v1 error is RFC 9457 problem JSON with the slug of CONTRACT §6."""
+"""Every /v1 error is RFC 9457 problem JSON with its slug (docs/api.md, Errors)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Refunds, resend, and the remaining delivery kinds (CONTRACT §7, §9, §12, §13.3), through
+"""Refunds, resend, and the remaining delivery kinds (docs/api.md, Refunds and Delivery), through
 the real server: refunds in the test-mode sandbox (full, partial, replayed, raced) and in
 live mode against the BlockPN simulator, re-sent delivery emails, file downloads behind
 signed expiring links, dynamic products calling a real HTTP receiver on loopback, physical

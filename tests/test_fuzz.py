@@ -1,4 +1,4 @@
-"""Fuzzing (CONTRACT §6, §17): malformed input is a client error, never a crash.
+"""Fuzzing (docs/api.md, Errors): malformed input is a client error, never a crash.
 
 - Property tests (Hypothesis) on the pieces every request goes through: `Schema.validate`
   of every body and query schema the API declares, on arbitrary JSON objects and on
@@ -249,7 +249,7 @@ def test_unsign_of_arbitrary_text_is_only_bad_token(text, namespace):
 @given(value=JSON, change=TAMPERINGS)
 @example(value="ord_01J0000000000000000000000Z", change=("insert", -3, NON_ASCII))
 def test_unsign_refuses_every_altered_token(value, change):
-    """Only the exact token `sign` made is accepted (CONTRACT §17: even one character)."""
+    """Only the exact token `sign` made is accepted (docs/api.md: even one character)."""
     token = SIGNER.sign(value, "order-link")
     tampered = tamper(token, *change)
     if tampered == token:

@@ -1,4 +1,4 @@
-"""Idempotency keys (CONTRACT §7): one execution, byte-identical replays, across restarts."""
+"""Idempotency keys (docs/api.md): one execution, byte-identical replays, across restarts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Orders, checkout and payments (CONTRACT §9–§11, §13.3, §14), through the real server:
+"""Orders, checkout and payments (docs/api.md, Orders; docs/blockpn.md), through the real server:
 the test-mode sandbox driven by the test helpers, delivery of license keys and account
 texts, the buyer's email (outbox folder and real SMTP), customers, concurrent checkouts, and
 live mode end to end against the BlockPN simulator over HTTP."""

@@ -1,4 +1,4 @@
-"""Outbound calls can't hold the server (CONTRACT §19.1): a total deadline on every call, at
+"""Outbound calls can't hold the server (docs/webhooks.md): a total deadline on every call, at
 most 64 KiB read, a cap on synchronous test sends, and senders no slow receiver can take from
 the others — proved against a tarpit, a real TCP server on loopback that never answers,
 answers a byte at a time, or answers without end."""

@@ -1,4 +1,4 @@
-"""The §17 list envelope and signed keyset cursors, through /v1/api-keys."""
+"""The list envelope and signed keyset cursors (docs/api.md, Pagination), via /v1/api-keys."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Payouts and the balance (CONTRACT §3, §7, §11, §12), through the real server: the balance
+"""Payouts and the balance (docs/api.md, Payouts and balance), through the real server: the balance
 of each mode, payouts with their required Idempotency-Key, validation of chains, assets and
 addresses, racing payouts that must never overdraw, the test helper that fails a payout,
 listing and abilities, and live mode end to end against the BlockPN simulator over HTTP
@@ -340,7 +340,7 @@ def test_racing_payouts_never_overdraw(server, test_key):
     assert after == start - amount >= 0
     assert seen and min(seen) >= 0
 
-    # The same request racing itself under one key runs once (§7): the others are replays
+    # One request racing itself under one key runs once (docs/api.md): the others are replays
     # of it or 409 while it runs.
     key = new_key()
     barrier = threading.Barrier(10)

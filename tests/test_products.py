@@ -1,5 +1,5 @@
-"""Catalog (CONTRACT §8): products, license-key pools and product files, with their events
-written to the outbox in the same transaction (§12), through the real server."""
+"""Catalog (docs/api.md, Products): products, license-key pools and product files, with their events
+written to the outbox in the same transaction (docs/api.md, Events), through the real server."""
 
 from __future__ import annotations
 

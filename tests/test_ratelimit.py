@@ -1,4 +1,4 @@
-"""Sliding-window rate limits per API key with the IETF RateLimit fields (CONTRACT §7)."""
+"""Sliding-window rate limits per API key with the IETF RateLimit fields (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The API reference page `GET /docs` (CONTRACT §15) in headless Chromium against the real
+"""The API reference page `GET /docs` (docs/api.md) in headless Chromium against the real
 server: security headers and a clean load, the intro sections, resources in the seed's
 order, one article per operation of `/v1/openapi.json`, "Try it" with a pasted test key
 (a GET, a POST with an edited body, a GET with a path parameter), the refusal of live keys
@@ -27,7 +27,7 @@ PHONE = {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touc
          "device_scale_factor": 2}
 RESOURCE_ORDER = ["Products", "Orders", "Customers", "Payouts", "Webhooks", "API keys",
                   "Events", "Subscriptions", "Test helpers"]
-# CONTRACT §6: every problem slug with its status.
+# Every problem slug with its status (docs/api.md, Errors).
 ERROR_SLUGS = {"invalid_request": 400, "unauthenticated": 401, "forbidden_scope": 403,
                "not_found": 404, "method_not_allowed": 405, "conflict": 409,
                "payload_too_large": 413, "unsupported_media_type": 415, "unprocessable": 422,

@@ -1,4 +1,4 @@
-"""Proof under load and faults (CONTRACT §7, §9, §12, §13.3, §14).
+"""Proof under load and faults (docs/api.md, docs/webhooks.md, docs/blockpn.md).
 
 1. Oversell: 200 concurrent orders for 50 license keys reserve exactly 50; paying every
    order (twice at once) delivers 50 distinct keys, none twice.

@@ -1,4 +1,4 @@
-"""The storefront (CONTRACT §13) through the real server: a buyer in headless Chromium on a
+"""The storefront (docs/storefront.md) through the real server: a buyer in headless Chromium on a
 desktop and a phone, the same flow without JavaScript and with plain form posts, checkout
 rules (validation, stock, CSRF, per-IP limit, shipping), order-link access, XSS in merchant
 content, security headers, shop name and currencies from the config, live versus test

@@ -1,4 +1,4 @@
-"""URL rules for outbound calls (CONTRACT §12, §19.2): checked when a URL is saved, and the
+"""URL rules for outbound calls (docs/webhooks.md, URL rules): checked when a URL is saved, and the
 resolved addresses checked again when it is called."""
 
 from __future__ import annotations

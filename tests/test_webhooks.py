@@ -1,4 +1,4 @@
-"""Webhooks and events (CONTRACT §3 [webhooks] [jobs] [email], §12): endpoints, Standard
+"""Webhooks and events (docs/webhooks.md): endpoints, Standard
 Webhooks and Sellix signatures, the durable outbox with retries, test fire, the delivery log,
 disabling a failing endpoint, and crash safety — through the real server, delivering to a
 real HTTP receiver on loopback."""

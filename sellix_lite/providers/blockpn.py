@@ -1,4 +1,4 @@
-"""The BlockPN interface: what sellix-lite needs from its payment provider (CONTRACT §14).
+"""The BlockPN interface: what sellix-lite needs from its payment provider (docs/blockpn.md).
 
 Three implementations speak it: the in-process sandbox (test mode), the HTTP client (live
 mode), and — over HTTP — the `sellix-lite blockpn-sim` simulator serving the sandbox. Every

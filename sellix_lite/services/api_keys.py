@@ -1,4 +1,4 @@
-"""API keys (CONTRACT §5, §12): minting, listing, revoking and authenticating.
+"""API keys (docs/api.md, Authentication): minting, listing, revoking and authenticating.
 
 Only the SHA-256 of a secret is stored. A lookup goes by that hash, and revocation is read
 from the database on every request, so a revoked key fails on the very next one.

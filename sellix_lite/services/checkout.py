@@ -1,6 +1,6 @@
-"""Checkout: the one code path that creates an order (CONTRACT §9, §13.2).
+"""Checkout: the one code path that creates an order (docs/api.md, Orders; docs/storefront.md).
 
-`POST /v1/orders`, the storefront's checkout form and the dashboard all call
+`POST /v1/orders`, the storefront's checkout form and subscription renewals all call
 `create_order`. It reserves stock and records the order in one transaction, opens the
 BlockPN invoice outside any transaction (it may be a network call), then records the
 invoice and `order.created` in a second transaction. If the provider can't be reached or

@@ -1,4 +1,4 @@
-"""Customers (CONTRACT §10): one per email and mode, created with their first order.
+"""Customers (docs/api.md, Customers): one per email and mode, created with their first order.
 
 `orders_count` and `lifetime_cents` are computed from the orders themselves (what paid
 orders brought in, overpayments included, net of refunds), so they can't disagree with them

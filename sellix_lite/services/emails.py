@@ -1,4 +1,4 @@
-"""Email (CONTRACT §3, §13.3): every message is first a row of the outbox table, written in
+"""Email (docs/api.md, Orders): every message is first a row of the outbox table, written in
 the transaction of the change that causes it; a job then sends it.
 
 With `[email] smtp_host` set, the job sends through SMTP and retries a failing server with

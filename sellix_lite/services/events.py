@@ -1,4 +1,4 @@
-"""The events outbox (CONTRACT §12): every state change writes its event in the same
+"""The events outbox (docs/api.md, Events): every state change writes its event in the same
 transaction, so an event exists exactly when its change does, whatever crashes.
 
 An event is `{"id", "type", "created_at", "mode", "data": {"object": ...,

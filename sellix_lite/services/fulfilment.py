@@ -1,4 +1,4 @@
-"""Fulfilment: handing a paid order's goods to the buyer (CONTRACT §9, §13.3).
+"""Fulfilment: handing a paid order's goods to the buyer (docs/api.md, Delivery and fulfilment).
 
 `start` runs in the payment's transaction: strategies that need no network deliver at once;
 a dynamic product's order waits in `delivering` for `deliver_dynamic_due`, which calls the

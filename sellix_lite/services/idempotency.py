@@ -1,4 +1,4 @@
-"""Idempotency keys (CONTRACT §7): a write sent twice runs once.
+"""Idempotency keys (docs/api.md, Idempotency): a write sent twice runs once.
 
 A request claims its key in a short transaction before it runs (state `in_flight`), then
 stores its response (state `done`). A second request with the same key gets the stored

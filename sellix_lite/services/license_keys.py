@@ -1,4 +1,4 @@
-"""License-key pools (CONTRACT §8): bulk import into a license_key product.
+"""License-key pools (docs/api.md, Products): bulk import into a license_key product.
 
 A key is one row, unique within its product's pool (sold or not), so an import can only add
 keys the pool has never had. The whole import is one transaction: all valid, or nothing.

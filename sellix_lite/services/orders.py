@@ -1,4 +1,4 @@
-"""Orders (CONTRACT §9): the order object, its queries, and its lifecycle steps.
+"""Orders (docs/api.md, Orders): the order object, its queries, and its lifecycle steps.
 
 pending → awaiting_payment → paid → delivering → completed; or failed (expired unpaid,
 delivery failed for good) and refunded. Each step runs in one write transaction with the

@@ -1,4 +1,4 @@
-"""Payouts and the balance (CONTRACT §11).
+"""Payouts and the balance (docs/api.md, Payouts and balance).
 
 The balance of a mode is what its paid orders brought in, minus refunds that have not
 failed, minus payouts that have not failed, in the shop's currency. A payout is checked

@@ -1,4 +1,4 @@
-"""Products (CONTRACT §8): the catalog of each mode, with its events.
+"""Products (docs/api.md, Products): the catalog of each mode, with its events.
 
 Every change runs in one write transaction together with the event it causes. The stock of
 a license-key product is not stored by this code at all: database triggers keep it equal to

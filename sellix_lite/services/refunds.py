@@ -1,4 +1,4 @@
-"""Refunds (CONTRACT §9): money back to the buyer through BlockPN.
+"""Refunds (docs/api.md, Refunds): money back to the buyer through BlockPN.
 
 Creating a refund reserves its amount on the order (`refunded_cents`) in the same write
 transaction that checks what is left, so two racing refunds of the remainder can't both

@@ -1,4 +1,4 @@
-"""Test helpers (CONTRACT §11): drive the sandbox as a buyer or the chain would.
+"""Test helpers (docs/api.md, Test helpers): drive the sandbox as a buyer or the chain would.
 
 They act on the sandbox's ledger and then take exactly the path a real provider report
 takes (`payments.apply_invoice`), so transitions, events and emails are the real ones.

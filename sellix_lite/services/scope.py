@@ -1,4 +1,4 @@
-"""The mode rule (CONTRACT §4) as one object every query of a mode's objects goes through.
+"""The mode rule (docs/api.md, Modes) as one object every query of a mode's objects goes through.
 
 A Scope is a database connection bound to one mode: `get`, `require` and `page` add
 `mode = ?` to each query, so an object of the other mode is simply not found.
@@ -53,7 +53,7 @@ class Scope:
 
     def page(self, table: str, query: dict, render: Callable[[dict], dict], *,
              where: str = "", params: tuple = (), select: str = "*") -> dict:
-        """One page of a list, newest first, as the §17 list envelope.
+        """One page of a list, newest first, in the list envelope (docs/api.md, Pagination).
 
         Keyset pagination on the time-ordered id: a page never shifts when rows are added,
         and its cost does not grow with the table.

@@ -1,4 +1,4 @@
-"""Subscriptions (CONTRACT §9, §13.3): a subscription product's order starts a period; before
+"""Subscriptions (docs/api.md): a subscription product's order starts a period; before
 it ends, a renewal order is opened and its checkout link emailed; paying it extends the
 period, and a period that ends unpaid expires the subscription.
 

@@ -1,4 +1,4 @@
-"""Webhook endpoints (CONTRACT §12): registration, rotation, and the delivery log.
+"""Webhook endpoints (docs/webhooks.md): registration, rotation, and the delivery log.
 
 Deliveries are created by `fan_out`, inside the transaction that writes the event, one per
 matching endpoint of the event's mode. Sending them is `webhook_sender.py`'s job.

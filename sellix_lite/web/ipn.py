@@ -1,4 +1,4 @@
-"""`POST /ipn/blockpn`: BlockPN's payment callbacks (CONTRACT §14), live mode only.
+"""`POST /ipn/blockpn`: BlockPN's payment callbacks (docs/blockpn.md, Callbacks), live mode only.
 
 A callback is verified (HMAC-SHA256 with `[blockpn] ipn_secret`) before anything is read
 from it; a bad signature is a 401 problem and changes nothing. It then applies only to the

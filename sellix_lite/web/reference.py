@@ -1,4 +1,4 @@
-"""`GET /docs`: the API reference page, rendered from the OpenAPI document (CONTRACT §15).
+"""`GET /docs`: the API reference page, rendered from the OpenAPI document (docs/api.md).
 
 Endpoints are grouped by resource in the order of the original reference, each with its
 parameters, an example response and an editable request body; "Try it" (static/docs.js)

@@ -1,4 +1,4 @@
-"""One log line per request on stderr (CONTRACT §18).
+"""One log line per request on stderr (docs/deploy.md, Monitoring and logs).
 
 The line names the API key by id, never by secret, and carries no token of a buyer's link:
 the query values that hold one (`t`, `token`, `sig`) and the token of a download link are

@@ -1,4 +1,4 @@
-"""The storefront (CONTRACT §13): shop, product, checkout and order pages, server-rendered.
+"""The storefront (docs/storefront.md): shop, product, checkout and order pages, server-rendered.
 
 Live products are at `/`, test products under `/test/`. Checkout goes through
 `checkout.create_order`, the code path of `POST /v1/orders`. Every page works without

@@ -1,4 +1,4 @@
-"""/v1/api-keys: list, mint and revoke API keys (CONTRACT §12)."""
+"""/v1/api-keys: list, mint and revoke API keys (docs/api.md, API keys)."""
 
 from ...services import api_keys
 from ..responses import json_response

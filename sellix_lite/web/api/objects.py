@@ -247,7 +247,7 @@ def _forbid(schema: dict, name: str) -> None:
 
 
 def list_of(name: str) -> dict:
-    """The §17 list envelope around objects of one kind."""
+    """The list envelope around objects of one kind (docs/api.md, Pagination)."""
     return obj({"object": {"const": "list"},
                 "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}},
                 "has_more": {"type": "boolean"}, "next_cursor": nullable(STRING)})

@@ -1,4 +1,4 @@
-"""/v1/orders, /v1/customers and the order test helpers (CONTRACT §9–§11)."""
+"""/v1/orders, /v1/customers and the order test helpers (docs/api.md, Orders to Test helpers)."""
 
 from __future__ import annotations
 

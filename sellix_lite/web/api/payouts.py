@@ -1,4 +1,4 @@
-"""/v1/payouts, /v1/balance and the payout test helper (CONTRACT §11)."""
+"""/v1/payouts, /v1/balance and the payout test helper (docs/api.md, Payouts and balance)."""
 
 from __future__ import annotations
 

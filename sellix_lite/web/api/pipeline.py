@@ -1,4 +1,4 @@
-"""The request pipeline every /v1 operation goes through (CONTRACT §5–§7).
+"""The request pipeline every /v1 operation goes through (docs/architecture.md).
 
 Order of checks: authentication, rate limit, ability, idempotency, then body and query
 validation and execution, so a 401, 403 or 429 is never stored under an idempotency key.

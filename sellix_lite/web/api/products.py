@@ -1,4 +1,4 @@
-"""/v1/products: the catalog, license-key pools and product files (CONTRACT §8)."""
+"""/v1/products: the catalog, license-key pools and product files (docs/api.md, Products)."""
 
 from __future__ import annotations
 

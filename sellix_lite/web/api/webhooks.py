@@ -1,4 +1,4 @@
-"""/v1/webhooks and /v1/events: endpoints, their deliveries, and the events log (§12)."""
+"""/v1/webhooks and /v1/events: endpoints, their deliveries, and events (docs/webhooks.md)."""
 
 from __future__ import annotations
 

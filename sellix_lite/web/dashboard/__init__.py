@@ -1,4 +1,4 @@
-"""The merchant dashboard (CONTRACT §16): the same services as /v1, in the browser.
+"""The merchant dashboard (docs/dashboard.md): the same services as /v1, in the browser.
 
 Sign-in uses the password set with `sellix-lite admin set-password`; the session is Flask's
 signed cookie (HttpOnly, SameSite=Lax, expiring). Every form carries the CSRF token and a
