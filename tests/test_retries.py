@@ -156,6 +156,22 @@ def test_a_webhook_delivery_gives_up_after_the_schedule(shop, receiver):
                             (delivery_id,)).fetchone() == (len(SCHEDULE) + 1, None)
 
 
+def test_one_webhook_sender_per_endpoint_and_a_restart_takes_over(shop, receiver):
+    scope, config, _ = shop
+    endpoint = webhooks.create(scope, {"url": receiver.url("any"), "events": ["*"]}, config)
+    for name in ("One", "Two"):  # two deliveries due for the same endpoint
+        products.create(scope, {"name": name, "type": "account", "price_cents": 500,
+                                "currency": "USD"}, config)
+
+    (first,) = webhook_sender.claim_due(scope.db, "boot", config, 10)
+    assert first.endpoint_id == endpoint["id"]
+    assert webhook_sender.claim_due(scope.db, "boot", config, 10) == []  # one in flight
+    (taken_over,) = webhook_sender.claim_due(scope.db, "next-boot", config, 10)
+    assert taken_over.delivery_id == first.delivery_id  # the dead process's lease is void
+    assert scope.db.execute("SELECT attempts, lease_owner FROM webhook_deliveries WHERE id = ?",
+                            (first.delivery_id,)).fetchone() == (2, "next-boot")
+
+
 def test_a_dynamic_delivery_gives_up_after_the_schedule(shop, receiver):
     scope, config, links = shop
     receiver.plan("dynamic", 500)
