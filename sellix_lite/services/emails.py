@@ -26,9 +26,12 @@ from ..validation import EMAIL_PATTERN
 from . import files, retries
 from .scope import Scope, list_query
 
+# Each exchange with the mail server ends within this; it is also the lease's deadline. A
+# slow server can take longer over a whole message, and the lease then lapses early, which
+# is harmless: only the email job claims messages, one run at a time.
 SMTP_TIMEOUT_SECONDS = 30
 # The outbox keeps no lease expiry of its own: a claim pushes `next_attempt_at` past the
-# call's deadline instead (the API never shows it).
+# deadline instead (the API never shows it).
 QUEUE = retries.Queue("emails", until=None)
 LIST = list_query()
 log = logging.getLogger("sellix_lite.emails")
