@@ -102,6 +102,7 @@ class EmailConfig:
     smtp_password: str = ""
     starttls: bool = True
     from_: str = "shop@localhost"
+    retry_schedule: tuple[int, ...] = (60, 300, 900, 3600, 21600)
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ def _public_url_problem(url: str) -> str | None:
 _RULES = {
     ("blockpn", "accepted"): _accepted_problem,
     ("webhooks", "retry_schedule"): _retry_schedule_problem,
+    ("email", "retry_schedule"): _retry_schedule_problem,
     ("server", "public_url"): _public_url_problem,
 }
 

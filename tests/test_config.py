@@ -340,17 +340,19 @@ def test_supported_accepted_pairs_pass(tmp_path):
     assert config.blockpn.accepted == ("bsc:BNB", "base:ETH")
 
 
+@pytest.mark.parametrize("section", ["webhooks", "email"])
 @pytest.mark.parametrize("schedule", ["[60, -1]", "[0]", "[]", str([60] * 21)])
-def test_retry_schedule_is_1_to_20_positive_integers(tmp_path, schedule):
-    message = load_error(tmp_path, f"[webhooks]\nretry_schedule = {schedule}\n")
-    assert message == ("config key webhooks.retry_schedule must be 1 to 20 positive "
+def test_retry_schedule_is_1_to_20_positive_integers(tmp_path, section, schedule):
+    message = load_error(tmp_path, f"[{section}]\nretry_schedule = {schedule}\n")
+    assert message == (f"config key {section}.retry_schedule must be 1 to 20 positive "
                        "integers (seconds)")
 
 
-def test_retry_schedule_of_1_and_of_20_pass(tmp_path):
+@pytest.mark.parametrize("section", ["webhooks", "email"])
+def test_retry_schedule_of_1_and_of_20_pass(tmp_path, section):
     for schedule in ([5], [60] * 20):
-        config = load_config(write(tmp_path, f"[webhooks]\nretry_schedule = {schedule}\n"))
-        assert config.webhooks.retry_schedule == tuple(schedule)
+        config = load_config(write(tmp_path, f"[{section}]\nretry_schedule = {schedule}\n"))
+        assert getattr(config, section).retry_schedule == tuple(schedule)
 
 
 @pytest.mark.parametrize("url", ["shop.example.com", "ftp://shop.example.com", "https://",

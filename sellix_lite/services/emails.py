@@ -1,10 +1,10 @@
-"""Email (docs/api.md, Orders): every message is first a row of the outbox table, written in
-the transaction of the change that causes it; a job then sends it.
+"""Email: every message is first a row of the outbox table, written in the transaction of
+the change that causes it; a job then sends it (docs/api.md, "Delivery email").
 
-With `[email] smtp_host` set, the job sends through SMTP and retries a failing server with
-growing delays; a failing mail server never fails the change that queued the mail. Without
-SMTP, each message is written as an `.eml` file in the data folder's `outbox/` and stays
-readable in the table (the dashboard shows it).
+With `[email] smtp_host` set, the job sends through SMTP and retries a failing server on
+`[email] retry_schedule`; a failing mail server never fails the change that queued the
+mail. Without SMTP, each message is written as an `.eml` file in the data folder's
+`outbox/` and stays readable in the table (the dashboard shows it).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
-from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -24,12 +23,16 @@ from ..config import EmailConfig
 from ..db import write_txn
 from ..ids import new_id
 from ..validation import EMAIL_PATTERN
-from . import files
+from . import files, retries
 from .scope import Scope, list_query
 
-# Delays before each new try of a failing SMTP server; then the message is failed.
-RETRY_SECONDS = (60, 300, 900, 3600, 3600 * 6)
+# Each exchange with the mail server ends within this; it is also the lease's deadline. A
+# slow server can take longer over a whole message, and the lease then lapses early, which
+# is harmless: only the email job claims messages, one run at a time.
 SMTP_TIMEOUT_SECONDS = 30
+# The outbox keeps no lease expiry of its own: a claim pushes `next_attempt_at` past the
+# deadline instead (the API never shows it).
+QUEUE = retries.Queue("emails", until=None)
 LIST = list_query()
 log = logging.getLogger("sellix_lite.emails")
 PLAIN_ADDRESS = re.compile(EMAIL_PATTERN)
@@ -67,24 +70,35 @@ def list_page(scope: Scope, query: dict) -> dict:
 
 def send_due(db: sqlite_utils.Database, config: EmailConfig, from_address: str,
              outbox_dir: Path, boot_id: str, limit: int = 50) -> int:
-    """Send (or write to the outbox folder) the messages that are due; returns how many.
+    """Send (or write to the outbox folder) up to `limit` messages that are due, one claim
+    at a time; returns how many went out.
 
     Each message succeeds or fails on its own: one that can't even be built (an address an
     older version let in) is retried and then failed like one the server refused.
     """
     done = 0
-    for row in _claim(db, boot_id, limit):
-        try:
-            error = _deliver(row, config, from_address, outbox_dir)
-        except Exception as exc:  # whatever it is, it is this message's alone
-            error = f"{type(exc).__name__}: {exc}"[:300]
-            log.warning("email %s could not be sent: %s", row["id"], error)
+    for _ in range(limit):
+        claimed = _claim_next(db, boot_id)
+        if claimed is None:
+            break
+        error = _attempt(claimed, config, from_address, outbox_dir)
         if error is None:
-            _finish(db, row["id"], "sent" if config.smtp_host else "outbox")
+            _finish(db, claimed["id"], "sent" if config.smtp_host else "outbox")
             done += 1
         else:
-            _retry_later(db, row, error)
+            _retry_later(db, claimed, error, config.retry_schedule)
     return done
+
+
+def _attempt(row: dict, config: EmailConfig, from_address: str,
+             outbox_dir: Path) -> str | None:
+    """Deliver one message; the error text, or None on success."""
+    try:
+        return _deliver(row, config, from_address, outbox_dir)
+    except Exception as exc:  # whatever it is, it is this message's alone
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        log.warning("email %s could not be sent: %s", row["id"], error)
+        return error
 
 
 def _deliver(row: dict, config: EmailConfig, from_address: str,
@@ -96,14 +110,15 @@ def _deliver(row: dict, config: EmailConfig, from_address: str,
     return None
 
 
-def _claim(db: sqlite_utils.Database, boot_id: str, limit: int) -> list[dict]:
-    """Take due messages for this process; a claim of a dead process is taken over."""
+def _claim_next(db: sqlite_utils.Database, boot_id: str) -> dict | None:
+    """Lease the oldest due message to this process; a claim of a dead process is taken
+    over at once, a lapsed one of this process after its deadline."""
+    claimable, params = QUEUE.claimable(now_iso(), boot_id)
     with write_txn(db):
-        return list(db.query(
-            "UPDATE emails SET lease_owner = ?, attempts = attempts + 1 WHERE id IN ("
-            " SELECT id FROM emails WHERE status = 'pending' AND next_attempt_at <= ?"
-            " AND (lease_owner IS NULL OR lease_owner != ?) ORDER BY id LIMIT ?) RETURNING *",
-            (boot_id, now_iso(), boot_id, limit)))
+        claimed = QUEUE.claim(db, f"SELECT id FROM emails WHERE status = 'pending' AND "
+                                  f"{claimable} ORDER BY id LIMIT 1", params,
+                              deadline_seconds=SMTP_TIMEOUT_SECONDS, boot_id=boot_id)
+    return claimed[0] if claimed else None
 
 
 def _finish(db, email_id: str, status: str) -> None:
@@ -112,16 +127,16 @@ def _finish(db, email_id: str, status: str) -> None:
                    "lease_owner = NULL WHERE id = ?", (status, now_iso(), email_id))
 
 
-def _retry_later(db, row: dict, error: str) -> None:
-    attempt = row["attempts"]
+def _retry_later(db, row: dict, error: str, schedule: tuple[int, ...]) -> None:
+    """Due again at the schedule's next step, or failed once it is used up."""
+    retry = retries.next_attempt(schedule, row["attempts"], utcnow())
     with write_txn(db):
-        if attempt > len(RETRY_SECONDS):
+        if retry is None:
             db.execute("UPDATE emails SET status = 'failed', last_error = ?, lease_owner = NULL "
                        "WHERE id = ?", (error, row["id"]))
         else:
-            due = iso(utcnow() + timedelta(seconds=RETRY_SECONDS[attempt - 1]))
             db.execute("UPDATE emails SET next_attempt_at = ?, last_error = ?, "
-                       "lease_owner = NULL WHERE id = ?", (due, error, row["id"]))
+                       "lease_owner = NULL WHERE id = ?", (iso(retry), error, row["id"]))
 
 
 def _message(row: dict, from_address: str) -> EmailMessage:

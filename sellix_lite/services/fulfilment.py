@@ -1,4 +1,5 @@
-"""Fulfilment: handing a paid order's goods to the buyer (docs/api.md, Delivery and fulfilment).
+"""Fulfilment: handing a paid order's goods to the buyer (docs/api.md, "Delivery and
+fulfilment").
 
 `start` runs in the payment's transaction: strategies that need no network deliver at once;
 a dynamic product's order waits in `delivering` for `deliver_dynamic_due`, which calls the
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
 
 import sqlite_utils
 
@@ -21,7 +21,7 @@ from ..db import query_one, write_txn
 from ..errors import Unprocessable
 from ..product_types import Outcome, strategy_for
 from ..validation import Schema, String
-from . import emails, orders, subscriptions
+from . import emails, orders, retries, subscriptions
 from .links import Links
 from .scope import Scope
 from .urls import Targets
@@ -152,12 +152,19 @@ def _deliver_dynamic(db, order: dict, config: Config, links: Links) -> None:
             _after_call(db, current, product, result, config, links)
 
 
+# Orders keep no lease owner: a claim pushes `next_delivery_at` past the call's deadline, so
+# one left by a process that died is taken up once that time has passed.
+DYNAMIC_QUEUE = retries.Queue("orders", attempts="delivery_attempts", due="next_delivery_at",
+                              owner=None, until=None)
+
+
 def _claim_dynamic(db, config: Config, limit: int, *, mode: str | None = None,
                    busy: frozenset = frozenset(), product_id: str | None = None) -> list[dict]:
     """Lease the oldest due order of up to `limit` products (of `mode`, or only
     `product_id`, when given; none in `busy`)."""
+    claimable, params = DYNAMIC_QUEUE.claimable(now_iso())
     conditions, params = ["status = 'delivering'", "product_type = 'dynamic'",
-                          "next_delivery_at <= ?"], [now_iso()]
+                          claimable], list(params)
     for column, value in (("mode", mode), ("product_id", product_id)):
         if value:
             conditions.append(f"{column} = ?")
@@ -165,14 +172,11 @@ def _claim_dynamic(db, config: Config, limit: int, *, mode: str | None = None,
     if busy:
         conditions.append(f"product_id NOT IN ({', '.join('?' * len(busy))})")
         params.extend(sorted(busy))
-    # Push the next attempt past any call's duration first: a crash mid-call retries later.
-    lease = iso(utcnow() + timedelta(seconds=config.webhooks.timeout_seconds + 60))
     with write_txn(db):
-        return list(db.query(
-            "UPDATE orders SET next_delivery_at = ?, delivery_attempts = delivery_attempts + 1"
-            " WHERE id IN (SELECT min(id) FROM orders WHERE " + " AND ".join(conditions) +
-            " GROUP BY product_id ORDER BY min(next_delivery_at) LIMIT ?) RETURNING *",
-            (lease, *params, limit)))
+        return DYNAMIC_QUEUE.claim(
+            db, "SELECT min(id) FROM orders WHERE " + " AND ".join(conditions) +
+            " GROUP BY product_id ORDER BY min(next_delivery_at) LIMIT ?", (*params, limit),
+            deadline_seconds=config.webhooks.timeout_seconds)
 
 
 def _call(order: dict, product: dict, config: Config, links: Links) -> outbound.PostResult:
@@ -191,11 +195,11 @@ def _after_call(db, order: dict, product: dict, result: outbound.PostResult, con
         record(db, order, Outcome("delivered", {"text": result.body[:MAX_DYNAMIC_TEXT]}),
                config, links)
         return
-    schedule = config.webhooks.retry_schedule
-    if order["delivery_attempts"] <= len(schedule):
-        due = iso(utcnow() + timedelta(seconds=schedule[order["delivery_attempts"] - 1]))
+    retry = retries.next_attempt(config.webhooks.retry_schedule, order["delivery_attempts"],
+                                 utcnow())
+    if retry:
         db.execute("UPDATE orders SET next_delivery_at = ?, failure_reason = ? WHERE id = ?",
-                   (due, f"the delivery URL failed: {result.error}", order["id"]))
+                   (iso(retry), f"the delivery URL failed: {result.error}", order["id"]))
     elif product["delivery_text"]:
         record(db, order, Outcome("delivered", {"text": product["delivery_text"]}), config,
                links)

@@ -28,7 +28,7 @@ from ..config import Config
 from ..db import query_one, write_txn
 from ..errors import RateLimited
 from ..ids import new_id
-from . import emails, webhooks
+from . import emails, retries, webhooks
 from .events import render as render_event
 from .scope import Scope
 from .urls import Targets
@@ -48,6 +48,9 @@ class Claimed:
     secrets: tuple[str, ...]
 
 
+QUEUE = retries.Queue("webhook_deliveries")
+
+
 def claim_due(db: sqlite_utils.Database, boot_id: str, config: Config, limit: int,
               endpoint_id: str | None = None, mode: str | None = None) -> list[Claimed]:
     """Lease up to `limit` due deliveries, at most one per endpoint, oldest first; only
@@ -59,51 +62,52 @@ def claim_due(db: sqlite_utils.Database, boot_id: str, config: Config, limit: in
     """
     now = now_iso()
     with write_txn(db):
-        sql = "SELECT id FROM webhook_endpoints WHERE status = 'active' AND deleted_at IS NULL"
-        params = ()
-        if endpoint_id:
-            sql, params = sql + " AND id = ?", (endpoint_id,)
-        elif mode:
-            sql, params = sql + " AND mode = ?", (mode,)
-        endpoints = [row["id"] for row in db.query(sql, params)]
-        due = []
-        for endpoint in endpoints:
-            if _in_flight(db, endpoint, boot_id, now):
-                continue
-            row = query_one(db, """SELECT id, next_attempt_at FROM webhook_deliveries
-                WHERE endpoint_id = ? AND status = 'pending' AND next_attempt_at <= ?
-                  AND (lease_owner IS NULL OR lease_owner != ? OR lease_until < ?)
-                ORDER BY next_attempt_at, id LIMIT 1""", (endpoint, now, boot_id, now))
-            if row:
-                due.append(row)
+        due = [row for endpoint in _active_endpoints(db, endpoint_id, mode)
+               if (row := _oldest_due(db, endpoint, boot_id, now))]
+        if not due:
+            return []
         due.sort(key=lambda row: (row["next_attempt_at"], row["id"]))
-        return [_lease(db, row["id"], boot_id, config) for row in due[:limit]]
+        ids = json.dumps([row["id"] for row in due[:limit]])
+        leased = QUEUE.claim(db, "SELECT value FROM json_each(?)", (ids,),
+                             deadline_seconds=config.webhooks.timeout_seconds, boot_id=boot_id)
+        leased.sort(key=lambda row: (row["next_attempt_at"], row["id"]))
+        return [_claimed(db, row) for row in leased]
 
 
-def _in_flight(db: sqlite_utils.Database, endpoint_id: str, boot_id: str, now: str) -> bool:
-    """Whether a sender of this process is delivering to the endpoint right now."""
-    return query_one(db, "SELECT 1 AS busy FROM webhook_deliveries WHERE endpoint_id = ? "
-                         "AND lease_owner = ? AND lease_until >= ? AND status = 'pending' "
-                         "LIMIT 1", (endpoint_id, boot_id, now)) is not None
+def _active_endpoints(db: sqlite_utils.Database, endpoint_id: str | None,
+                      mode: str | None) -> list[str]:
+    sql = "SELECT id FROM webhook_endpoints WHERE status = 'active' AND deleted_at IS NULL"
+    params = ()
+    if endpoint_id:
+        sql, params = sql + " AND id = ?", (endpoint_id,)
+    elif mode:
+        sql, params = sql + " AND mode = ?", (mode,)
+    return [row["id"] for row in db.query(sql, params)]
 
 
-def _lease(db: sqlite_utils.Database, delivery_id: str, boot_id: str,
-           config: Config) -> Claimed:
-    # The lease outlives any attempt (each ends at the timeout); it guards against a second
-    # sender in this process, and lapses if a sender died without settling. A restart voids
-    # it at once through the boot id.
-    until = iso(utcnow() + timedelta(seconds=config.webhooks.timeout_seconds + 60))
-    db.execute("UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ?, "
-               "attempts = attempts + 1 WHERE id = ?", (boot_id, until, delivery_id))
-    row = query_one(db, """SELECT d.endpoint_id, d.mode, d.event_id, e.url, e.secret,
-                                  e.previous_secret, e.previous_secret_expires_at
-                           FROM webhook_deliveries d
-                           JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = ?""",
-                    (delivery_id,))
-    event = render_event(query_one(db, "SELECT * FROM events WHERE id = ?", (row["event_id"],)))
-    return Claimed(delivery_id, row["endpoint_id"], row["url"], row["mode"], event["id"],
-                   event["type"], json.dumps(event).encode(),
-                   tuple(webhooks.signing_secrets(row)))
+def _oldest_due(db: sqlite_utils.Database, endpoint_id: str, boot_id: str,
+                now: str) -> dict | None:
+    """The endpoint's oldest due delivery, unless a sender of this process is delivering
+    to it right now."""
+    held, held_params = QUEUE.held_here(now, boot_id)
+    if query_one(db, f"SELECT 1 AS busy FROM webhook_deliveries WHERE endpoint_id = ? "
+                     f"AND {held} AND status = 'pending' LIMIT 1",
+                 (endpoint_id, *held_params)):
+        return None
+    claimable, params = QUEUE.claimable(now, boot_id)
+    return query_one(db, f"""SELECT id, next_attempt_at FROM webhook_deliveries
+        WHERE endpoint_id = ? AND status = 'pending' AND {claimable}
+        ORDER BY next_attempt_at, id LIMIT 1""", (endpoint_id, *params))
+
+
+def _claimed(db: sqlite_utils.Database, delivery: dict) -> Claimed:
+    endpoint = query_one(db, "SELECT url, secret, previous_secret, previous_secret_expires_at"
+                             " FROM webhook_endpoints WHERE id = ?", (delivery["endpoint_id"],))
+    event = render_event(query_one(db, "SELECT * FROM events WHERE id = ?",
+                                   (delivery["event_id"],)))
+    return Claimed(delivery["id"], delivery["endpoint_id"], endpoint["url"], delivery["mode"],
+                   event["id"], event["type"], json.dumps(event).encode(),
+                   tuple(webhooks.signing_secrets(endpoint)))
 
 
 def send(claimed: Claimed, config: Config) -> outbound.PostResult:
@@ -142,14 +146,12 @@ def record(db: sqlite_utils.Database, claimed: Claimed, result: outbound.PostRes
 
 
 def _settle(db, row: dict, result: outbound.PostResult, now, config: Config) -> str:
-    schedule = config.webhooks.retry_schedule
-    if result.ok:
-        status, due = "succeeded", None
-    elif row["attempts"] > len(schedule):
-        status, due = "failed", None
+    retry = None if result.ok else retries.next_attempt(config.webhooks.retry_schedule,
+                                                         row["attempts"], now)
+    if retry:
+        status, due, completed = "pending", iso(retry), None
     else:
-        status, due = "pending", iso(now + timedelta(seconds=schedule[row["attempts"] - 1]))
-    completed = iso(now) if status != "pending" else None
+        status, due, completed = "succeeded" if result.ok else "failed", None, iso(now)
     db.execute("UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, completed_at = ?"
                " WHERE id = ?", (status, due, completed, row["id"]))
     return status
