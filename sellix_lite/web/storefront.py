@@ -130,11 +130,12 @@ def _messages(error: ApiError) -> dict:
         return {"form": error.detail}
     messages = {}
     for field, message in error.errors.items():
+        code = error.codes.get(field)
         if field == "customer_email":
             messages["email"] = "Please enter a valid email address."
-        elif field == "shipping_address" and message.startswith("country"):
+        elif field == "shipping_address" and code == "invalid_country":
             messages[field] = "Country: use a two-letter code such as DE or US."
-        elif field == "qty" and "sold out" in message:
+        elif field == "qty" and code == "sold_out":
             messages["qty"] = "Sorry, this product is sold out."
         elif field == "payment":
             messages["form"] = "This shop isn't taking payments right now."
