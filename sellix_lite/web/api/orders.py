@@ -11,7 +11,6 @@ from ...services import (
     sandbox_helpers,
     subscriptions,
 )
-from ..context import runtime
 from . import bp
 from .pipeline import operation, scope
 
@@ -23,7 +22,7 @@ TAG = "Orders"
            response="list:Order")
 def list_orders(query):
     """Returns orders newest first, filtered by status, creation date and buyer email."""
-    return orders.list_page(scope(), query, runtime().links)
+    return orders.list_page(scope(), query)
 
 
 @operation(bp, "POST", "/orders", summary="Create an order", tag=TAG,
@@ -32,7 +31,7 @@ def list_orders(query):
 def create_order(query, body):
     """Reserves stock and opens a BlockPN invoice; the order awaits payment at
     `payment.checkout_url`."""
-    return checkout.create_order(scope(), body, runtime().config, runtime().links)
+    return checkout.create_order(scope(), body)
 
 
 @operation(bp, "GET", "/orders/<order_id>", summary="Fetch an order", tag=TAG,
@@ -40,7 +39,7 @@ def create_order(query, body):
            response="Order")
 def get_order(order_id, query):
     """Returns one order with its item, payment and delivery."""
-    return orders.get(scope(), order_id, runtime().links)
+    return orders.get(scope(), order_id)
 
 
 @operation(bp, "GET", "/customers", summary="List customers", tag="Customers",
@@ -64,8 +63,7 @@ def get_customer(customer_id, query):
            response="Order")
 def pay_test_order(order_id, query, body):
     """Pays the sandbox invoice of a test order, in part when `amount_cents` is less."""
-    return sandbox_helpers.pay_order(scope(), order_id, body, runtime().config,
-                                     runtime().links)
+    return sandbox_helpers.pay_order(scope(), order_id, body)
 
 
 @operation(bp, "POST", "/test_helpers/orders/<order_id>/expire",
@@ -73,8 +71,7 @@ def pay_test_order(order_id, query, body):
            response="Order")
 def expire_test_order(order_id, query, body):
     """Lets the sandbox invoice of a test order expire now."""
-    return sandbox_helpers.expire_order(scope(), order_id, runtime().config,
-                                        runtime().links)
+    return sandbox_helpers.expire_order(scope(), order_id)
 
 
 @operation(bp, "POST", "/orders/<order_id>/refund", summary="Refund an order", tag=TAG,
@@ -99,8 +96,7 @@ def list_refunds(order_id, query):
            response="Resent")
 def resend_order(order_id, query, body):
     """Sends the delivery email of a delivered order again."""
-    return fulfilment.resend(scope(), order_id, runtime().config,
-                             runtime().links)
+    return fulfilment.resend(scope(), order_id)
 
 
 @operation(bp, "POST", "/orders/<order_id>/fulfill", summary="Mark a physical order shipped",
@@ -108,8 +104,7 @@ def resend_order(order_id, query, body):
            response="Order")
 def fulfill_order(order_id, query, body):
     """Marks a paid physical order shipped, with an optional tracking reference."""
-    return fulfilment.fulfil(scope(), order_id, body, runtime().config,
-                             runtime().links)
+    return fulfilment.fulfil(scope(), order_id, body)
 
 
 @operation(bp, "GET", "/subscriptions", summary="List subscriptions", tag="Subscriptions",

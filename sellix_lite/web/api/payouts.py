@@ -25,7 +25,7 @@ def list_payouts(query):
 def create_payout(query, body):
     """Queues a payout of the available balance to an address; a job sends it to BlockPN
     and follows it until it is confirmed or failed."""
-    return payouts.create(scope(), body, runtime().config)
+    return payouts.create(scope(), body)
 
 
 @operation(bp, "GET", "/payouts/<payout_id>", summary="Fetch a payout", tag=TAG,
@@ -49,4 +49,4 @@ def get_balance(query):
            response="Payout")
 def fail_test_payout(payout_id, query, body):
     """Fails a test payout that is not final yet; its amount returns to the balance."""
-    return sandbox_helpers.fail_payout(scope(), payout_id, body, runtime().config)
+    return sandbox_helpers.fail_payout(scope(), payout_id, body)

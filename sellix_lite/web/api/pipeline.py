@@ -122,7 +122,7 @@ def authenticate_request() -> None:
         raise
     context = g._get_current_object()
     context.api_key, context.api_key_id = key, key["id"]
-    context.scope = Scope(db, key["mode"], shared.signer)
+    context.scope = shared.scope(db, key["mode"])
     _count_request(shared, this.method, key["id"], context)
     api_keys.touch(db, key)
 

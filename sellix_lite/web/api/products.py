@@ -36,7 +36,7 @@ def list_products(query):
 def create_product(query, body):
     """Publishes a new product; its slug is derived from the name, unique in this mode.
     A dynamic product's `dynamic_signing_secret` is shown in this response only."""
-    return products.create(scope(), body, runtime().config)
+    return products.create(scope(), body)
 
 
 @operation(bp, "GET", "/products/<product_id>", summary="Fetch a product", tag=TAG,
@@ -52,7 +52,7 @@ def get_product(product_id, query):
            response="Product")
 def update_product(product_id, query, body):
     """Changes any subset of the editable fields and returns the whole product."""
-    return products.update(scope(), product_id, body, runtime().config)
+    return products.update(scope(), product_id, body)
 
 
 @operation(bp, "DELETE", "/products/<product_id>", summary="Archive a product", tag=TAG,

@@ -24,7 +24,7 @@ def list_webhooks(query):
            response="NewWebhookEndpoint")
 def create_webhook(query, body):
     """Subscribes a URL to event types; `signing_secret` is shown in this response only."""
-    return webhooks.create(scope(), body, runtime().config)
+    return webhooks.create(scope(), body)
 
 
 @operation(bp, "GET", "/webhooks/<endpoint_id>", summary="Fetch an endpoint", tag=TAG,
@@ -40,7 +40,7 @@ def get_webhook(endpoint_id, query):
            response="WebhookEndpoint")
 def update_webhook(endpoint_id, query, body):
     """Edits url, events or description; `{"status": "active"}` re-enables it."""
-    return webhooks.update(scope(), endpoint_id, body, runtime().config)
+    return webhooks.update(scope(), endpoint_id, body)
 
 
 @operation(bp, "DELETE", "/webhooks/<endpoint_id>", summary="Remove an endpoint", tag=TAG,
@@ -56,8 +56,7 @@ def delete_webhook(endpoint_id, query, body):
            response="TestDelivery")
 def test_webhook(endpoint_id, query, body):
     """Sends a synthetic signed event now and reports the endpoint's answer."""
-    return webhook_sender.send_test(scope(), endpoint_id, body, runtime().config,
-                                    runtime().test_sends)
+    return webhook_sender.send_test(scope(), endpoint_id, body, runtime().test_sends)
 
 
 @operation(bp, "POST", "/webhooks/<endpoint_id>/rotate-secret", summary="Rotate the secret",

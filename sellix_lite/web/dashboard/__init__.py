@@ -58,7 +58,7 @@ def mode() -> str:
 
 def scope() -> Scope:
     """The database bound to the mode the dashboard shows."""
-    return Scope(get_db(), g.mode, runtime().signer)
+    return runtime().scope(get_db(), g.mode)
 
 
 def page(template: str, **context):
