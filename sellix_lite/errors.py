@@ -9,17 +9,23 @@ from __future__ import annotations
 
 
 class ApiError(Exception):
-    """An error with an HTTP status, a `type` slug and an optional per-field `errors` map."""
+    """An error with an HTTP status, a `type` slug and an optional per-field `errors` map.
+
+    `codes` says, per field, why it failed in a word a program can branch on
+    (`{"qty": "sold_out"}`), so callers never parse the wording of `errors`. Codes stay out
+    of the response body.
+    """
 
     status = 500
     type = "server_error"
     title = "Internal server error"
 
     def __init__(self, detail: str | None = None, *, errors: dict | None = None,
-                 headers: dict | None = None, **extra):
+                 codes: dict | None = None, headers: dict | None = None, **extra):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.errors = errors
+        self.codes = codes or {}
         self.headers = headers or {}
         self.extra = extra
 

@@ -73,7 +73,12 @@ HTTP_URL = (r"https?://(?:[A-Za-z0-9\-._~!$&'()*+,;=:@\[\]]|%[0-9A-Fa-f]{2})+"
 
 
 class FieldError(ValueError):
-    """One field's value is not acceptable; the message is shown to the client."""
+    """One field's value is not acceptable; the message is shown to the client, the
+    optional `code` is for programs (see `ApiError.codes`)."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 class Field(ABC):
@@ -349,7 +354,8 @@ class Object(Field):
             return self.schema.validate(value)
         except (InvalidRequest, Unprocessable) as exc:
             details = "; ".join(f"{name} {message}" for name, message in exc.errors.items())
-            raise FieldError(details) from None
+            # The code names the first inner field the message starts with.
+            raise FieldError(details, code=f"invalid_{next(iter(exc.errors))}") from None
 
     def expects(self):
         return "must be an object"
@@ -373,7 +379,7 @@ class Schema:
             raise InvalidRequest(
                 f"missing required parameter{'s' if len(missing) > 1 else ''}: "
                 + ", ".join(missing), errors=missing)
-        cleaned, errors = {}, {}
+        cleaned, errors, codes = {}, {}, {}
         for name, value in data.items():
             field = self.fields.get(name)
             if field is None:
@@ -383,8 +389,10 @@ class Schema:
                 cleaned[name] = field.clean(value, from_query)
             except FieldError as exc:
                 errors[name] = str(exc)
+                if exc.code:
+                    codes[name] = exc.code
         if errors:
-            raise Unprocessable(errors=errors)
+            raise Unprocessable(errors=errors, codes=codes)
         for name, field in self.fields.items():
             if name not in cleaned and field.default is not MISSING:
                 cleaned[name] = field.default

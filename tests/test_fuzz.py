@@ -21,10 +21,12 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
+from sellix_lite.config import Config
 from sellix_lite.db import connect
 from sellix_lite.errors import InvalidRequest, Unprocessable
 from sellix_lite.migrations import migrate
 from sellix_lite.security import BadToken, Signer
+from sellix_lite.services.links import Links
 from sellix_lite.services.scope import CURSOR_NAMESPACE, Scope
 from sellix_lite.validation import Array, Boolean, Enum, Integer, Object, Schema, String
 from sellix_lite.web.api.openapi import document
@@ -165,7 +167,7 @@ NON_ASCII = "é"
 def scope(tmp_path_factory):
     db = connect(tmp_path_factory.mktemp("fuzz-db") / "sellix.db")
     migrate(db)
-    yield Scope(db, "test", SIGNER)
+    yield Scope(db, "test", Config(), Links("http://shop.example", SIGNER))
     db.close()
 
 

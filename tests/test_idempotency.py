@@ -16,7 +16,6 @@ from sellix_lite.migrations import migrate
 from sellix_lite.services import api_keys, idempotency
 from sellix_lite.web.api import pipeline
 from sellix_lite.web.app import create_app
-from sellix_lite.web.responses import json_response
 
 MINT = {"name": "worker", "abilities": ["orders:read"]}
 
@@ -196,10 +195,10 @@ def test_required_keys_are_enforced_by_the_pipeline(tmp_path):
     calls = []
 
     @pipeline.operation(bp, "POST", "/money", summary="Move money", tag="t",
-                        ability="orders:write", idempotency_required=True)
+                        ability="orders:write", idempotency_required=True, status=201)
     def move_money(query, body):
         calls.append(body)
-        return json_response({"moved": True}, 201)
+        return {"moved": True}
 
     pipeline.OPERATIONS.pop()  # not a real operation of the API
     app = create_app(config, "secret")

@@ -19,6 +19,9 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from sellix_lite.errors import Unprocessable
+from sellix_lite.web import storefront
+
 from conftest import GENEROUS_LIMITS, Server, running_server, wait_until
 from support import (
     Receiver,
@@ -588,6 +591,31 @@ def test_physical_product_asks_for_a_shipping_address(server, api):
                              postal_code="10115", country="DE")
     assert response.status_code == 303, error_messages(response.text)
     assert len(orders_of(api, email)) == 1
+
+
+def test_an_unknown_country_gets_a_polite_message(server, api):
+    product = make_product(api, type="physical", stock=5, price_cents=2500)
+    email = buyer("nowhere")
+    response = checkout(requests.Session(), server, product["slug"], email=email,
+                        name="Ada Buyer", line1="1 Main Street", city="Berlin",
+                        postal_code="10115", country="XX")
+    assert response.status_code == 422
+    assert "Country: use a two-letter code such as DE or US." in error_messages(response.text)
+    assert orders_of(api, email) == []
+
+
+@pytest.mark.parametrize("field, wording, code, messages", [
+    ("qty", "any wording", "sold_out", {"qty": "Sorry, this product is sold out."}),
+    ("qty", "the product is sold out", None, {"qty": "Quantity: the product is sold out."}),
+    ("shipping_address", "any wording", "invalid_country",
+     {"shipping_address": "Country: use a two-letter code such as DE or US."}),
+    ("shipping_address", "country is required", "invalid_name",
+     {"shipping_address": "Shipping address: country is required."}),
+])
+def test_form_messages_follow_the_error_code_not_its_wording(field, wording, code, messages):
+    codes = {field: code} if code else None
+    error = Unprocessable(errors={field: wording}, codes=codes)
+    assert storefront._messages(error) == messages
 
 
 # --- 4. order page access -----------------------------------------------------------------

@@ -25,7 +25,6 @@ from ..ids import new_id
 from ..providers.blockpn import ProviderError
 from ..validation import Email, Enum, Integer, Object, Schema, String
 from . import customers, inventory, orders
-from .links import Links
 from .payments import provider_for
 from .scope import Scope
 
@@ -78,12 +77,13 @@ class ProviderUnavailable(ApiError):
     status, type, title = 502, "server_error", "Payment provider unavailable"
 
 
-def create_order(scope: Scope, body: dict, config: Config, links: Links, *,
-                 subscription_id: str | None = None, ttl_minutes: int | None = None) -> dict:
+def create_order(scope: Scope, body: dict, *, subscription_id: str | None = None,
+                 ttl_minutes: int | None = None) -> dict:
     """Create an order awaiting payment and return it (with `payment.checkout_url`).
 
     Renewals name their subscription and keep their invoice open until the period ends.
     """
+    config = scope.config
     params = _validate(body, config)
     provider = provider_for(scope.db, scope.mode, config)  # refuses before reserving anything
     order = _reserve(scope, params, subscription_id)
@@ -94,20 +94,20 @@ def create_order(scope: Scope, body: dict, config: Config, links: Links, *,
             ttl_minutes=ttl_minutes or config.blockpn.invoice_ttl_minutes,
             callback_url=f"{config.public_url}/ipn/blockpn")
     except ProviderError as exc:
-        _not_created(scope, order, exc, links)
+        _not_created(scope, order, exc)
     with write_txn(scope.db):
         row = orders.save(scope.db, order, {
             "status": "awaiting_payment", "invoice_id": invoice.id,
             "pay_address": invoice.address, "asset_amount": invoice.asset_amount,
             "expires_at": invoice.expires_at, "updated_at": now_iso(),
-        }, links, "order.created")
-    return orders.present(scope.db, row, links)
+        }, scope.links, "order.created")
+    return orders.present(scope.db, row, scope.links)
 
 
-def _not_created(scope: Scope, order: dict, exc: ProviderError, links: Links) -> None:
+def _not_created(scope: Scope, order: dict, exc: ProviderError) -> None:
     """Fail the pending order, log what BlockPN did, and answer 502 saying it."""
     with write_txn(scope.db):
-        orders.fail(scope.db, order, f"{exc.diagnosis} ({exc})", links)
+        orders.fail(scope.db, order, f"{exc.diagnosis} ({exc})", scope.links)
     log.warning("%s; order %s was not created (%s)", exc.diagnosis, order["id"], exc)
     advice = ", try again shortly" if exc.retryable else ""
     raise ProviderUnavailable(f"{exc.diagnosis}; the order was not created{advice}") from None

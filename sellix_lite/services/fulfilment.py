@@ -98,19 +98,19 @@ def _address(address: dict) -> str:
     return "\n".join(f"  {line}" for line in lines if line)
 
 
-def resend(scope: Scope, order_id: str, config: Config, links: Links) -> dict:
+def resend(scope: Scope, order_id: str) -> dict:
     """Send the delivery email of a delivered order again."""
     with write_txn(scope.db):
         order = scope.require("orders", order_id, "order")
         if order["delivery_state"] not in ("delivered", "shipped", "awaiting_shipment"):
             raise Unprocessable(errors={"order": "has not been delivered, so there is no "
                                                  "delivery email to send"})
-        queue_delivery_email(scope.db, order, config, links)
+        queue_delivery_email(scope.db, order, scope.config, scope.links)
     return {"sent_at": now_iso(), "recipient": order["customer_email"],
             "delivery_kind": order["product_type"]}
 
 
-def fulfil(scope: Scope, order_id: str, body: dict, config: Config, links: Links) -> dict:
+def fulfil(scope: Scope, order_id: str, body: dict) -> dict:
     """Mark a paid physical order shipped (with its tracking), and tell the buyer."""
     params = FULFIL.validate(body)
     with write_txn(scope.db):
@@ -119,8 +119,8 @@ def fulfil(scope: Scope, order_id: str, body: dict, config: Config, links: Links
             raise Unprocessable(errors={"order": "only a paid physical order awaiting "
                                                  "shipment can be fulfilled"})
         content = {**json.loads(order["delivery"]), "tracking": params.get("tracking")}
-        order = record(scope.db, order, Outcome("shipped", content), config, links)
-    return orders.present(scope.db, order, links)
+        order = record(scope.db, order, Outcome("shipped", content), scope.config, scope.links)
+    return orders.present(scope.db, order, scope.links)
 
 
 def deliver_dynamic_due(db: sqlite_utils.Database, config: Config, links: Links, submit,

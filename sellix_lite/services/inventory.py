@@ -26,8 +26,11 @@ def reserve(db: sqlite_utils.Database, order_id: str, product: dict, qty: int) -
         return
     if taken < qty:
         left = product["stock"]
-        raise Unprocessable(errors={"qty": "the product is sold out" if not left
-                                    else f"only {left} left in stock"})
+        if not left:
+            raise Unprocessable(errors={"qty": "the product is sold out"},
+                                codes={"qty": "sold_out"})
+        raise Unprocessable(errors={"qty": f"only {left} left in stock"},
+                            codes={"qty": "short_of_stock"})
 
 
 def release(db: sqlite_utils.Database, order: dict) -> None:

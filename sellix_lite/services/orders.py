@@ -87,11 +87,11 @@ def _delivery(row: dict, links: Links) -> dict:
     return delivery
 
 
-def get(scope: Scope, order_id: str, links: Links) -> dict:
-    return present(scope.db, scope.require("orders", order_id, "order"), links)
+def get(scope: Scope, order_id: str) -> dict:
+    return present(scope.db, scope.require("orders", order_id, "order"), scope.links)
 
 
-def list_page(scope: Scope, query: dict, links: Links) -> dict:
+def list_page(scope: Scope, query: dict) -> dict:
     """A page of orders, newest first, filtered by status, creation time and email."""
     conditions, params = [], []
     if "status" in query:
@@ -106,7 +106,7 @@ def list_page(scope: Scope, query: dict, links: Links) -> dict:
     if "customer_email" in query:
         conditions.append("customer_email = ?")
         params.append(query["customer_email"].strip().lower())
-    return scope.page("orders", query, lambda row: present(scope.db, row, links),
+    return scope.page("orders", query, lambda row: present(scope.db, row, scope.links),
                       where=" AND ".join(conditions), params=tuple(params))
 
 

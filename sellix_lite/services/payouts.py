@@ -73,10 +73,10 @@ def balance(db: sqlite_utils.Database, mode: str, currency: str) -> dict:
             "pending_cents": refunds["p"] + paid_out["p"], "currency": currency}
 
 
-def create(scope: Scope, body: dict, config: Config) -> dict:
+def create(scope: Scope, body: dict) -> dict:
     """Queue a payout of the available balance (with `payout.queued`)."""
     params = _validate(body)
-    currency = config.shop.currency
+    currency = scope.config.shop.currency
     with write_txn(scope.db):
         available = balance(scope.db, scope.mode, currency)["available_cents"]
         if params["amount_cents"] > available:

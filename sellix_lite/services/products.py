@@ -15,7 +15,6 @@ from typing import BinaryIO
 
 from .. import db as storage, webhook_signatures
 from ..clock import now_iso
-from ..config import Config
 from ..currencies import CODES
 from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
@@ -30,8 +29,6 @@ STATUSES = ("active", "draft", "archived")
 INTERVALS = ("month", "year")
 MAX_PRICE_CENTS = 10**12
 MAX_STOCK = 10**9
-# The URL rules of a configuration file's defaults, for callers without a configuration.
-DEFAULT_CONFIG = Config()
 _upload_lock = threading.Lock()
 
 # Which product types each type-specific field applies to.
@@ -148,8 +145,9 @@ def list_page(scope: Scope, query: dict) -> dict:
                       params=tuple(params))
 
 
-def create(scope: Scope, body: dict, config: Config = DEFAULT_CONFIG) -> dict:
-    """Create a product and its `product.created` event (`config` holds the URL rules).
+def create(scope: Scope, body: dict) -> dict:
+    """Create a product and its `product.created` event (the scope's config holds the URL
+    rules).
 
     A dynamic product's answer carries `dynamic_signing_secret`, shown this once: it signs
     the calls to `dynamic_url` like a webhook, and whoever holds it can ask that URL for
@@ -157,7 +155,7 @@ def create(scope: Scope, body: dict, config: Config = DEFAULT_CONFIG) -> dict:
     """
     params = CREATE.validate(body)
     product_type = params["type"]
-    _check_type_fields(product_type, params, Targets(scope.mode, config.webhooks),
+    _check_type_fields(product_type, params, Targets(scope.mode, scope.config.webhooks),
                        creating=True)
     now = now_iso()
     row = {
@@ -197,12 +195,12 @@ def rotate_dynamic_secret(scope: Scope, product_id: str) -> dict:
     return {"dynamic_signing_secret": secret}
 
 
-def update(scope: Scope, product_id: str, body: dict, config: Config = DEFAULT_CONFIG) -> dict:
+def update(scope: Scope, product_id: str, body: dict) -> dict:
     """Apply any subset of the editable fields; archiving through `status` archives."""
     params = UPDATE.validate(body)
     with write_txn(scope.db):
         row = require(scope, product_id)
-        _check_type_fields(row["type"], params, Targets(scope.mode, config.webhooks),
+        _check_type_fields(row["type"], params, Targets(scope.mode, scope.config.webhooks),
                            creating=False)
         changes = {k: v for k, v in params.items() if row[k] != v}
         if not changes:

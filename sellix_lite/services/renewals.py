@@ -40,12 +40,12 @@ def run(db: sqlite_utils.Database, config: Config, links: Links) -> int:
 def _open_renewal(db, subscription: dict, config: Config, links: Links) -> dict:
     end = datetime.fromisoformat(subscription["current_period_end"].replace("Z", "+00:00"))
     minutes_left = max(int((end - utcnow()).total_seconds() // 60), 1)
-    scope = Scope(db, subscription["mode"], links.signer)
+    scope = Scope(db, subscription["mode"], config, links)
     return checkout.create_order(
         scope, {"product_id": subscription["product_id"],
                 "customer_email": subscription["customer_email"],
                 "chain": subscription["chain"], "asset": subscription["asset"]},
-        config, links, subscription_id=subscription["id"], ttl_minutes=minutes_left)
+        subscription_id=subscription["id"], ttl_minutes=minutes_left)
 
 
 def _email_renewal(db, subscription: dict, order: dict, config: Config) -> None:

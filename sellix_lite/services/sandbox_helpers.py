@@ -7,12 +7,10 @@ Test mode only: in live mode they do not exist (404).
 
 from __future__ import annotations
 
-from ..config import Config
 from ..currencies import MAX_AMOUNT_CENTS
 from ..errors import NotFound, Unprocessable
 from ..validation import Integer, Schema, String
 from . import orders, payments, payouts
-from .links import Links
 from .scope import Scope
 
 FAIL_PAYOUT = Schema(reason=String(min_length=1, max_length=200, default="rejected by the "
@@ -22,23 +20,23 @@ PAY = Schema(amount_cents=Integer(minimum=1, maximum=MAX_AMOUNT_CENTS,
                                               "in part); default: everything still due."))
 
 
-def pay_order(scope: Scope, order_id: str, body: dict, config: Config, links: Links) -> dict:
+def pay_order(scope: Scope, order_id: str, body: dict) -> dict:
     """Pay a test order's invoice, in full or in part."""
     _require_test_mode(scope)
     params = PAY.validate(body)
     order = _awaiting_payment(scope, order_id)
     amount = params.get("amount_cents", order["total_cents"] - order["paid_cents"])
-    invoice = _sandbox(scope, config).pay(order["invoice_id"], amount)
-    payments.apply_invoice(scope.db, invoice, "test", config, links)
-    return orders.get(scope, order_id, links)
+    invoice = _sandbox(scope).pay(order["invoice_id"], amount)
+    payments.apply_invoice(scope.db, invoice, "test", scope.config, scope.links)
+    return orders.get(scope, order_id)
 
 
-def expire_order(scope: Scope, order_id: str, config: Config, links: Links) -> dict:
+def expire_order(scope: Scope, order_id: str) -> dict:
     """Let a test order's invoice run out now."""
     order = _awaiting_payment(scope, order_id)
-    invoice = _sandbox(scope, config).expire(order["invoice_id"])
-    payments.apply_invoice(scope.db, invoice, "test", config, links)
-    return orders.get(scope, order_id, links)
+    invoice = _sandbox(scope).expire(order["invoice_id"])
+    payments.apply_invoice(scope.db, invoice, "test", scope.config, scope.links)
+    return orders.get(scope, order_id)
 
 
 def _require_test_mode(scope: Scope) -> None:
@@ -54,21 +52,22 @@ def _awaiting_payment(scope: Scope, order_id: str) -> dict:
     return order
 
 
-def _sandbox(scope: Scope, config: Config):
-    return payments.provider_for(scope.db, "test", config)
+def _sandbox(scope: Scope):
+    return payments.provider_for(scope.db, "test", scope.config)
 
 
-def fail_payout(scope: Scope, payout_id: str, body: dict, config: Config) -> dict:
+def fail_payout(scope: Scope, payout_id: str, body: dict) -> dict:
     """Fail a test payout that is not final yet, as a rejected transaction would."""
     _require_test_mode(scope)
     reason = FAIL_PAYOUT.validate(body)["reason"]
     payout = scope.require("payouts", payout_id, "payout")
     if payout["status"] in ("confirmed", "failed"):
         raise Unprocessable(errors={"payout": f"is already {payout['status']}"})
+    config = scope.config
     if payout["provider_payout_id"] is None:  # not sent yet: send it the way the job does
         report = payouts.ask_provider(scope.db, payout, config)
         payout = payouts.settle(scope.db, payout_id, report, config)
-    sandbox = _sandbox(scope, config)
+    sandbox = _sandbox(scope)
     try:
         report = sandbox.fail_payout(payout["provider_payout_id"], reason)
     except ValueError:  # the sandbox confirmed it after the job last looked

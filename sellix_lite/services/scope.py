@@ -1,7 +1,9 @@
 """The mode rule (docs/api.md, Modes) as one object every query of a mode's objects goes through.
 
 A Scope is a database connection bound to one mode: `get`, `require` and `page` add
-`mode = ?` to each query, so an object of the other mode is simply not found.
+`mode = ?` to each query, so an object of the other mode is simply not found. It also
+carries what services read besides the database: the configuration and the links that
+leave the server.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from operator import itemgetter
 
 import sqlite_utils
 
+from ..config import Config
 from ..db import query_one
 from ..errors import NotFound, Unprocessable
 from ..security import BadToken, Signer
 from ..validation import Integer, Schema, String
+from .links import Links
 
 MODES = ("live", "test")
 CURSOR_NAMESPACE = "list-cursor"
@@ -37,7 +41,12 @@ def list_query(**filters) -> Schema:
 class Scope:
     db: sqlite_utils.Database
     mode: str
-    signer: Signer
+    config: Config
+    links: Links
+
+    @property
+    def signer(self) -> Signer:
+        return self.links.signer
 
     def get(self, table: str, object_id: str) -> dict | None:
         """The row of this mode with that id, or None."""

@@ -247,8 +247,7 @@ class TestSendSlots:
             self._free.release()
 
 
-def send_test(scope: Scope, endpoint_id: str, body: dict, config: Config,
-              slots: TestSendSlots) -> dict:
+def send_test(scope: Scope, endpoint_id: str, body: dict, slots: TestSendSlots) -> dict:
     """Send a synthetic, signed event now and report how the endpoint answered."""
     event_type = webhooks.TEST.validate(body)["event"]
     endpoint = webhooks.require(scope, endpoint_id)
@@ -257,7 +256,7 @@ def send_test(scope: Scope, endpoint_id: str, body: dict, config: Config,
     claimed = Claimed("", endpoint_id, endpoint["url"], scope.mode, event["id"], event_type,
                       json.dumps(event).encode(), tuple(webhooks.signing_secrets(endpoint)))
     with slots.hold():
-        result = send(claimed, config)
+        result = send(claimed, scope.config)
     return {"delivered": result.ok, "response_code": result.status,
             "delivery_ms": result.duration_ms}
 

@@ -84,10 +84,10 @@ def get(scope: Scope, endpoint_id: str) -> dict:
     return render(require(scope, endpoint_id))
 
 
-def create(scope: Scope, body: dict, config: Config) -> dict:
+def create(scope: Scope, body: dict) -> dict:
     """Register an endpoint; the response carries `signing_secret`, shown this once."""
     params = CREATE.validate(body)
-    _check_url(params["url"], scope.mode, config)
+    _check_url(params["url"], scope.mode, scope.config)
     now = now_iso()
     row = {"id": new_id("wh"), "mode": scope.mode, "url": params["url"],
            "events": json.dumps(params["events"]), "description": params.get("description", ""),
@@ -99,11 +99,11 @@ def create(scope: Scope, body: dict, config: Config) -> dict:
     return {**render(row), "signing_secret": row["secret"]}
 
 
-def update(scope: Scope, endpoint_id: str, body: dict, config: Config) -> dict:
+def update(scope: Scope, endpoint_id: str, body: dict) -> dict:
     """Edit url, events, description; `status: active` re-enables a disabled endpoint."""
     params = UPDATE.validate(body)
     if "url" in params:
-        _check_url(params["url"], scope.mode, config)
+        _check_url(params["url"], scope.mode, scope.config)
     with write_txn(scope.db):
         row = require(scope, endpoint_id)
         changes = {k: (json.dumps(v) if k == "events" else v) for k, v in params.items()}

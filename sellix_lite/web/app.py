@@ -22,6 +22,7 @@ from .api import bp as api_bp
 from .bodylimits import JSON_BODY_BYTES
 from .context import Runtime, get_db, release_db
 from .html import TemplateEnvironment
+from .surfaces import surface_of
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # sellix_lite/
 
@@ -63,7 +64,7 @@ class DashboardSessions(SecureCookieSessionInterface):
     endpoint never use one, and opening one costs a serializer per request."""
 
     def open_session(self, app, request):
-        if not request.path.startswith("/dashboard"):
+        if surface_of(request.path) != "dashboard":
             return None  # Flask substitutes a read-only empty session
         return super().open_session(app, request)
 

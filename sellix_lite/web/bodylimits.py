@@ -22,6 +22,8 @@ from waitress.server import BaseWSGIServer
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_cookie
 
+from .surfaces import surface_of
+
 JSON_BODY_BYTES = 1024 * 1024
 FORM_BODY_BYTES = 64 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -38,7 +40,7 @@ def body_limit(app, endpoint: str | None, path: str, authorization: str,
             + MULTIPART_OVERHEAD_BYTES
     if endpoint in KEY_FILE_ENDPOINTS and _may_upload(app, endpoint, authorization, cookies):
         return JSON_BODY_BYTES
-    return JSON_BODY_BYTES if path.startswith("/v1/") else FORM_BODY_BYTES
+    return JSON_BODY_BYTES if surface_of(path) == "api" else FORM_BODY_BYTES
 
 
 def endpoint_of(app, method: str, path: str) -> str | None:

@@ -16,6 +16,7 @@ from ..config import Config
 from ..ratelimit import SlidingWindowLimiter
 from ..security import Signer
 from ..services.links import Links
+from ..services.scope import Scope
 from ..services.webhook_sender import TestSendSlots
 
 
@@ -29,14 +30,17 @@ class Runtime:
     limiter: SlidingWindowLimiter = field(default_factory=SlidingWindowLimiter)
     connections: storage.ThreadConnections = field(init=False)
     test_sends: TestSendSlots = field(init=False)
+    links: Links = field(init=False)
 
     def __post_init__(self):
         self.connections = storage.ThreadConnections(self.config.database_path)
         self.test_sends = TestSendSlots(self.config)
+        self.links = Links(self.config.public_url, self.signer,
+                           self.config.shop.download_link_hours)
 
-    @property
-    def links(self) -> Links:
-        return Links(self.config.public_url, self.signer, self.config.shop.download_link_hours)
+    def scope(self, db, mode: str) -> Scope:
+        """What services get: `db` bound to `mode`, with this app's config and links."""
+        return Scope(db, mode, self.config, self.links)
 
 
 def runtime() -> Runtime:

@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from ..currencies import format_amount
 from .context import runtime
+from .surfaces import is_machine_facing
 
 CSRF_COOKIE = "sellix_csrf"
 CSRF_FIELD = "csrf_token"
@@ -136,7 +137,7 @@ def check_csrf() -> None:
 
 
 def _finish_html(response: Response) -> Response:
-    if request.path.startswith("/v1/") or request.path.startswith("/ipn/"):
+    if is_machine_facing(request.path):
         return response
     response.headers.update(SECURITY_HEADERS)
     nonce = g.get("csrf_nonce")

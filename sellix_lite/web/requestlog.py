@@ -16,6 +16,7 @@ from flask import Flask, Response, g, request
 
 from ..logsetup import ACCESS_LOGGER
 from .responses import request_id
+from .surfaces import surface_of
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 REDACTED = "[redacted]"
@@ -25,7 +26,7 @@ DOWNLOAD_PREFIX = "/download/"
 
 def loggable_path(path: str) -> str:
     """The path, with a download link's token (everything after the prefix) redacted."""
-    if path.startswith(DOWNLOAD_PREFIX) and len(path) > len(DOWNLOAD_PREFIX):
+    if surface_of(path) == "download" and len(path) > len(DOWNLOAD_PREFIX):
         return DOWNLOAD_PREFIX + REDACTED
     return path
 

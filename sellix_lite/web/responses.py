@@ -17,6 +17,7 @@ from .. import errors
 from ..errors import ApiError
 from ..ids import new_id
 from .bodylimits import body_limit
+from .surfaces import is_machine_facing, shop_mode
 
 log = logging.getLogger("sellix_lite")
 # Every JSON body of the API: compact, and UTF-8 as is rather than \u escapes.
@@ -26,7 +27,6 @@ _json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 # which Python's JSON decoder lets through too.
 _SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
-PROBLEM_PREFIXES = ("/v1", "/ipn")
 # Werkzeug's own HTTP errors, mapped onto the contract's slugs.
 _HTTP_ERRORS = {
     400: errors.InvalidRequest,
@@ -77,16 +77,11 @@ def problem_response(error: ApiError) -> Response:
     return response
 
 
-def wants_problem_json() -> bool:
-    return request.path.startswith(PROBLEM_PREFIXES)
-
-
 def render_error(error: ApiError) -> Response:
     """Problem JSON for API paths, an HTML page elsewhere."""
-    if wants_problem_json():
+    if is_machine_facing(request.path):
         return problem_response(error)
-    mode = "test" if request.path.startswith("/test/") else "live"
-    html = render_template("error.html", error=error, mode=mode)
+    html = render_template("error.html", error=error, mode=shop_mode(request.path))
     response = Response(html, status=error.status, mimetype="text/html")
     response.headers.update(error.headers)
     return response

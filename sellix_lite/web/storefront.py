@@ -31,7 +31,7 @@ def _route(rule: str, view, methods=("GET",)) -> None:
 
 
 def _scope(mode: str) -> Scope:
-    return Scope(get_db(), mode, runtime().signer)
+    return runtime().scope(get_db(), mode)
 
 
 def home(mode: str):
@@ -57,8 +57,7 @@ def checkout_form(mode: str, slug: str):
         page, status = _product_form(mode, product, request.form, {"form": message}, 429)
         return page, status, {"Retry-After": str(decision.reset_seconds)}
     try:
-        order = checkout.create_order(_scope(mode), _order_body(product), runtime().config,
-                                      runtime().links)
+        order = checkout.create_order(_scope(mode), _order_body(product))
     except ApiError as error:
         return _product_form(mode, product, request.form, _messages(error),
                              status=error.status)
@@ -86,8 +85,7 @@ def simulate_payment(order_id: str):
     check_csrf()
     order = _buyer_order("test", order_id)
     try:
-        sandbox_helpers.pay_order(_scope("test"), order["id"], {}, runtime().config,
-                                  runtime().links)
+        sandbox_helpers.pay_order(_scope("test"), order["id"], {})
     except ApiError:
         pass  # already paid or expired: the order page says so
     return redirect(_order_path(order), code=303)
@@ -97,7 +95,7 @@ def _buyer_order(mode: str, order_id: str) -> dict:
     token = request.args.get("t", "")
     if not runtime().links.order_token_valid(order_id, token):
         abort(403, "This order link is not valid. Use the link from your order email.")
-    return orders.get(_scope(mode), order_id, runtime().links)
+    return orders.get(_scope(mode), order_id)
 
 
 def _order_path(order: dict) -> str:
@@ -130,11 +128,12 @@ def _messages(error: ApiError) -> dict:
         return {"form": error.detail}
     messages = {}
     for field, message in error.errors.items():
+        code = error.codes.get(field)
         if field == "customer_email":
             messages["email"] = "Please enter a valid email address."
-        elif field == "shipping_address" and message.startswith("country"):
+        elif field == "shipping_address" and code == "invalid_country":
             messages[field] = "Country: use a two-letter code such as DE or US."
-        elif field == "qty" and "sold out" in message:
+        elif field == "qty" and code == "sold_out":
             messages["qty"] = "Sorry, this product is sold out."
         elif field == "payment":
             messages["form"] = "This shop isn't taking payments right now."

@@ -1,7 +1,6 @@
 """/v1/api-keys: list, mint and revoke API keys (docs/api.md, API keys)."""
 
 from ...services import api_keys
-from ..responses import json_response
 from . import bp
 from .pipeline import caller, operation, scope
 
@@ -13,7 +12,7 @@ TAG = "API keys"
            response="list:ApiKey")
 def list_api_keys(query):
     """Keys of this mode, newest first, revoked ones included; secrets are never shown."""
-    return json_response(api_keys.list_page(scope(), query))
+    return api_keys.list_page(scope(), query)
 
 
 @operation(bp, "POST", "/api-keys", summary="Mint a key", tag=TAG,
@@ -22,7 +21,7 @@ def list_api_keys(query):
            response="NewApiKey")
 def mint_api_key(query, body):
     """Mints a key whose abilities are a subset of this key's; `secret` is shown once."""
-    return json_response(api_keys.mint_for(scope(), caller(), body), 201)
+    return api_keys.mint_for(scope(), caller(), body)
 
 
 @operation(bp, "DELETE", "/api-keys/<key_id>", summary="Revoke a key", tag=TAG,
@@ -31,4 +30,4 @@ def mint_api_key(query, body):
 def revoke_api_key(key_id, query, body):
     """Revokes a key whose abilities are a subset of this key's; it fails from the very
     next request on."""
-    return json_response(api_keys.revoke_for(scope(), caller(), key_id))
+    return api_keys.revoke_for(scope(), caller(), key_id)

@@ -11,8 +11,6 @@ from ...services import (
     sandbox_helpers,
     subscriptions,
 )
-from ..context import runtime
-from ..responses import json_response
 from . import bp
 from .pipeline import operation, scope
 
@@ -24,7 +22,7 @@ TAG = "Orders"
            response="list:Order")
 def list_orders(query):
     """Returns orders newest first, filtered by status, creation date and buyer email."""
-    return json_response(orders.list_page(scope(), query, runtime().links))
+    return orders.list_page(scope(), query)
 
 
 @operation(bp, "POST", "/orders", summary="Create an order", tag=TAG,
@@ -33,8 +31,7 @@ def list_orders(query):
 def create_order(query, body):
     """Reserves stock and opens a BlockPN invoice; the order awaits payment at
     `payment.checkout_url`."""
-    order = checkout.create_order(scope(), body, runtime().config, runtime().links)
-    return json_response(order, 201)
+    return checkout.create_order(scope(), body)
 
 
 @operation(bp, "GET", "/orders/<order_id>", summary="Fetch an order", tag=TAG,
@@ -42,7 +39,7 @@ def create_order(query, body):
            response="Order")
 def get_order(order_id, query):
     """Returns one order with its item, payment and delivery."""
-    return json_response(orders.get(scope(), order_id, runtime().links))
+    return orders.get(scope(), order_id)
 
 
 @operation(bp, "GET", "/customers", summary="List customers", tag="Customers",
@@ -50,7 +47,7 @@ def get_order(order_id, query):
            response="list:Customer")
 def list_customers(query):
     """Returns customers (one per email), newest first."""
-    return json_response(customers.list_page(scope(), query))
+    return customers.list_page(scope(), query)
 
 
 @operation(bp, "GET", "/customers/<customer_id>", summary="Fetch a customer",
@@ -58,7 +55,7 @@ def list_customers(query):
            response="Customer")
 def get_customer(customer_id, query):
     """Returns one customer with their orders, newest first."""
-    return json_response(customers.get(scope(), customer_id))
+    return customers.get(scope(), customer_id)
 
 
 @operation(bp, "POST", "/test_helpers/orders/<order_id>/pay", summary="Pay a test order",
@@ -66,8 +63,7 @@ def get_customer(customer_id, query):
            response="Order")
 def pay_test_order(order_id, query, body):
     """Pays the sandbox invoice of a test order, in part when `amount_cents` is less."""
-    return json_response(sandbox_helpers.pay_order(scope(), order_id, body, runtime().config,
-                                                   runtime().links))
+    return sandbox_helpers.pay_order(scope(), order_id, body)
 
 
 @operation(bp, "POST", "/test_helpers/orders/<order_id>/expire",
@@ -75,8 +71,7 @@ def pay_test_order(order_id, query, body):
            response="Order")
 def expire_test_order(order_id, query, body):
     """Lets the sandbox invoice of a test order expire now."""
-    return json_response(sandbox_helpers.expire_order(scope(), order_id, runtime().config,
-                                                      runtime().links))
+    return sandbox_helpers.expire_order(scope(), order_id)
 
 
 @operation(bp, "POST", "/orders/<order_id>/refund", summary="Refund an order", tag=TAG,
@@ -85,7 +80,7 @@ def expire_test_order(order_id, query, body):
 def refund_order(order_id, query, body):
     """Refunds what is left to refund, or `amount_cents` of it; the refund is `processing`
     until the provider settles it."""
-    return json_response(refunds.create(scope(), order_id, body))
+    return refunds.create(scope(), order_id, body)
 
 
 @operation(bp, "GET", "/orders/<order_id>/refunds", summary="List an order's refunds",
@@ -93,7 +88,7 @@ def refund_order(order_id, query, body):
            response="list:Refund")
 def list_refunds(order_id, query):
     """Returns the order's refunds, newest first."""
-    return json_response(refunds.list_for_order(scope(), order_id, query))
+    return refunds.list_for_order(scope(), order_id, query)
 
 
 @operation(bp, "POST", "/orders/<order_id>/resend", summary="Re-send the delivery email",
@@ -101,8 +96,7 @@ def list_refunds(order_id, query):
            response="Resent")
 def resend_order(order_id, query, body):
     """Sends the delivery email of a delivered order again."""
-    return json_response(fulfilment.resend(scope(), order_id, runtime().config,
-                                           runtime().links))
+    return fulfilment.resend(scope(), order_id)
 
 
 @operation(bp, "POST", "/orders/<order_id>/fulfill", summary="Mark a physical order shipped",
@@ -110,8 +104,7 @@ def resend_order(order_id, query, body):
            response="Order")
 def fulfill_order(order_id, query, body):
     """Marks a paid physical order shipped, with an optional tracking reference."""
-    return json_response(fulfilment.fulfil(scope(), order_id, body, runtime().config,
-                                           runtime().links))
+    return fulfilment.fulfil(scope(), order_id, body)
 
 
 @operation(bp, "GET", "/subscriptions", summary="List subscriptions", tag="Subscriptions",
@@ -119,7 +112,7 @@ def fulfill_order(order_id, query, body):
            response="list:Subscription")
 def list_subscriptions(query):
     """Returns subscriptions, newest first."""
-    return json_response(subscriptions.list_page(scope(), query))
+    return subscriptions.list_page(scope(), query)
 
 
 @operation(bp, "GET", "/subscriptions/<subscription_id>", summary="Fetch a subscription",
@@ -127,4 +120,4 @@ def list_subscriptions(query):
            response="Subscription")
 def get_subscription(subscription_id, query):
     """Returns one subscription."""
-    return json_response(subscriptions.get(scope(), subscription_id))
+    return subscriptions.get(scope(), subscription_id)

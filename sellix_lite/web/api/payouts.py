@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ...services import payouts, sandbox_helpers
 from ..context import get_db, runtime
-from ..responses import json_response
 from . import bp
 from .pipeline import operation, scope
 
@@ -16,7 +15,7 @@ TAG = "Payouts"
            response="list:Payout")
 def list_payouts(query):
     """Returns payouts newest first, optionally of one status."""
-    return json_response(payouts.list_page(scope(), query))
+    return payouts.list_page(scope(), query)
 
 
 @operation(bp, "POST", "/payouts", summary="Trigger a payout", tag=TAG,
@@ -26,7 +25,7 @@ def list_payouts(query):
 def create_payout(query, body):
     """Queues a payout of the available balance to an address; a job sends it to BlockPN
     and follows it until it is confirmed or failed."""
-    return json_response(payouts.create(scope(), body, runtime().config), 201)
+    return payouts.create(scope(), body)
 
 
 @operation(bp, "GET", "/payouts/<payout_id>", summary="Fetch a payout", tag=TAG,
@@ -34,7 +33,7 @@ def create_payout(query, body):
            response="Payout")
 def get_payout(payout_id, query):
     """Returns one payout."""
-    return json_response(payouts.get(scope(), payout_id))
+    return payouts.get(scope(), payout_id)
 
 
 @operation(bp, "GET", "/balance", summary="Fetch the balance", tag=TAG,
@@ -42,7 +41,7 @@ def get_payout(payout_id, query):
            response="Balance")
 def get_balance(query):
     """Returns what can be paid out now and what is on its way out, in the shop currency."""
-    return json_response(payouts.balance(get_db(), scope().mode, runtime().config.shop.currency))
+    return payouts.balance(get_db(), scope().mode, runtime().config.shop.currency)
 
 
 @operation(bp, "POST", "/test_helpers/payouts/<payout_id>/fail", summary="Fail a test payout",
@@ -50,4 +49,4 @@ def get_balance(query):
            response="Payout")
 def fail_test_payout(payout_id, query, body):
     """Fails a test payout that is not final yet; its amount returns to the balance."""
-    return json_response(sandbox_helpers.fail_payout(scope(), payout_id, body, runtime().config))
+    return sandbox_helpers.fail_payout(scope(), payout_id, body)

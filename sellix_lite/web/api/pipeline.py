@@ -27,7 +27,7 @@ from ...services import api_keys, idempotency
 from ...services.scope import Scope
 from ...validation import Schema
 from ..context import Runtime, get_db, runtime
-from ..responses import compact_json, problem_response, refuse_lone_surrogates
+from ..responses import compact_json, json_response, problem_response, refuse_lone_surrogates
 
 READ_METHODS = ("GET", "HEAD")
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
@@ -73,7 +73,8 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
     """Register `view` for `method rule` on `bp`, running it through the pipeline.
 
     The view receives the path parameters, `query` (validated) and, for writes, `body`
-    (the parsed JSON object, validated by the service that owns the rule).
+    (the parsed JSON object, validated by the service that owns the rule). It returns the
+    object to answer with, sent as JSON with `status`.
     """
 
     def decorate(view: Callable) -> Callable:
@@ -121,7 +122,7 @@ def authenticate_request() -> None:
         raise
     context = g._get_current_object()
     context.api_key, context.api_key_id = key, key["id"]
-    context.scope = Scope(db, key["mode"], shared.signer)
+    context.scope = shared.scope(db, key["mode"])
     _count_request(shared, this.method, key["id"], context)
     api_keys.touch(db, key)
 
@@ -182,7 +183,7 @@ def _execute(op: Operation, view: Callable, path_args: dict) -> Response:
         kwargs["body"] = json_body()
         if op.body is None:
             Schema().validate(kwargs["body"])  # this operation takes no body: no field is known
-    return view(**kwargs)
+    return json_response(view(**kwargs), op.status)
 
 
 def json_body() -> dict:

@@ -10,7 +10,6 @@ from ...errors import InvalidRequest
 from ...services import license_keys, products
 from ...validation import Schema, String
 from ..context import runtime
-from ..responses import json_response
 from . import bp
 from .pipeline import operation, scope
 
@@ -27,7 +26,7 @@ UPLOAD_QUERY = Schema(filename=String(min_length=1, max_length=255,
            response="list:Product")
 def list_products(query):
     """Returns a page of products, newest first, in every status unless `status` is given."""
-    return json_response(products.list_page(scope(), query))
+    return products.list_page(scope(), query)
 
 
 @operation(bp, "POST", "/products", summary="Create a product", tag=TAG,
@@ -37,8 +36,7 @@ def list_products(query):
 def create_product(query, body):
     """Publishes a new product; its slug is derived from the name, unique in this mode.
     A dynamic product's `dynamic_signing_secret` is shown in this response only."""
-    product = products.create(scope(), body, runtime().config)
-    return json_response(product, 201)
+    return products.create(scope(), body)
 
 
 @operation(bp, "GET", "/products/<product_id>", summary="Fetch a product", tag=TAG,
@@ -46,7 +44,7 @@ def create_product(query, body):
            response="Product")
 def get_product(product_id, query):
     """Returns one product, including its stock."""
-    return json_response(products.get(scope(), product_id))
+    return products.get(scope(), product_id)
 
 
 @operation(bp, "PATCH", "/products/<product_id>", summary="Update a product", tag=TAG,
@@ -54,8 +52,7 @@ def get_product(product_id, query):
            response="Product")
 def update_product(product_id, query, body):
     """Changes any subset of the editable fields and returns the whole product."""
-    product = products.update(scope(), product_id, body, runtime().config)
-    return json_response(product)
+    return products.update(scope(), product_id, body)
 
 
 @operation(bp, "DELETE", "/products/<product_id>", summary="Archive a product", tag=TAG,
@@ -63,7 +60,7 @@ def update_product(product_id, query, body):
            response="ArchivedProduct")
 def archive_product(product_id, query, body):
     """Archives the product: it stays readable, orders keep working, the shop hides it."""
-    return json_response(products.archive(scope(), product_id))
+    return products.archive(scope(), product_id)
 
 
 @operation(bp, "POST", "/products/<product_id>/rotate-dynamic-secret",
@@ -72,7 +69,7 @@ def archive_product(product_id, query, body):
            response="DynamicSigningSecret")
 def rotate_dynamic_secret(product_id, query, body):
     """Returns a new secret for the calls to `dynamic_url`; the old one stops at once."""
-    return json_response(products.rotate_dynamic_secret(scope(), product_id))
+    return products.rotate_dynamic_secret(scope(), product_id)
 
 
 @operation(bp, "POST", "/products/<product_id>/keys", summary="Bulk-import license keys",
@@ -80,7 +77,7 @@ def rotate_dynamic_secret(product_id, query, body):
            response="KeyImport")
 def import_license_keys(product_id, query, body):
     """Adds up to 5,000 keys to a license_key product's pool in one transaction."""
-    return json_response(license_keys.import_keys(scope(), product_id, body), 201)
+    return license_keys.import_keys(scope(), product_id, body)
 
 
 @operation(bp, "PUT", "/products/<product_id>/file", summary="Upload the product's file",
@@ -92,9 +89,8 @@ def upload_product_file(product_id, query):
     # Room for a multipart form's own bytes; files.store enforces the file's exact size.
     request.max_content_length = config.storage.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
     source, filename = _upload_source(query)
-    product = products.replace_file(scope(), product_id, source, filename, config.files_dir,
-                                    config.storage.max_upload_bytes)
-    return json_response(product)
+    return products.replace_file(scope(), product_id, source, filename, config.files_dir,
+                                 config.storage.max_upload_bytes)
 
 
 def _upload_source(query: dict):

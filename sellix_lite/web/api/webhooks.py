@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ...services import events, webhook_sender, webhooks
 from ..context import runtime
-from ..responses import json_response
 from . import bp
 from .pipeline import caller, operation, scope
 
@@ -16,7 +15,7 @@ TAG = "Webhooks"
            response="list:WebhookEndpoint")
 def list_webhooks(query):
     """Returns this mode's webhook endpoints, newest first."""
-    return json_response(webhooks.list_page(scope(), query))
+    return webhooks.list_page(scope(), query)
 
 
 @operation(bp, "POST", "/webhooks", summary="Register an endpoint", tag=TAG,
@@ -25,7 +24,7 @@ def list_webhooks(query):
            response="NewWebhookEndpoint")
 def create_webhook(query, body):
     """Subscribes a URL to event types; `signing_secret` is shown in this response only."""
-    return json_response(webhooks.create(scope(), body, runtime().config), 201)
+    return webhooks.create(scope(), body)
 
 
 @operation(bp, "GET", "/webhooks/<endpoint_id>", summary="Fetch an endpoint", tag=TAG,
@@ -33,7 +32,7 @@ def create_webhook(query, body):
            response="WebhookEndpoint")
 def get_webhook(endpoint_id, query):
     """Returns one endpoint (never its secret)."""
-    return json_response(webhooks.get(scope(), endpoint_id))
+    return webhooks.get(scope(), endpoint_id)
 
 
 @operation(bp, "PATCH", "/webhooks/<endpoint_id>", summary="Update an endpoint", tag=TAG,
@@ -41,7 +40,7 @@ def get_webhook(endpoint_id, query):
            response="WebhookEndpoint")
 def update_webhook(endpoint_id, query, body):
     """Edits url, events or description; `{"status": "active"}` re-enables it."""
-    return json_response(webhooks.update(scope(), endpoint_id, body, runtime().config))
+    return webhooks.update(scope(), endpoint_id, body)
 
 
 @operation(bp, "DELETE", "/webhooks/<endpoint_id>", summary="Remove an endpoint", tag=TAG,
@@ -49,7 +48,7 @@ def update_webhook(endpoint_id, query, body):
            response="DeletedWebhookEndpoint")
 def delete_webhook(endpoint_id, query, body):
     """Stops further deliveries and cancels pending retries."""
-    return json_response(webhooks.delete(scope(), endpoint_id))
+    return webhooks.delete(scope(), endpoint_id)
 
 
 @operation(bp, "POST", "/webhooks/<endpoint_id>/test", summary="Fire a test event", tag=TAG,
@@ -57,8 +56,7 @@ def delete_webhook(endpoint_id, query, body):
            response="TestDelivery")
 def test_webhook(endpoint_id, query, body):
     """Sends a synthetic signed event now and reports the endpoint's answer."""
-    return json_response(webhook_sender.send_test(scope(), endpoint_id, body, runtime().config,
-                                                  runtime().test_sends))
+    return webhook_sender.send_test(scope(), endpoint_id, body, runtime().test_sends)
 
 
 @operation(bp, "POST", "/webhooks/<endpoint_id>/rotate-secret", summary="Rotate the secret",
@@ -66,7 +64,7 @@ def test_webhook(endpoint_id, query, body):
            response="NewWebhookEndpoint")
 def rotate_webhook_secret(endpoint_id, query, body):
     """Returns a new secret; the old one keeps signing alongside it for 24 hours."""
-    return json_response(webhooks.rotate_secret(scope(), endpoint_id))
+    return webhooks.rotate_secret(scope(), endpoint_id)
 
 
 @operation(bp, "GET", "/webhooks/<endpoint_id>/deliveries", summary="List deliveries",
@@ -74,7 +72,7 @@ def rotate_webhook_secret(endpoint_id, query, body):
            response="list:WebhookDelivery")
 def list_deliveries(endpoint_id, query):
     """Every delivery to the endpoint, newest first, each with its attempts."""
-    return json_response(webhooks.deliveries_page(scope(), endpoint_id, query))
+    return webhooks.deliveries_page(scope(), endpoint_id, query)
 
 
 @operation(bp, "POST", "/webhooks/<endpoint_id>/deliveries/<delivery_id>/retry",
@@ -82,7 +80,7 @@ def list_deliveries(endpoint_id, query):
            response="WebhookDelivery")
 def retry_delivery(endpoint_id, delivery_id, query, body):
     """Queues the delivery for an immediate new attempt."""
-    return json_response(webhooks.retry_delivery(scope(), endpoint_id, delivery_id))
+    return webhooks.retry_delivery(scope(), endpoint_id, delivery_id)
 
 
 @operation(bp, "GET", "/events", summary="List events", tag="Events",
@@ -91,7 +89,7 @@ def retry_delivery(endpoint_id, delivery_id, query, body):
 def list_events(query):
     """Events of this mode whose objects this key can read, newest first; `type` filters
     by event type."""
-    return json_response(events.list_page(scope(), query, caller()["abilities"]))
+    return events.list_page(scope(), query, caller()["abilities"])
 
 
 @operation(bp, "GET", "/events/<event_id>", summary="Fetch an event", tag="Events",
@@ -99,4 +97,4 @@ def list_events(query):
            response="Event")
 def get_event(event_id, query):
     """Returns one event as webhooks deliver it, if this key can read its object."""
-    return json_response(events.get(scope(), event_id, caller()["abilities"]))
+    return events.get(scope(), event_id, caller()["abilities"])

@@ -19,6 +19,7 @@ from ...services import admin, idempotency
 from ...services.scope import Scope
 from ..context import get_db, runtime
 from ..html import check_csrf
+from ..surfaces import surface_of
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 SESSION_HOURS = 12
@@ -57,7 +58,7 @@ def mode() -> str:
 
 def scope() -> Scope:
     """The database bound to the mode the dashboard shows."""
-    return Scope(get_db(), g.mode, runtime().signer)
+    return runtime().scope(get_db(), g.mode)
 
 
 def page(template: str, **context):
@@ -102,7 +103,7 @@ def return_to(target: str):
     `Location` header."""
     if any(ord(char) < 32 or char == "\x7f" for char in target):
         abort(400, "The address to return to is not valid.")
-    if not target.startswith("/dashboard"):
+    if surface_of(target.partition("?")[0]) != "dashboard":
         target = url_for("dashboard.overview")
     return redirect(target, code=303)
 

@@ -26,8 +26,7 @@ def products_page():
 @bp.post("/products")
 def create_product():
     def action():
-        product = products.create(scope(), _product_body(request.form, creating=True),
-                                  runtime().config)
+        product = products.create(scope(), _product_body(request.form, creating=True))
         return url_for("dashboard.product_page", product_id=product["id"])
     return submit(action, url_for("dashboard.products_page"))
 
@@ -41,8 +40,7 @@ def product_page(product_id):
 @bp.post("/products/<product_id>")
 def update_product(product_id):
     def action():
-        products.update(scope(), product_id, _product_body(request.form, creating=False),
-                        runtime().config)
+        products.update(scope(), product_id, _product_body(request.form, creating=False))
     return submit(action, url_for("dashboard.product_page", product_id=product_id))
 
 

@@ -22,7 +22,7 @@ def create_webhook():
             "events": request.form.getlist("events"),
             "description": request.form.get("description", "")}
     return submit_and_show(
-        lambda: webhooks.create(scope(), body, runtime().config),
+        lambda: webhooks.create(scope(), body),
         lambda created: page("webhook.html", endpoint=created, secret=created["signing_secret"],
                              deliveries=[]),
         url_for("dashboard.webhooks_page"))
@@ -39,8 +39,7 @@ def webhook_page(endpoint_id):
 @bp.post("/webhooks/<endpoint_id>/test")
 def test_webhook(endpoint_id):
     def action():
-        result = webhook_sender.send_test(scope(), endpoint_id, {}, runtime().config,
-                                          runtime().test_sends)
+        result = webhook_sender.send_test(scope(), endpoint_id, {}, runtime().test_sends)
         outcome = "delivered" if result["delivered"] else "not delivered"
         flash(f"Test event {outcome} (HTTP {result['response_code']}, "
               f"{result['delivery_ms']} ms).", "info" if result["delivered"] else "error")
@@ -50,8 +49,7 @@ def test_webhook(endpoint_id):
 @bp.post("/webhooks/<endpoint_id>/status")
 def webhook_status(endpoint_id):
     status = "active" if request.form.get("status") == "active" else "disabled"
-    return submit(lambda: webhooks.update(scope(), endpoint_id, {"status": status},
-                                          runtime().config) and None,
+    return submit(lambda: webhooks.update(scope(), endpoint_id, {"status": status}) and None,
                   url_for("dashboard.webhook_page", endpoint_id=endpoint_id))
 
 

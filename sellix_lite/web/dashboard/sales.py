@@ -25,7 +25,7 @@ def _query(schema) -> dict:
 @bp.get("/orders")
 def orders_page():
     """Orders, newest first, with the API's filters."""
-    listing = orders.list_page(scope(), _query(orders.LIST), runtime().links)
+    listing = orders.list_page(scope(), _query(orders.LIST))
     return page("orders.html", listing=listing, statuses=orders.STATUSES,
                 filters=request.args)
 
@@ -33,7 +33,7 @@ def orders_page():
 @bp.get("/orders/<order_id>")
 def order_page(order_id):
     """One order with its payment, delivery and refunds."""
-    order = orders.get(scope(), order_id, runtime().links)
+    order = orders.get(scope(), order_id)
     history = refunds.list_for_order(scope(), order_id, {"limit": 100})
     return page("order.html", order=order, refunds=history["data"], reasons=refunds.REASONS)
 
@@ -44,10 +44,9 @@ def refund_order(order_id):
         body = {k: request.form[k] for k in ("reason", "note") if request.form.get(k)}
         if request.form.get("amount", "").strip():
             body["amount_cents"] = to_cents(request.form["amount"],
-                                            orders.get(scope(), order_id,
-                                                       runtime().links)["currency"])
+                                            orders.get(scope(), order_id)["currency"])
         refund = refunds.create(scope(), order_id, body)
-        currency = orders.get(scope(), order_id, runtime().links)["currency"]
+        currency = orders.get(scope(), order_id)["currency"]
         flash(f"Refund {refund['id']} of {money(refund['amount_cents'], currency)} is "
               f"processing.", "info")
     return submit(action, url_for("dashboard.order_page", order_id=order_id))
@@ -56,7 +55,7 @@ def refund_order(order_id):
 @bp.post("/orders/<order_id>/resend")
 def resend_order(order_id):
     def action():
-        sent = fulfilment.resend(scope(), order_id, runtime().config, runtime().links)
+        sent = fulfilment.resend(scope(), order_id)
         flash(f"Delivery email queued for {sent['recipient']}.", "info")
     return submit(action, url_for("dashboard.order_page", order_id=order_id))
 
@@ -65,7 +64,7 @@ def resend_order(order_id):
 def fulfill_order(order_id):
     def action():
         body = {"tracking": request.form["tracking"]} if request.form.get("tracking") else {}
-        fulfilment.fulfil(scope(), order_id, body, runtime().config, runtime().links)
+        fulfilment.fulfil(scope(), order_id, body)
         flash("Marked as shipped; the buyer is told.", "info")
     return submit(action, url_for("dashboard.order_page", order_id=order_id))
 
@@ -97,7 +96,7 @@ def create_payout():
         body = {k: request.form[k].strip() for k in ("chain", "asset", "destination_address",
                                                      "memo") if request.form.get(k, "").strip()}
         body["amount_cents"] = to_cents(request.form.get("amount", ""), currency)
-        payout = payouts.create(scope(), body, runtime().config)
+        payout = payouts.create(scope(), body)
         flash(f"Payout {payout['id']} of {money(payout['amount_cents'], currency)} is "
               f"queued.", "info")
     return submit(action, url_for("dashboard.payouts_page"))
