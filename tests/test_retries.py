@@ -111,7 +111,8 @@ def shop(tmp_path):
     db = storage.connect(config.database_path)
     migrate(db)
     signer = Signer("k" * 32)
-    yield Scope(db, "test", signer), config, Links(config.public_url, signer, 1)
+    links = Links(config.public_url, signer, 1)
+    yield Scope(db, "test", config, links), config, links
     db.close()
 
 
@@ -140,9 +141,9 @@ def run_until_settled(db, run, due_sql: str, settled_sql: str, row_id: str) -> N
 def test_a_webhook_delivery_gives_up_after_the_schedule(shop, receiver):
     scope, config, links = shop
     receiver.plan("down", 500)
-    endpoint = webhooks.create(scope, {"url": receiver.url("down"), "events": ["*"]}, config)
+    endpoint = webhooks.create(scope, {"url": receiver.url("down"), "events": ["*"]})
     products.create(scope, {"name": "Widget", "type": "account", "price_cents": 500,
-                            "currency": "USD"}, config)
+                            "currency": "USD"})
     (delivery_id,), = scope.db.execute("SELECT id FROM webhook_deliveries WHERE endpoint_id = ?",
                                        (endpoint["id"],)).fetchall()
 
@@ -158,11 +159,10 @@ def test_a_webhook_delivery_gives_up_after_the_schedule(shop, receiver):
 
 def test_one_webhook_sender_per_endpoint_and_a_restart_takes_over(shop):
     scope, config, _ = shop
-    endpoint = webhooks.create(scope, {"url": "http://127.0.0.1:9/hook", "events": ["*"]},
-                               config)
+    endpoint = webhooks.create(scope, {"url": "http://127.0.0.1:9/hook", "events": ["*"]})
     for name in ("One", "Two"):  # two deliveries due for the same endpoint
         products.create(scope, {"name": name, "type": "account", "price_cents": 500,
-                                "currency": "USD"}, config)
+                                "currency": "USD"})
 
     (first,) = webhook_sender.claim_due(scope.db, "boot", config, 10)
     assert first.endpoint_id == endpoint["id"]
@@ -177,11 +177,10 @@ def test_a_dynamic_delivery_gives_up_after_the_schedule(shop, receiver):
     scope, config, links = shop
     receiver.plan("dynamic", 500)
     product = products.create(scope, {"name": "Code", "type": "dynamic", "price_cents": 500,
-                                      "currency": "USD", "dynamic_url": receiver.url("dynamic")},
-                              config)
+                                      "currency": "USD", "dynamic_url": receiver.url("dynamic")})
     order = checkout.create_order(scope, {"product_id": product["id"],
-                                          "customer_email": "buyer@example.com"}, config, links)
-    sandbox_helpers.pay_order(scope, order["id"], {}, config, links)
+                                          "customer_email": "buyer@example.com"})
+    sandbox_helpers.pay_order(scope, order["id"], {})
 
     run_until_settled(
         scope.db, lambda: fulfilment.deliver_dynamic_due(scope.db, config, links,
