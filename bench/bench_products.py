@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BenchServer, load, median, request  # noqa: E402
 from sellix_lite import db as storage  # noqa: E402
-from sellix_lite.security import Signer  # noqa: E402
+from sellix_lite.config import Config  # noqa: E402
 from sellix_lite.services import products  # noqa: E402
 from sellix_lite.services.scope import Scope  # noqa: E402
 
@@ -25,7 +25,7 @@ from sellix_lite.services.scope import Scope  # noqa: E402
 def seed(database: Path, count: int) -> None:
     db = storage.connect(database)
     db.execute("PRAGMA synchronous = OFF")
-    scope = Scope(db, "test", Signer("seed"))
+    scope = Scope.outside_requests(db, "test", Config(), "seed")
     for index in range(count):
         products.create(scope, {"name": f"Product {index}", "type": "account",
                                 "price_cents": 100 + index, "currency": "USD",

@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sellix_lite import db as storage  # noqa: E402
+from sellix_lite.config import Config  # noqa: E402
 from sellix_lite.migrations import migrate  # noqa: E402
-from sellix_lite.security import Signer  # noqa: E402
 from sellix_lite.services import products  # noqa: E402
 from sellix_lite.services.scope import Scope  # noqa: E402
 
@@ -51,7 +51,7 @@ def create_costs(path: Path, count: int, name) -> tuple[list[float], list[int]]:
     db.execute("PRAGMA synchronous = OFF")
     migrate(db)
     steps = StepCounter(db.conn, storage.SharedWriter.of(path).conn)
-    scope = Scope(db, "test", Signer("bench"))
+    scope = Scope.outside_requests(db, "test", Config(), "bench")
     seconds, hundreds = [], []
     try:
         for index in range(count):

@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bench_group_commit, bench_orders, bench_soak, bench_webhooks  # noqa: E402
 from bench.common import REPO, BenchServer, cpu_seconds, free_port, load, request, rss_mib  # noqa: E402
+from sellix_lite.config import Config  # noqa: E402
 from sellix_lite.ids import new_id  # noqa: E402
-from sellix_lite.security import Signer, load_secret_key  # noqa: E402
+from sellix_lite.security import load_secret_key  # noqa: E402
 from sellix_lite.services.scope import Scope  # noqa: E402
 
 OUTPUT = REPO / "docs" / "performance.md"
@@ -124,7 +125,8 @@ def page_paths(database: Path, spread: int = 10) -> tuple[list[str], list[str]]:
     ids = [conn.execute("SELECT id FROM products ORDER BY id DESC LIMIT 1 OFFSET ?",
                         (count * step // spread,)).fetchone()[0] for step in range(1, spread)]
     conn.close()
-    scope = Scope(None, "test", Signer(load_secret_key("", database.parent)))
+    scope = Scope.outside_requests(None, "test", Config(),
+                                   load_secret_key("", database.parent))
     ours = ["/v1/products?limit=25"] + [
         f"/v1/products?limit=25&cursor={scope.cursor_after(i, 'products')}" for i in ids]
     return ours, ["/rows"] + [f"/rows?after={i}" for i in ids]

@@ -44,6 +44,12 @@ class Scope:
     config: Config
     links: Links
 
+    @classmethod
+    def outside_requests(cls, db: sqlite_utils.Database, mode: str, config: Config,
+                         secret_key: str) -> Scope:
+        """A scope for code that runs outside a request: scripts and benchmarks."""
+        return cls(db, mode, config, Links.for_config(config, secret_key))
+
     @property
     def signer(self) -> Signer:
         return self.links.signer
