@@ -107,11 +107,36 @@ def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 30,
     raise RuntimeError(f"server did not start:\n{output()}")
 
 
-class Server:
+class DatabaseFile:
+    """Straight access to a shop's SQLite file, from outside the app."""
+
+    def __init__(self, database: Path):
+        self.database = database
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows read straight from the file, read-only."""
+        conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=30)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def execute(self, *statements: str, params: tuple = ()) -> None:
+        """Write to the file directly (fault injection, clock tricks)."""
+        conn = sqlite3.connect(self.database, timeout=30, isolation_level=None)
+        try:
+            for statement in statements:
+                conn.execute(statement, params)
+        finally:
+            conn.close()
+
+
+class Server(DatabaseFile):
     """A `sellix-lite serve` subprocess with its own data folder and config file."""
 
     def __init__(self, root: Path, config: str = "", server_options: str = ""):
         """`config`: extra TOML sections; `server_options`: extra keys of [server]."""
+        super().__init__(root / "data" / "sellix.db")
         self.root = root
         self.port = free_port()
         self.config_path = root / "config.toml"
@@ -121,27 +146,6 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.log_path = root / f"serve-{self.port}.log"
-
-    @property
-    def database(self) -> Path:
-        return self.root / "data" / "sellix.db"
-
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        """Rows read straight from the server's SQLite file, read-only."""
-        conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=30)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
-
-    def execute(self, *statements: str, params: tuple = ()) -> None:
-        """Write to the server's SQLite file directly (fault injection, clock tricks)."""
-        conn = sqlite3.connect(self.database, timeout=30, isolation_level=None)
-        try:
-            for statement in statements:
-                conn.execute(statement, params)
-        finally:
-            conn.close()
 
     def cli(self, *args, **kwargs) -> subprocess.CompletedProcess:
         return run_cli("--config", self.config_path, *args, cwd=self.root, **kwargs)
@@ -420,11 +424,9 @@ def tick(app):
 
 
 @pytest.fixture
-def app_db(app):
-    """A connection to the in-process app's database, for reading rows directly."""
-    db = storage.connect(app.extensions["sellix"].config.database_path)
-    yield db
-    db.close()
+def app_db(app) -> DatabaseFile:
+    """The in-process app's database file, read as `Server.query` reads a server's."""
+    return DatabaseFile(app.extensions["sellix"].config.database_path)
 
 
 # --- receivers of webhooks and dynamic deliveries ------------------------------------------
