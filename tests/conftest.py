@@ -359,11 +359,17 @@ class InProcessResponse(TestResponse):
 
 
 class ShopClient(FlaskClient):
-    """Flask's test client, answering with InProcessResponse."""
+    """Flask's test client, answering with InProcessResponse and taking `params=` for the
+    query string as `requests` does."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.response_wrapper = InProcessResponse
+
+    def open(self, *args, params: dict | None = None, **kwargs):
+        if params is not None:
+            kwargs["query_string"] = params
+        return super().open(*args, **kwargs)
 
     def keyed(self, *abilities: str, mode: str = "test") -> ShopClient:
         """A client of the same app calling with a new key of `mode` (every ability unless
