@@ -1,7 +1,9 @@
 """Webhooks and events (CONTRACT §3 [webhooks] [jobs] [email], §12): endpoints, Standard
 Webhooks and Sellix signatures, the durable outbox with retries, test fire, the delivery log,
-disabling a failing endpoint, and crash safety — through the real server, delivering to a
-real HTTP receiver on loopback."""
+disabling a failing endpoint, and crash safety, delivering to a real HTTP receiver on
+loopback. The retry schedule, event patterns, cancelling and disabling run in process, the
+delivery job ticked by hand and the clock moved by each step; the rest through the real
+server."""
 
 from __future__ import annotations
 
