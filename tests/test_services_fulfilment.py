@@ -1,6 +1,6 @@
 """Fulfilment in process: license keys go out once whatever runs again, download links last
-their lifetime on the clock, and subscriptions renew or expire as the clock passes their
-period's end."""
+their lifetime on the clock, subscriptions renew or expire as the clock passes their
+period's end, and dynamic deliveries are retried on the clock."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from sellix_lite.clock import iso
 
 from support import (
+    Reply,
     assert_invalid,
     email_rows,
     fetch,
@@ -121,3 +122,37 @@ def test_a_subscription_whose_renewal_is_unpaid_expires_at_its_end(v1, clock, ti
     tick("renew_subscriptions")
     assert v1.get(f"/v1/subscriptions/{sub_id}").json()["status"] == "expired"
     assert fetch(v1, first["id"])["subscription"]["status"] == "expired"
+
+
+def dynamic_order(v1, url: str, fallback: str | None) -> dict:
+    """A paid order of a new dynamic product calling `url`, with `fallback` as its text."""
+    product = make_product(v1, type="dynamic", dynamic_url=url, delivery_text=fallback)
+    order = pay(v1, place_order(v1, product["id"])["id"])
+    assert order["status"] == "delivering"
+    return order
+
+
+def test_a_dynamic_delivery_is_retried_on_the_clock_then_falls_back_or_fails(
+        v1, clock, tick, receiver):
+    receiver.plan("flaky", Reply(500, b"busy"), Reply(500, b"busy"), Reply(200, b"KEY-3"))
+    receiver.plan("down-text", Reply(500, b"down"))
+    receiver.plan("down", Reply(500, b"down"))
+    flaky = dynamic_order(v1, receiver.url("flaky"), "fallback")
+    with_text = dynamic_order(v1, receiver.url("down-text"), "fallback")
+    without = dynamic_order(v1, receiver.url("down"), None)
+    tick("deliver_dynamic")
+    tick("deliver_dynamic")  # the next attempts wait for their step of the schedule
+    assert [len(receiver.requests(name)) for name in ("flaky", "down-text", "down")] == \
+        [1, 1, 1]
+
+    for _ in range(20):  # a day per run: past any step of the schedule
+        clock.advance(86400)
+        tick("deliver_dynamic")
+    done = fetch(v1, flaky["id"])
+    assert done["status"] == "completed" and done["delivery"]["text"] == "KEY-3"
+    assert len(receiver.requests("flaky")) == 3
+    done = fetch(v1, with_text["id"])
+    assert done["status"] == "completed" and done["delivery"]["text"] == "fallback"
+    failed = fetch(v1, without["id"])
+    assert failed["status"] == "failed" and failed["delivery"]["state"] == "failed"
+    assert len(receiver.requests("down")) == len(receiver.requests("down-text")) > 3
