@@ -29,6 +29,7 @@ from conftest import (
     assert_problem,
     child_env,
     free_port,
+    require_e2e,
     wait_for_health,
     wait_until,
 )
@@ -46,6 +47,7 @@ class Simulator:
 
     def __init__(self, root: Path, *, ledger: bool = False,
                  payout_confirm_seconds: int | None = None):
+        require_e2e("the BlockPN simulator")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ledger = root / "blockpn-sim.db" if ledger else None
@@ -264,6 +266,7 @@ class Mailbox:
         return "250 OK"
 
     def start(self) -> Mailbox:
+        require_e2e("an SMTP server")
         self._controller.start()
         return self
 

@@ -116,19 +116,12 @@ BAD_AUTHORIZATIONS = {
 # --- the shop, its keys and real objects of each mode ----------------------------------------
 
 @pytest.fixture(scope="module")
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory, receiver):
+def shop(tmp_path_factory, module_receiver):
     """A live-mode shop on a BlockPN simulator, with `keys[mode]` (every ability) and
     `ids[mode]`: an id of a real object of that mode for every path parameter."""
     with live_mode_shop(tmp_path_factory, CONFIG, name="authz") as shop:
         shop.keys = {"live": shop.live, "test": shop.client(shop.mint(name="test root"))}
-        shop.ids = {mode: _populate(shop, mode, receiver) for mode in MODES}
+        shop.ids = {mode: _populate(shop, mode, module_receiver) for mode in MODES}
         yield shop
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -171,29 +171,12 @@ def test_asset_share_rounds_down_and_is_exact_when_whole():
 
 # --- the ledger -------------------------------------------------------------------------
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self):
-        self.now = datetime(2026, 5, 26, 7, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
 @pytest.fixture
 def ledger(tmp_path, clock):
+    clock.set(datetime(2026, 5, 26, 7, 0, 0, tzinfo=UTC))
     db = connect(tmp_path / "sandbox.db")
     migrate(db)
-    yield SandboxLedger(db, payout_confirm_seconds=5, ipn_secret="s3cret", now=clock)
+    yield SandboxLedger(db, payout_confirm_seconds=5, ipn_secret="s3cret")
     db.close()
 
 
@@ -374,8 +357,7 @@ def test_in_process_provider_accepts_no_callbacks(ledger):
         provider.verify_callback(b"{}", {})
 
 
-def test_ledger_notification_is_signed_for_the_client(ledger, clock):
-    clock.now = datetime.now(UTC).replace(microsecond=0)
+def test_ledger_notification_is_signed_for_the_client(ledger):
     invoice = ledger.pay(open_invoice(ledger).id, 4900)
     url, body, headers = ledger.notification(invoice.id)
     assert url == "http://127.0.0.1:9/ipn"

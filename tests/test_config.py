@@ -278,6 +278,7 @@ def assert_one_line_error(result, mentions: str) -> None:
     assert mentions in lines[0]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["malformed", "unknown_key"])
 def test_cli_bad_config_file_is_one_line_and_exit_1(tmp_path, kind):
     text, mentions = BAD_FILES[kind]
@@ -289,6 +290,7 @@ def test_cli_bad_config_file_is_one_line_and_exit_1(tmp_path, kind):
     assert not (tmp_path / "sellix-data").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["malformed", "unknown_key"])
 def test_cli_bad_config_file_from_the_environment(tmp_path, kind):
     text, mentions = BAD_FILES[kind]
@@ -298,11 +300,13 @@ def test_cli_bad_config_file_from_the_environment(tmp_path, kind):
     assert not (tmp_path / "sellix-data").exists()
 
 
+@pytest.mark.e2e
 def test_cli_config_file_that_does_not_exist_is_one_line_and_exit_1(tmp_path):
     result = run_cli("--config", tmp_path / "missing.toml", "migrate", cwd=tmp_path)
     assert_one_line_error(result, "missing.toml")
 
 
+@pytest.mark.e2e
 def test_cli_config_from_the_environment_is_used(tmp_path):
     path = write(tmp_path, '[storage]\npath = "from-env/shop.db"\n', name="etc/config.toml")
     result = run_cli("migrate", cwd=tmp_path, SELLIX_LITE_CONFIG=str(path))
@@ -311,6 +315,7 @@ def test_cli_config_from_the_environment_is_used(tmp_path):
     assert not (tmp_path / "sellix-data").exists()
 
 
+@pytest.mark.e2e
 def test_cli_config_option_wins_over_the_environment(tmp_path):
     option = write(tmp_path, '[storage]\npath = "from-option/shop.db"\n', name="a/config.toml")
     env = write(tmp_path, '[storage]\npath = "from-env/shop.db"\n', name="b/config.toml")
@@ -370,6 +375,7 @@ def test_public_url_accepted(tmp_path, url):
         == url
 
 
+@pytest.mark.e2e
 def test_serve_refuses_an_unsupported_pair_in_one_line(tmp_path):
     write(tmp_path, f'[server]\nport = {free_port()}\n[blockpn]\naccepted = ["tron:BTC"]\n')
     result = run_cli("--config", "config.toml", "serve", cwd=tmp_path, timeout=30)

@@ -15,10 +15,8 @@ import html
 import re
 import secrets
 import signal
-import threading
 import time
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conftest import GENEROUS_LIMITS, Server, wait_until
+from support import Receiver
 
 CONFIG = GENEROUS_LIMITS + "[jobs]\ntick_seconds = 1\n"
 PASSWORD = "correct horse battery staple"
@@ -40,6 +39,7 @@ ID = r"[0-9A-HJKMNP-TV-Z]{26}"
 PAGES = ["/dashboard/", "/dashboard/products", "/dashboard/orders", "/dashboard/customers",
          "/dashboard/payouts", "/dashboard/webhooks", "/dashboard/api-keys", "/dashboard/outbox"]
 SIGN_INS_PER_MINUTE = 10
+HOOK = "dashboard"  # the receiver's path the dashboard's endpoint is registered at
 
 # Sign-ins are limited per address, successful ones included. The tests below sign in from
 # 127.0.0.1 fewer than ten times in all; the limit itself is tried from other loopback
@@ -283,64 +283,19 @@ def session_from(address: str) -> requests.Session:
     return session
 
 
-class Receiver:
-    """A webhook receiver on a free loopback port that records every request; answers 200."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.received: list[tuple[dict, bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver._lock:
-                    receiver.received.append(
-                        ({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/hooks/{secrets.token_hex(4)}"
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-
-    def requests(self) -> list[tuple[dict, bytes]]:
-        """Every request so far: (headers with lower-case names, body)."""
-        with self._lock:
-            return list(self.received)
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-
 def sample_events_signed_by(receiver: Receiver, secret: str) -> list[dict]:
-    """The synthetic test events the receiver got that verify with `secret` (Standard
-    Webhooks), each with its request headers."""
+    """The synthetic test events the receiver got at HOOK that verify with `secret`
+    (Standard Webhooks), each with its request headers."""
     found = []
-    for headers, body in receiver.requests():
+    for request in receiver.requests(HOOK):
+        headers = request.headers
         try:
-            event = Webhook(secret).verify(body, headers)
+            event = Webhook(secret).verify(request.body, headers)
         except WebhookVerificationError:
             continue
         if event["data"].get("test") is True:
             found.append({**event, "headers": headers})
     return found
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
 
 
 # --- 1. the password, from the command line ------------------------------------------------
@@ -792,7 +747,7 @@ def test_refund_part_of_an_order(server, page, web):
 def test_register_test_and_manage_a_webhook(server, page, receiver):
     page.goto(server.url + "/dashboard/webhooks")
     form = page.locator("form[action='/dashboard/webhooks']")
-    form.locator("input[name=url]").fill(receiver.url)
+    form.locator("input[name=url]").fill(receiver.url(HOOK))
     form.locator("input[name=events][value='*']").check()
     form.get_by_role("button", name="Register endpoint").click()
     shown = page.locator("#signing-secret")
@@ -800,7 +755,7 @@ def test_register_test_and_manage_a_webhook(server, page, receiver):
     secret = shown.inner_text().strip()
     assert re.fullmatch(r"whsec_[A-Za-z0-9+/]+=*", secret), secret
     expect(page.get_by_role("button", name="Copy", exact=True)).to_be_visible()
-    [endpoint] = [w for w in all_of(server.admin, "/v1/webhooks") if w["url"] == receiver.url]
+    [endpoint] = [w for w in all_of(server.admin, "/v1/webhooks") if w["url"] == receiver.url(HOOK)]
     assert endpoint["events"] == ["*"] and endpoint["status"] == "active"
     endpoint_path = f"/dashboard/webhooks/{endpoint['id']}"
 
@@ -820,8 +775,8 @@ def test_register_test_and_manage_a_webhook(server, page, receiver):
         "delivery_text": "x"}), 201)
 
     def product_event():
-        for headers, body in receiver.requests():
-            event = Webhook(secret).verify(body, headers)
+        for request in receiver.requests(HOOK):
+            event = Webhook(secret).verify(request.body, request.headers)
             if (event["type"] == "product.created"
                     and event["data"]["object"]["id"] == product["id"]):
                 return event

@@ -155,6 +155,7 @@ def test_any_other_record_writes_the_waiting_lines_at_once_and_in_order():
         handler.close()
 
 
+@pytest.mark.e2e
 def test_a_normal_exit_writes_the_waiting_request_lines():
     script = ("import logging; from sellix_lite import logsetup; logsetup.configure('text'); "
               "logging.getLogger(logsetup.ACCESS_LOGGER).info('GET /last 200')")

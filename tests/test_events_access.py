@@ -10,7 +10,6 @@ from sellix_lite.services.webhooks import EVENT_TYPES
 
 from conftest import assert_problem, mint_via_api
 from support import (
-    Receiver,
     json_body,
     key_product,
     make_product,
@@ -113,18 +112,14 @@ def test_every_family_wildcard_can_be_subscribed(api, pattern):
     assert json_body(response, 201)["events"] == [pattern]
 
 
-def test_an_order_wildcard_endpoint_receives_order_events_only(api):
-    receiver = Receiver()
-    try:
-        json_body(api.post("/v1/webhooks", json={"url": receiver.url("orders"),
-                                                 "events": ["order.*"]}), 201)
-        product = make_product(api, type="account", delivery_text="user: a / pass: b")
-        order = place_order(api, product["id"])
-        pay(api, order["id"])
-        wait_for_status(api, order["id"], "completed")
-        got = receiver.wait_for("orders", 3)
-        types = {r.json()["type"] for r in got}
-        assert {"order.created", "order.paid", "order.delivered"} <= types
-        assert all(t.startswith("order.") for t in types)
-    finally:
-        receiver.close()
+def test_an_order_wildcard_endpoint_receives_order_events_only(api, receiver):
+    json_body(api.post("/v1/webhooks", json={"url": receiver.url("orders"),
+                                             "events": ["order.*"]}), 201)
+    product = make_product(api, type="account", delivery_text="user: a / pass: b")
+    order = place_order(api, product["id"])
+    pay(api, order["id"])
+    wait_for_status(api, order["id"], "completed")
+    got = receiver.wait_for("orders", 3)
+    types = {r.json()["type"] for r in got}
+    assert {"order.created", "order.paid", "order.delivered"} <= types
+    assert all(t.startswith("order.") for t in types)

@@ -27,7 +27,6 @@ from sellix_lite.services.links import DOWNLOAD_LINK
 
 from conftest import GENEROUS_LIMITS, ULID, Server, assert_problem, running_server, wait_until
 from support import (
-    Receiver,
     Reply,
     assert_invalid,
     buyer,
@@ -66,13 +65,6 @@ def server(tmp_path_factory) -> Server:
     """The module's shared test-mode server, with fast jobs and short retries (see FAST)."""
     with running_server(tmp_path_factory.mktemp("fulfilment"), GENEROUS_LIMITS + FAST) as shop:
         yield shop
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture(scope="module")

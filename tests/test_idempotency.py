@@ -171,14 +171,17 @@ def test_release_lets_a_retry_run(database):
     assert isinstance(idempotency.claim(db, key_id, "k", "fp", "boot"), idempotency.Claim)
 
 
-def test_purge_job_forgets_records_older_than_a_day(tmp_path, database):
+def test_purge_job_forgets_records_older_than_a_day(tmp_path, database, clock):
     db, key_id = database
     idempotency.claim(db, key_id, "old", "fp", "boot")
+    clock.advance(3600)
     idempotency.claim(db, key_id, "new", "fp", "boot")
-    db.execute("UPDATE idempotency_keys SET created_at = '2000-01-01T00:00:00Z' "
-               "WHERE key = 'old'")
-    config = config_from_dict({"storage": {"path": "sellix.db"}}, base_dir=tmp_path)
-    assert purge_idempotency_keys(JobContext(config, "secret")) == 1
+    clock.advance(23 * 3600)
+    ctx = JobContext(config_from_dict({"storage": {"path": "sellix.db"}}, base_dir=tmp_path),
+                     "secret")
+    assert purge_idempotency_keys(ctx) == 0  # a day old to the second: kept
+    clock.advance(1)
+    assert purge_idempotency_keys(ctx) == 1
     keys = [row[0] for row in db.execute("SELECT key FROM idempotency_keys")]
     assert keys == ["new"]
 

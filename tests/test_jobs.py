@@ -38,3 +38,11 @@ def test_only_one_scheduler_per_process(tmp_path):
     assert not scheduler.running
     again = start_scheduler(ctx)  # after a clean stop a new one may start
     stop_scheduler(again, ctx)
+
+
+
+
+def test_tick_runs_a_registered_job_once_by_its_id(tick):
+    assert tick("purge_idempotency_keys") == 0  # what the job returns: nothing to forget
+    with pytest.raises(KeyError, match="no job 'nope'"):
+        tick("nope")

@@ -344,6 +344,7 @@ def _validate_with_headers(path: str, method: str, response,
                                              response_headers_conformance])
 
 
+@pytest.mark.e2e
 def test_response_headers_are_declared_and_true(tmp_path):
     spec = document()
     product_create = spec["paths"]["/v1/products"]["post"]["responses"]
@@ -386,6 +387,7 @@ def test_every_status_a_route_answers_is_declared():
                 assert "409" in codes, (path, method)
 
 
+@pytest.mark.e2e
 def test_502_when_blockpn_is_unreachable_conforms(tmp_path):
     """A live order whose provider can't be reached: a declared 502 with a problem body."""
     config = GENEROUS_LIMITS + (f'[blockpn]\nbase_url = "http://127.0.0.1:{free_port()}"\n'

@@ -18,7 +18,7 @@ from sellix_lite.providers.blockpn import ProviderError
 from sellix_lite.providers.http_client import BlockPNClient
 
 from conftest import GENEROUS_LIMITS, assert_problem, wait_until
-from support import Receiver, Reply, json_body, make_product, pay, place_order, wait_for_status
+from support import Reply, json_body, make_product, pay, place_order, wait_for_status
 
 HUGE = 200 * 1024
 
@@ -199,7 +199,7 @@ def test_eight_test_sends_to_a_tarpit_leave_the_server_answering(make_server, ta
 
 
 @pytest.mark.parametrize("tarpit", ["silent"], indirect=True)
-def test_eight_dead_endpoints_per_mode_delay_no_one_else(make_server, tarpit):
+def test_eight_dead_endpoints_per_mode_delay_no_one_else(make_server, tarpit, receiver):
     """A delivery to a healthy endpoint arrives within tick_seconds + 5 s, in either mode,
     while eight endpoints of each mode never answer (timeout_seconds is longer than that)."""
     srv = make_server(config=GENEROUS_LIMITS + "[jobs]\ntick_seconds = 1\n[webhooks]\n"
@@ -211,19 +211,15 @@ def test_eight_dead_endpoints_per_mode_delay_no_one_else(make_server, tarpit):
         for _ in range(2):
             make_product(client, type="account")
     tarpit.wait("sixteen callers held", lambda pit: pit.open >= 16)
-    receiver = Receiver()
-    try:
-        for mode, client in clients.items():
-            endpoint(client, receiver.url(mode))
-            make_product(client, type="account")
-            receiver.wait_for(mode, 1, timeout=1 + 5)
-        assert tarpit.most_open == 16  # one sender per dead endpoint, no more
-    finally:
-        receiver.close()
+    for mode, client in clients.items():
+        endpoint(client, receiver.url(mode))
+        make_product(client, type="account")
+        receiver.wait_for(mode, 1, timeout=1 + 5)
+    assert tarpit.most_open == 16  # one sender per dead endpoint, no more
 
 
 @pytest.mark.parametrize("tarpit", ["silent"], indirect=True)
-def test_dead_dynamic_urls_delay_no_other_product(make_server, tarpit):
+def test_dead_dynamic_urls_delay_no_other_product(make_server, tarpit, receiver):
     """Dynamic deliveries go out on the same senders: one call per product at a time."""
     srv = make_server(config=GENEROUS_LIMITS + "[jobs]\ntick_seconds = 1\n"
                              "[webhooks]\ntimeout_seconds = 30\n")
@@ -233,16 +229,12 @@ def test_dead_dynamic_urls_delay_no_other_product(make_server, tarpit):
         for _ in range(2):
             pay(client, place_order(client, product["id"])["id"])
     tarpit.wait("eight calls held", lambda pit: pit.open >= 8)
-    receiver = Receiver()
-    try:
-        receiver.plan("dynamic", Reply(200, b"KEY-1"))
-        healthy = make_product(client, type="dynamic", dynamic_url=receiver.url("dynamic"))
-        order = pay(client, place_order(client, healthy["id"])["id"])
-        receiver.wait_for("dynamic", 1, timeout=1 + 5)
-        assert wait_for_status(client, order["id"], "completed")["delivery"]["text"] == "KEY-1"
-        assert tarpit.most_open == 8  # one call per dead product, no more
-    finally:
-        receiver.close()
+    receiver.plan("dynamic", Reply(200, b"KEY-1"))
+    healthy = make_product(client, type="dynamic", dynamic_url=receiver.url("dynamic"))
+    order = pay(client, place_order(client, healthy["id"])["id"])
+    receiver.wait_for("dynamic", 1, timeout=1 + 5)
+    assert wait_for_status(client, order["id"], "completed")["delivery"]["text"] == "KEY-1"
+    assert tarpit.most_open == 8  # one call per dead product, no more
 
 
 @pytest.mark.parametrize("tarpit", ["silent"], indirect=True)

@@ -15,7 +15,6 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conftest import ULID, assert_problem, mint_via_api
 from support import (
-    Receiver,
     Reply,
     assert_invalid,
     get_product,
@@ -361,17 +360,17 @@ def test_patch_subscription_interval_and_dynamic_url(api):
     assert patched.status_code == 200 and patched.json()["dynamic_url"] == "http://127.0.0.1:9/b"
 
 
-def test_empty_patch_returns_the_product_unchanged(server, api):
-    product = create(api)
-    time.sleep(1.05)  # so that a needless write would show in updated_at
+def test_empty_patch_returns_the_product_unchanged(v1, clock, app_db):
+    product = create(v1)
+    clock.advance(1)  # so that a needless write would show in updated_at
     for body in ({}, {"name": product["name"], "price_cents": product["price_cents"]}):
-        response = api.patch(f"/v1/products/{product['id']}", json=body)
+        response = v1.patch(f"/v1/products/{product['id']}", json=body)
         assert response.status_code == 200, response.text
         assert response.json() == product
-    response = api.patch(f"/v1/products/{product['id']}", data=b"",
-                         headers={"Content-Type": "application/json"})
+    response = v1.patch(f"/v1/products/{product['id']}", data=b"",
+                        headers={"Content-Type": "application/json"})
     assert response.status_code == 200 and response.json() == product
-    assert [e["type"] for e in events_of(server, product["id"])] == ["product.created"]
+    assert [e["type"] for e in events_of(app_db, product["id"])] == ["product.created"]
 
 
 def test_patch_status_archives_and_unarchives(api):
@@ -430,21 +429,21 @@ def test_patch_stock_null_makes_it_unlimited(api):
 
 # --- delete (archive) -------------------------------------------------------------------
 
-def test_delete_archives_and_stays_readable(server, api):
-    product = create(api)
-    response = api.delete(f"/v1/products/{product['id']}")
+def test_delete_archives_and_stays_readable(v1, clock, app_db):
+    product = create(v1)
+    response = v1.delete(f"/v1/products/{product['id']}")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body == {"id": product["id"], "deleted": True, "archived_at": body["archived_at"]}
     assert TIMESTAMP.fullmatch(body["archived_at"])
-    fetched = get_product(api, product["id"])
+    fetched = get_product(v1, product["id"])
     assert fetched == {**product, "status": "archived", "archived_at": body["archived_at"],
                        "updated_at": fetched["updated_at"]}
-    time.sleep(1.05)  # a second archive must not move archived_at
-    again = api.delete(f"/v1/products/{product['id']}")
+    clock.advance(1)  # a second archive must not move archived_at
+    again = v1.delete(f"/v1/products/{product['id']}")
     assert again.status_code == 200 and again.json() == body
-    assert get_product(api, product["id"]) == fetched
-    assert [e["type"] for e in events_of(server, product["id"])] == [
+    assert get_product(v1, product["id"]) == fetched
+    assert [e["type"] for e in events_of(app_db, product["id"])] == [
         "product.created", "product.archived"]
 
 
@@ -859,38 +858,34 @@ def test_upload_over_the_configured_limit_is_413(make_server):
 
 # --- the dynamic signing secret -------------------------------------------------------------
 
-def test_the_dynamic_signing_secret_is_shown_on_create_only(server, api):
+def test_the_dynamic_signing_secret_is_shown_on_create_only(server, api, receiver):
     """Reads, lists, edits, events and webhook deliveries never carry it: with it anyone can
     get goods from the merchant's dynamic URL without paying."""
-    receiver = Receiver()
-    try:
-        subscribed = api.post("/v1/webhooks", json={"url": receiver.url("products"),
-                                                    "events": ["product.*"]})
-        assert subscribed.status_code == 201, subscribed.text
-        product, secret = create_dynamic(api)
-        assert secret.startswith("whsec_")
-        patched = api.patch(f"/v1/products/{product['id']}", json={"price_cents": 700})
-        archived = api.delete(f"/v1/products/{product['id']}")
-        reader = server.client(mint_via_api(server, "products:read", "webhooks:read"))
-        answers = [patched, archived, reader.get(f"/v1/products/{product['id']}"),
-                   reader.get("/v1/products?type=dynamic&limit=100"),
-                   reader.get("/v1/events?type=product.created&limit=100"),
-                   reader.get("/v1/events?type=product.updated&limit=100")]
-        for answer in answers:
-            assert answer.status_code == 200, answer.text
-            assert product["id"] in answer.text
-            assert secret not in answer.text and "dynamic_signing_secret" not in answer.text
-        assert set(get_product(api, product["id"])) == set(product)
-        deliveries = receiver.wait_for("products", 3)
-        assert {d.json()["type"] for d in deliveries} == {"product.created", "product.updated",
-                                                          "product.archived"}
-        for delivery in deliveries:
-            assert secret.encode() not in delivery.body
-            assert b"dynamic_signing_secret" not in delivery.body
-        for event in events_of(server, product["id"]):
-            assert "dynamic_signing_secret" not in json.dumps(event)
-    finally:
-        receiver.close()
+    subscribed = api.post("/v1/webhooks", json={"url": receiver.url("products"),
+                                                "events": ["product.*"]})
+    assert subscribed.status_code == 201, subscribed.text
+    product, secret = create_dynamic(api)
+    assert secret.startswith("whsec_")
+    patched = api.patch(f"/v1/products/{product['id']}", json={"price_cents": 700})
+    archived = api.delete(f"/v1/products/{product['id']}")
+    reader = server.client(mint_via_api(server, "products:read", "webhooks:read"))
+    answers = [patched, archived, reader.get(f"/v1/products/{product['id']}"),
+               reader.get("/v1/products?type=dynamic&limit=100"),
+               reader.get("/v1/events?type=product.created&limit=100"),
+               reader.get("/v1/events?type=product.updated&limit=100")]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert product["id"] in answer.text
+        assert secret not in answer.text and "dynamic_signing_secret" not in answer.text
+    assert set(get_product(api, product["id"])) == set(product)
+    deliveries = receiver.wait_for("products", 3)
+    assert {d.json()["type"] for d in deliveries} == {"product.created", "product.updated",
+                                                      "product.archived"}
+    for delivery in deliveries:
+        assert secret.encode() not in delivery.body
+        assert b"dynamic_signing_secret" not in delivery.body
+    for event in events_of(server, product["id"]):
+        assert "dynamic_signing_secret" not in json.dumps(event)
 
 
 def test_events_written_with_the_secret_no_longer_show_it(server, api):
@@ -905,24 +900,20 @@ def test_events_written_with_the_secret_no_longer_show_it(server, api):
     assert shown.json()["data"] == {"object": product, "previous_attributes": {}}
 
 
-def test_rotating_the_dynamic_secret_replaces_it_at_once(server, api):
-    receiver = Receiver()
-    try:
-        receiver.plan("goods", Reply(200, b"GOODS-1"))
-        product, old = create_dynamic(api, receiver.url("goods"))
-        rotated = api.post(f"/v1/products/{product['id']}/rotate-dynamic-secret")
-        assert rotated.status_code == 200, rotated.text
-        new = rotated.json()["dynamic_signing_secret"]
-        assert rotated.json() == {"dynamic_signing_secret": new}
-        assert new.startswith("whsec_") and new != old
-        assert "dynamic_signing_secret" not in api.get(f"/v1/products/{product['id']}").text
-        pay(api, place_order(api, product["id"])["id"])
-        (call,) = receiver.wait_for("goods", 1)
-        assert Webhook(new).verify(call.body, call.headers)["id"]
-        with pytest.raises(WebhookVerificationError):
-            Webhook(old).verify(call.body, call.headers)
-    finally:
-        receiver.close()
+def test_rotating_the_dynamic_secret_replaces_it_at_once(server, api, receiver):
+    receiver.plan("goods", Reply(200, b"GOODS-1"))
+    product, old = create_dynamic(api, receiver.url("goods"))
+    rotated = api.post(f"/v1/products/{product['id']}/rotate-dynamic-secret")
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["dynamic_signing_secret"]
+    assert rotated.json() == {"dynamic_signing_secret": new}
+    assert new.startswith("whsec_") and new != old
+    assert "dynamic_signing_secret" not in api.get(f"/v1/products/{product['id']}").text
+    pay(api, place_order(api, product["id"])["id"])
+    (call,) = receiver.wait_for("goods", 1)
+    assert Webhook(new).verify(call.body, call.headers)["id"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(call.body, call.headers)
 
 
 @pytest.mark.parametrize("product_type", [t for t in TYPES if t != "dynamic"])

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -316,43 +314,6 @@ def test_try_it_refuses_live_and_missing_keys_without_a_request(context, server)
 
 # --- the webhook verifier -------------------------------------------------------------------
 
-class Receiver:
-    """A loopback HTTP server that records every POST it gets (raw body and headers)."""
-
-    def __init__(self):
-        self.deliveries: list[dict] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                receiver.deliveries.append({"body": body, "headers": dict(self.headers)})
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def receiver():
-    recv = Receiver()
-    yield recv
-    recv.close()
-
-
 def submit_verifier(page, *, payload, message_id, timestamp, secret, received) -> dict:
     form = page.locator("#webhook-verifier")
     form.locator('textarea[name="payload"]').fill(payload)
@@ -375,7 +336,8 @@ def submit_verifier(page, *, payload, message_id, timestamp, secret, received) -
 
 def test_webhook_verifier_matches_a_real_delivery(context, server, receiver):
     api = server.client(mint_via_api(server))
-    created = api.post("/v1/webhooks", json={"url": receiver.url, "events": ["order.paid"],
+    created = api.post("/v1/webhooks", json={"url": receiver.url("verifier"),
+                                             "events": ["order.paid"],
                                              "description": "docs verifier"})
     assert created.status_code == 201, created.text
     endpoint = created.json()
@@ -383,10 +345,8 @@ def test_webhook_verifier_matches_a_real_delivery(context, server, receiver):
     fired = api.post(f"/v1/webhooks/{endpoint['id']}/test", json={})
     assert fired.status_code == 200, fired.text
     assert fired.json()["delivered"] is True, fired.text
-    delivery = wait_until(lambda: receiver.deliveries and receiver.deliveries[0],
-                          timeout=10, what="the test delivery")
-    headers = {name.lower(): value for name, value in delivery["headers"].items()}
-    raw = delivery["body"]
+    (delivery,) = receiver.wait_for("verifier", 1, timeout=10)
+    headers, raw = delivery.headers, delivery.body
     payload = raw.decode("utf-8")
     message_id = headers["webhook-id"]
     timestamp = headers["webhook-timestamp"]

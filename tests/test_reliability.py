@@ -341,106 +341,102 @@ class Load:
             assert status in (None, 200, 201, 409, 422), (kind, status)
 
 
-def test_kill_9_under_mixed_load_loses_and_repeats_nothing(tmp_path_factory):
+def test_kill_9_under_mixed_load_loses_and_repeats_nothing(tmp_path_factory, receiver):
     rng = random.Random(SEED)
-    receiver = Receiver()
-    try:
-        with live_mode_shop(tmp_path_factory, LIVE_CONFIG, name="crash-loop", ledger=True,
-                            payout_confirm_seconds=1) as shop:
-            client = shop.live
-            # The `*` endpoint comes first: every live event after it must reach it.
-            endpoint = json_body(client.post("/v1/webhooks", json={
-                "url": receiver.url("all"), "events": ["*"]}), 201)
-            keys, _ = key_product(client, 400, price_cents=5000)
-            account = make_product(client, type="account", price_cents=5000,
-                                   delivery_text="login: buyer / hunter2")
-            fund(shop, 1_000_000)
-            load = Load(shop, receiver, [keys, account], rng)
+    with live_mode_shop(tmp_path_factory, LIVE_CONFIG, name="crash-loop", ledger=True,
+                        payout_confirm_seconds=1) as shop:
+        client = shop.live
+        # The `*` endpoint comes first: every live event after it must reach it.
+        endpoint = json_body(client.post("/v1/webhooks", json={
+            "url": receiver.url("all"), "events": ["*"]}), 201)
+        keys, _ = key_product(client, 400, price_cents=5000)
+        account = make_product(client, type="account", price_cents=5000,
+                               delivery_text="login: buyer / hunter2")
+        fund(shop, 1_000_000)
+        load = Load(shop, receiver, [keys, account], rng)
 
-            for _ in range(KILLS):
-                threads = load.run(jitter=rng.uniform(0.0, 0.05))
-                load.stop.wait(rng.uniform(0.3, 1.5))
-                shop.kill()
-                load.stop.set()
-                for thread in threads:
-                    thread.join(timeout=30)
-                    assert not thread.is_alive()
-                assert_integrity(shop.database)
-                shop.start()
-                load.send_unanswered_again()
-            assert load.server_errors == [], load.server_errors[:5]
-            assert load.orders and load.paid and load.payouts and load.refunds \
-                and load.endpoints, "the load did not exercise every kind of write"
+        for _ in range(KILLS):
+            threads = load.run(jitter=rng.uniform(0.0, 0.05))
+            load.stop.wait(rng.uniform(0.3, 1.5))
+            shop.kill()
+            load.stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+                assert not thread.is_alive()
+            assert_integrity(shop.database)
+            shop.start()
+            load.send_unanswered_again()
+        assert load.server_errors == [], load.server_errors[:5]
+        assert load.orders and load.paid and load.payouts and load.refunds \
+            and load.endpoints, "the load did not exercise every kind of write"
 
-            # Everything in flight reaches its end.
-            def settled():
-                busy = shop.query(
-                    "SELECT (SELECT count(*) FROM payouts WHERE status IN ('queued', "
-                    "'broadcast')) + (SELECT count(*) FROM refunds WHERE status = "
-                    "'processing') + (SELECT count(*) FROM orders WHERE id IN (%s) AND "
-                    "status NOT IN ('completed', 'refunded'))"
-                    % ",".join("?" * len(load.paid)), tuple(load.paid))
-                return busy == [(0,)]
+        # Everything in flight reaches its end.
+        def settled():
+            busy = shop.query(
+                "SELECT (SELECT count(*) FROM payouts WHERE status IN ('queued', "
+                "'broadcast')) + (SELECT count(*) FROM refunds WHERE status = "
+                "'processing') + (SELECT count(*) FROM orders WHERE id IN (%s) AND "
+                "status NOT IN ('completed', 'refunded'))"
+                % ",".join("?" * len(load.paid)), tuple(load.paid))
+            return busy == [(0,)]
 
-            wait_until(settled, timeout=90, interval=0.5,
-                       what="payouts, refunds and paid orders to settle")
-            assert shop.query("PRAGMA integrity_check") == [("ok",)]
+        wait_until(settled, timeout=90, interval=0.5,
+                   what="payouts, refunds and paid orders to settle")
+        assert shop.query("PRAGMA integrity_check") == [("ok",)]
 
-            # Every acknowledged write exists.
-            for order_id in load.orders:
-                assert fetch(client, order_id)["id"] == order_id
-            for order_id in load.paid:
-                assert fetch(client, order_id)["status"] in FINAL_ORDER
-            for amount, payout_id in load.payouts.items():
-                payout = json_body(client.get(f"/v1/payouts/{payout_id}"))
-                assert payout["amount_cents"] == amount and payout["status"] == "confirmed"
-            for amount, (order_id, refund_id) in load.refunds.items():
-                listed = json_body(client.get(f"/v1/orders/{order_id}/refunds?limit=100"))
-                found = [r for r in listed["data"] if r["id"] == refund_id]
-                assert found and found[0]["amount_cents"] == amount
-                assert found[0]["status"] == "succeeded"
-            for endpoint_id in load.endpoints:
-                assert json_body(client.get(f"/v1/webhooks/{endpoint_id}"))["id"] == \
-                    endpoint_id
+        # Every acknowledged write exists.
+        for order_id in load.orders:
+            assert fetch(client, order_id)["id"] == order_id
+        for order_id in load.paid:
+            assert fetch(client, order_id)["status"] in FINAL_ORDER
+        for amount, payout_id in load.payouts.items():
+            payout = json_body(client.get(f"/v1/payouts/{payout_id}"))
+            assert payout["amount_cents"] == amount and payout["status"] == "confirmed"
+        for amount, (order_id, refund_id) in load.refunds.items():
+            listed = json_body(client.get(f"/v1/orders/{order_id}/refunds?limit=100"))
+            found = [r for r in listed["data"] if r["id"] == refund_id]
+            assert found and found[0]["amount_cents"] == amount
+            assert found[0]["status"] == "succeeded"
+        for endpoint_id in load.endpoints:
+            assert json_body(client.get(f"/v1/webhooks/{endpoint_id}"))["id"] == \
+                endpoint_id
 
-            # No request ran twice: one payout or refund per (unique) amount.
-            for table in ("payouts", "refunds"):
-                twice = shop.query(f"SELECT amount_cents, count(*) FROM {table} WHERE mode "
-                                   "= 'live' GROUP BY amount_cents HAVING count(*) > 1")
-                assert twice == [], (table, twice)
-            assert_no_event_twice(shop)
-            assert_once_at_the_provider(shop)
-            invoices = Counter(ref for (ref,) in ledger(shop, "SELECT reference FROM "
-                                                              "sandbox_invoices"))
-            assert all(n == 1 for n in invoices.values())
+        # No request ran twice: one payout or refund per (unique) amount.
+        for table in ("payouts", "refunds"):
+            twice = shop.query(f"SELECT amount_cents, count(*) FROM {table} WHERE mode "
+                               "= 'live' GROUP BY amount_cents HAVING count(*) > 1")
+            assert twice == [], (table, twice)
+        assert_no_event_twice(shop)
+        assert_once_at_the_provider(shop)
+        invoices = Counter(ref for (ref,) in ledger(shop, "SELECT reference FROM "
+                                                          "sandbox_invoices"))
+        assert all(n == 1 for n in invoices.values())
 
-            # Every event since the `*` endpoint exists reaches it, at least once.
-            state: dict = {}
+        # Every event since the `*` endpoint exists reaches it, at least once.
+        state: dict = {}
 
-            def all_delivered():
-                state["events"] = dict(shop.query(
-                    "SELECT id, type FROM events WHERE mode = 'live' AND created_at >= ?",
-                    (endpoint["created_at"],)))
-                state["seen"] = {r.headers.get("webhook-id"): r.json()["type"]
-                                 for r in receiver.requests("all")}
-                state["missing"] = sorted(set(state["events"]) - set(state["seen"]))
-                return not state["missing"]
-            try:
-                wait_until(all_delivered, timeout=90, interval=0.5,
-                           what="every event delivered to the * endpoint")
-            except AssertionError:
-                raise AssertionError(f"{len(state['missing'])} events never reached the * "
-                                     f"endpoint, e.g. {state['missing'][:5]}") from None
-            events, seen = state["events"], state["seen"]
-            assert events and all(seen[event_id] == kind for event_id, kind in events.items())
-            routed = shop.query("SELECT count(*) FROM events e WHERE mode = 'live' AND "
-                                "created_at >= ? AND NOT EXISTS (SELECT 1 FROM "
-                                "webhook_deliveries d WHERE d.event_id = e.id AND "
-                                "d.endpoint_id = ?)", (endpoint["created_at"], endpoint["id"]))
-            assert routed == [(0,)]
-            assert shop.process.poll() is None
-    finally:
-        receiver.close()
+        def all_delivered():
+            state["events"] = dict(shop.query(
+                "SELECT id, type FROM events WHERE mode = 'live' AND created_at >= ?",
+                (endpoint["created_at"],)))
+            state["seen"] = {r.headers.get("webhook-id"): r.json()["type"]
+                             for r in receiver.requests("all")}
+            state["missing"] = sorted(set(state["events"]) - set(state["seen"]))
+            return not state["missing"]
+        try:
+            wait_until(all_delivered, timeout=90, interval=0.5,
+                       what="every event delivered to the * endpoint")
+        except AssertionError:
+            raise AssertionError(f"{len(state['missing'])} events never reached the * "
+                                 f"endpoint, e.g. {state['missing'][:5]}") from None
+        events, seen = state["events"], state["seen"]
+        assert events and all(seen[event_id] == kind for event_id, kind in events.items())
+        routed = shop.query("SELECT count(*) FROM events e WHERE mode = 'live' AND "
+                            "created_at >= ? AND NOT EXISTS (SELECT 1 FROM "
+                            "webhook_deliveries d WHERE d.event_id = e.id AND "
+                            "d.endpoint_id = ?)", (endpoint["created_at"], endpoint["id"]))
+        assert routed == [(0,)]
+        assert shop.process.poll() is None
 
 
 # --- 3. provider faults ------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from sellix_lite.web import storefront
 
 from conftest import GENEROUS_LIMITS, Server, running_server, wait_until
 from support import (
-    Receiver,
     Reply,
     buyer,
     fetch,
@@ -884,12 +883,10 @@ SHIPPING = {"name": "Ada Buyer", "line1": "1 Main Street", "city": "Berlin",
 
 
 @pytest.fixture(scope="module")
-def dynamic_receiver():
+def dynamic_receiver(module_receiver):
     """A merchant's dynamic-delivery URL answering with the goods."""
-    receiver = Receiver()
-    receiver.plan("goods", Reply(200, b"DYNAMIC-GOODS-7"))
-    yield receiver
-    receiver.close()
+    module_receiver.plan("goods", Reply(200, b"DYNAMIC-GOODS-7"))
+    return module_receiver
 
 
 def paid_order_of_kind(api, kind: str, dynamic_url: str) -> tuple[dict, str]:

@@ -1,24 +1,25 @@
 """Webhooks and events (docs/webhooks.md): endpoints, Standard
 Webhooks and Sellix signatures, the durable outbox with retries, test fire, the delivery log,
-disabling a failing endpoint, and crash safety — through the real server, delivering to a
-real HTTP receiver on loopback."""
+disabling a failing endpoint, and crash safety, delivering to a real HTTP receiver on
+loopback. The retry schedule, event patterns, cancelling and disabling run in process, the
+delivery job ticked by hand and the clock moved by each step; the rest through the real
+server."""
 
 from __future__ import annotations
 
 import base64
-import email
-import email.policy
 import hashlib
 import hmac
 import json
 import re
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from sellix_lite.clock import iso, utcnow
 
 from conftest import (
     GENEROUS_LIMITS,
@@ -30,7 +31,7 @@ from conftest import (
     running_server,
     wait_until,
 )
-from support import Mailbox, Received, Receiver, Reply, assert_invalid, make_product, smtp_config
+from support import Received, Reply, assert_invalid, email_rows, make_product
 
 ENDPOINT_ID = re.compile(rf"wh_{ULID}")
 EVENT_ID = re.compile(rf"evt_{ULID}")
@@ -41,8 +42,9 @@ EVENT_KEYS = {"id", "type", "created_at", "mode", "data"}
 
 # Fast jobs and short retries, so a whole retry schedule plays out in a few seconds.
 FAST = "[jobs]\ntick_seconds = 1\n[webhooks]\nretry_schedule = [1, 1, 1]\ntimeout_seconds = 2\n"
-# A short pause, in ticks, before asserting that nothing more arrives.
-QUIET_SECONDS = 2.5
+# The in-process app's retries, which the tests play out by moving the clock.
+RETRY_SCHEDULE = (60, 120, 300)
+IN_PROCESS = GENEROUS_LIMITS + f"[webhooks]\nretry_schedule = {list(RETRY_SCHEDULE)}\n"
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -67,10 +69,6 @@ def verify(request: Received, secret: str) -> dict:
     payload = verify_standard(request, secret)
     verify_sellix(request, secret)
     return payload
-
-
-def ago(**delta) -> str:
-    return (datetime.now(UTC) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # A new product, a "Widget" at 500 USD unless told otherwise.
@@ -130,10 +128,8 @@ def server(tmp_path_factory) -> Server:
 
 
 @pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
+def app_config() -> str:
+    return IN_PROCESS
 
 
 @pytest.fixture
@@ -258,11 +254,11 @@ def test_modes_are_separate(hooks, api, live, receiver):
         live.delete(f"/v1/webhooks/{theirs['id']}")
 
 
-def test_live_mode_with_private_targets_allowed(make_server, receiver):
-    srv = make_server(config="[jobs]\ntick_seconds = 1\n"
-                             "[webhooks]\nallow_private_targets = true\n")
-    live = Hooks(srv.client(srv.mint(mode="live")))
-    test = Hooks(srv.client(srv.mint()))
+@pytest.mark.parametrize("app_config", [
+    IN_PROCESS + "allow_private_targets = true\n"])  # in its [webhooks]
+def test_live_mode_with_private_targets_allowed(client, tick, receiver):
+    live = Hooks(client.keyed(mode="live"))
+    test = Hooks(client.keyed())
     live_endpoint = live.create(receiver.url("live"))
     assert live_endpoint["mode"] == "live"
     test_endpoint = test.create(receiver.url("test"))
@@ -271,12 +267,13 @@ def test_live_mode_with_private_targets_allowed(make_server, receiver):
 
     # An endpoint receives the events of its own mode only.
     product = create_product(live.client)
-    (request,) = receiver.wait_for("live", 1)
+    tick("deliver_webhooks")
+    (request,) = receiver.requests("live")
     event = verify(request, live_endpoint["signing_secret"])
     assert event["mode"] == "live" and event["type"] == "product.created"
     assert event["data"]["object"]["id"] == product["id"]
     assert test.deliveries(test_endpoint["id"]) == []
-    time.sleep(QUIET_SECONDS)
+    tick("deliver_webhooks")
     assert receiver.requests("test") == []
     assert len(receiver.requests("live")) == 1
 
@@ -324,22 +321,22 @@ def test_delivery_is_signed_for_both_kinds_of_receiver(hooks, api, receiver):
 
 # --- 3. subscriptions ---------------------------------------------------------------------
 
-def test_event_patterns(hooks, api, receiver):
+def test_event_patterns(v1, tick, receiver):
+    hooks = Hooks(v1)
     subscriptions = {"all": ["*"], "family": ["product.*"], "archived": ["product.archived"],
                      "payouts": ["payout.*"]}
     endpoints = {name: hooks.create(receiver.url(name), events=events)
                  for name, events in subscriptions.items()}
-    product = create_product(api)
-    assert api.delete(f"/v1/products/{product['id']}").status_code == 200
+    product = create_product(v1)
+    assert v1.delete(f"/v1/products/{product['id']}").status_code == 200
     # Deliveries are queued with the event, so the unsubscribed endpoint has none at once.
     assert hooks.deliveries(endpoints["payouts"]["id"]) == []
 
+    tick("deliver_webhooks")
+    tick("deliver_webhooks")
     expected = {"all": ["product.archived", "product.created"],
                 "family": ["product.archived", "product.created"],
                 "archived": ["product.archived"]}
-    for name, types in expected.items():
-        receiver.wait_for(name, len(types))
-    time.sleep(QUIET_SECONDS)
     for name, types in expected.items():
         got = receiver.requests(name)
         assert sorted(r.json()["type"] for r in got) == types, name
@@ -351,19 +348,30 @@ def test_event_patterns(hooks, api, receiver):
 
 # --- 4. retries, the delivery log, failures -----------------------------------------------
 
-def test_retries_until_success_and_logs_every_attempt(hooks, api, receiver):
+def test_retries_until_success_and_logs_every_attempt(v1, clock, tick, receiver):
+    hooks = Hooks(v1)
     receiver.plan("flaky", 500, Reply(500, body=b"e" * 10240), 200)
     endpoint = hooks.create(receiver.url("flaky"))
-    create_product(api)
-    requests = receiver.wait_for("flaky", 3)
+    create_product(v1)
+    tick("deliver_webhooks")
+    for step in RETRY_SCHEDULE[:2]:  # each retry waits its step, not a second less
+        sent = len(receiver.requests("flaky"))
+        clock.advance(step - 1)
+        tick("deliver_webhooks")
+        assert len(receiver.requests("flaky")) == sent
+        clock.advance(1)
+        tick("deliver_webhooks")
+        assert len(receiver.requests("flaky")) == sent + 1
+    requests = receiver.requests("flaky")
     ids = {r.headers["webhook-id"] for r in requests}
     assert len(ids) == 1  # the same event id on every retry
     stamps = [int(r.headers["webhook-timestamp"]) for r in requests]
-    assert stamps == sorted(stamps)
+    assert [b - a for a, b in zip(stamps, stamps[1:])] == list(RETRY_SCHEDULE[:2])
     for r in requests:
         verify(r, endpoint["signing_secret"])
 
-    delivery = hooks.wait_delivery(endpoint["id"], "succeeded", attempts=3)
+    (delivery,) = hooks.deliveries(endpoint["id"])
+    assert delivery["status"] == "succeeded"
     assert delivery["event_id"] == ids.pop()
     assert delivery["event_type"] == "product.created"
     attempts = delivery["attempts"]
@@ -376,40 +384,48 @@ def test_retries_until_success_and_logs_every_attempt(hooks, api, receiver):
     assert attempts[2]["error"] is None
     kept = attempts[1]["response_body"]
     assert 0 < len(kept) <= 4096 and kept == "e" * len(kept)
-    time.sleep(QUIET_SECONDS)
+    clock.advance(RETRY_SCHEDULE[-1] * 10)
+    tick("deliver_webhooks")
     assert len(receiver.requests("flaky")) == 3  # a success is final
 
 
-def test_exhausted_schedule_fails_and_can_be_retried_by_hand(make_server, receiver):
-    srv, client = started(make_server, "[jobs]\ntick_seconds = 1\n"
-                                       "[webhooks]\nretry_schedule = [1, 1]\n")
-    hooks = Hooks(client)
-    receiver.plan("down", 500, 500, 500, 200)
+def test_exhausted_schedule_fails_and_can_be_retried_by_hand(v1, clock, tick, receiver):
+    hooks = Hooks(v1)
+    receiver.plan("down", 500, 500, 500, 500, 200)
     endpoint = hooks.create(receiver.url("down"))
-    create_product(client)
-    receiver.wait_for("down", 3)
-    delivery = hooks.wait_delivery(endpoint["id"], "failed", attempts=3)
-    assert [a["response_code"] for a in delivery["attempts"]] == [500, 500, 500]
+    create_product(v1)
+    tick("deliver_webhooks")
+    for step in RETRY_SCHEDULE:
+        clock.advance(step)
+        tick("deliver_webhooks")
+    (delivery,) = hooks.deliveries(endpoint["id"])
+    assert delivery["status"] == "failed"
+    assert [a["response_code"] for a in delivery["attempts"]] == [500] * 4
     assert delivery["next_attempt_at"] is None
-    time.sleep(QUIET_SECONDS)
-    assert len(receiver.requests("down")) == 3  # 1 + len(retry_schedule) attempts, no more
+    clock.advance(86400)
+    tick("deliver_webhooks")
+    assert len(receiver.requests("down")) == 4  # 1 + len(retry_schedule) attempts, no more
     assert [d["id"] for d in hooks.deliveries(endpoint["id"], status="failed")] == \
         [delivery["id"]]
     assert hooks.deliveries(endpoint["id"], status="pending") == []
 
     # 5. Manual retry of the failed delivery: one more request, same event id.
-    assert_problem(client.post(f"/v1/webhooks/{endpoint['id']}/deliveries/whd_nope/retry"),
+    assert_problem(v1.post(f"/v1/webhooks/{endpoint['id']}/deliveries/whd_nope/retry"),
                    404, "not_found")
-    response = client.post(f"/v1/webhooks/{endpoint['id']}/deliveries/{delivery['id']}/retry")
+    response = v1.post(f"/v1/webhooks/{endpoint['id']}/deliveries/{delivery['id']}/retry")
     assert response.status_code == 200, response.text
     assert response.json()["id"] == delivery["id"]
-    requests = receiver.wait_for("down", 4)
-    assert requests[3].headers["webhook-id"] == requests[0].headers["webhook-id"]
-    verify(requests[3], endpoint["signing_secret"])
-    retried = hooks.wait_delivery(endpoint["id"], "succeeded", attempts=4)
-    assert [a["response_code"] for a in retried["attempts"]] == [500, 500, 500, 200]
-    time.sleep(QUIET_SECONDS)
-    assert len(receiver.requests("down")) == 4
+    tick("deliver_webhooks")
+    requests = receiver.requests("down")
+    assert len(requests) == 5
+    assert requests[4].headers["webhook-id"] == requests[0].headers["webhook-id"]
+    verify_sellix(requests[4], endpoint["signing_secret"])  # hours ahead of real time
+    (retried,) = hooks.deliveries(endpoint["id"])
+    assert retried["status"] == "succeeded"
+    assert [a["response_code"] for a in retried["attempts"]] == [500] * 4 + [200]
+    clock.advance(86400)
+    tick("deliver_webhooks")
+    assert len(receiver.requests("down")) == 5
 
 
 def test_redirect_is_a_failure_and_not_followed(hooks, api, receiver):
@@ -443,28 +459,28 @@ def test_hanging_receiver_times_out(hooks, api, receiver):
 
 # --- 6. deleting an endpoint cancels its pending retries ----------------------------------
 
-def test_delete_cancels_pending_retries(make_server, receiver):
-    srv, client = started(make_server, "[jobs]\ntick_seconds = 1\n"
-                                       "[webhooks]\nretry_schedule = [30]\n")
-    hooks = Hooks(client)
+def test_delete_cancels_pending_retries(v1, clock, tick, receiver, app_db):
+    hooks = Hooks(v1)
     receiver.plan("failing", 500)
     endpoint = hooks.create(receiver.url("failing"))
-    create_product(client)
-    receiver.wait_for("failing", 1)
-    hooks.wait_delivery(endpoint["id"], "pending", attempts=1)  # waiting 30 s to retry
+    create_product(v1)
+    tick("deliver_webhooks")
+    (pending,) = hooks.deliveries(endpoint["id"])
+    assert pending["status"] == "pending" and len(pending["attempts"]) == 1
 
-    assert client.delete(f"/v1/webhooks/{endpoint['id']}").status_code == 200
-    assert_problem(client.get(f"/v1/webhooks/{endpoint['id']}/deliveries"), 404, "not_found")
-    rows = srv.query("SELECT status, next_attempt_at FROM webhook_deliveries "
-                      "WHERE endpoint_id = ?", (endpoint["id"],))
+    assert v1.delete(f"/v1/webhooks/{endpoint['id']}").status_code == 200
+    assert_problem(v1.get(f"/v1/webhooks/{endpoint['id']}/deliveries"), 404, "not_found")
+    rows = app_db.query("SELECT status, next_attempt_at FROM webhook_deliveries "
+                        "WHERE endpoint_id = ?", (endpoint["id"],))
     assert rows == [("cancelled", None)]
     # Even made due again, a cancelled delivery is never sent.
-    srv.execute("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE endpoint_id = ?",
-                params=(ago(minutes=1), endpoint["id"]))
-    time.sleep(QUIET_SECONDS)
+    app_db.execute("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE endpoint_id = ?",
+                   params=(iso(utcnow()), endpoint["id"]))
+    clock.advance(sum(RETRY_SCHEDULE))
+    tick("deliver_webhooks")
     assert len(receiver.requests("failing")) == 1
-    assert srv.query("SELECT status FROM webhook_deliveries WHERE endpoint_id = ?",
-                 (endpoint["id"],)) == [("cancelled",)]
+    assert app_db.query("SELECT status FROM webhook_deliveries WHERE endpoint_id = ?",
+                        (endpoint["id"],)) == [("cancelled",)]
 
 
 # --- 7. test fire -------------------------------------------------------------------------
@@ -551,69 +567,73 @@ def test_rotation_signs_with_both_secrets(hooks, api, receiver):
 
 # --- 9. disabling a failing endpoint, re-enabling and editing it --------------------------
 
-def test_failing_endpoint_is_disabled_and_owner_emailed(make_server, receiver):
-    with Mailbox() as mailbox:
-        srv, client = started(make_server, FAST + '[shop]\nowner_email = "owner@example.com"\n'
-                              + smtp_config(mailbox.port))
-        hooks = Hooks(client)
-        receiver.plan("broken", 500)
-        endpoint = hooks.create(receiver.url("broken"))
-        # It has been failing, without a single success, for longer than 48 hours.
-        srv.execute("UPDATE webhook_endpoints SET failing_since = ? WHERE id = ?",
-                    params=(ago(hours=49), endpoint["id"]))
-        product = create_product(client)
-        (first,) = receiver.wait_for("broken", 1)
+@pytest.mark.parametrize("app_config", [
+    IN_PROCESS + '[shop]\nowner_email = "owner@example.com"\n'])
+def test_failing_endpoint_is_disabled_and_owner_emailed(v1, clock, tick, receiver, app_db):
+    hooks = Hooks(v1)
+    receiver.plan("broken", 500)
+    endpoint = hooks.create(receiver.url("broken"))
+    product = create_product(v1)
+    tick("deliver_webhooks")
+    (first,) = receiver.requests("broken")
+    clock.advance(48 * 3600 - 1)
+    tick("deliver_webhooks")  # failing a second short of [webhooks] disable_after_hours
+    assert hooks.get(endpoint["id"])["status"] == "active"
+    clock.advance(RETRY_SCHEDULE[1])
+    tick("deliver_webhooks")  # failing for longer, without a single success
 
-        disabled = wait_until(lambda: (e := hooks.get(endpoint["id"]))["status"] == "disabled"
-                              and e, what="the endpoint to be disabled")
-        assert TIMESTAMP.fullmatch(disabled["disabled_at"])
-        wait_until(lambda: mailbox.envelopes, what="the owner's email")
-        time.sleep(QUIET_SECONDS)
-        assert len(receiver.requests("broken")) == 1  # a disabled endpoint gets nothing
-        assert len(mailbox.envelopes) == 1
-        (envelope,) = mailbox.envelopes
-        assert envelope.rcpt_tos == ["owner@example.com"]
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert message["To"] == "owner@example.com"
-        assert endpoint["url"] in message["Subject"]
-        assert hooks.deliveries(endpoint["id"])[0]["status"] == "pending"  # kept
+    disabled = hooks.get(endpoint["id"])
+    assert disabled["status"] == "disabled"
+    assert disabled["disabled_at"] == iso(utcnow())
+    clock.advance(RETRY_SCHEDULE[2])
+    tick("deliver_webhooks")
+    assert len(receiver.requests("broken")) == 3  # a disabled endpoint gets nothing
+    tick("send_emails")
+    (mail,) = email_rows(app_db, endpoint["id"], "webhook_disabled")
+    assert mail["to_address"] == "owner@example.com" and mail["status"] == "outbox"
+    assert endpoint["url"] in mail["subject"]
+    assert hooks.deliveries(endpoint["id"])[0]["status"] == "pending"  # kept
 
-        # Re-enabled: the pending delivery goes out once the receiver is fixed.
-        receiver.plan("broken", 200)
-        response = client.patch(f"/v1/webhooks/{endpoint['id']}", json={"status": "active"})
-        assert response.status_code == 200, response.text
-        assert response.json()["status"] == "active"
-        assert hooks.get(endpoint["id"])["status"] == "active"
-        second = receiver.wait_for("broken", 2)[1]
-        assert second.headers["webhook-id"] == first.headers["webhook-id"]
-        assert verify(second, endpoint["signing_secret"])["data"]["object"]["id"] == product["id"]
-        hooks.wait_delivery(endpoint["id"], "succeeded")
+    # Re-enabled: the pending delivery goes out once the receiver is fixed. Its requests
+    # are signed days ahead of real time, so only the time-free signature is checked.
+    receiver.plan("broken", 200)
+    response = v1.patch(f"/v1/webhooks/{endpoint['id']}", json={"status": "active"})
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "active"
+    assert hooks.get(endpoint["id"])["status"] == "active"
+    tick("deliver_webhooks")
+    second = receiver.requests("broken")[3]
+    assert second.headers["webhook-id"] == first.headers["webhook-id"]
+    verify_sellix(second, endpoint["signing_secret"])
+    assert second.json()["data"]["object"]["id"] == product["id"]
+    assert hooks.deliveries(endpoint["id"])[0]["status"] == "succeeded"
 
-        # PATCH edits url, events and description; the next delivery follows them.
-        response = client.patch(f"/v1/webhooks/{endpoint['id']}", json={
-            "url": receiver.url("moved"), "events": ["product.updated"],
-            "description": "moved"})
-        assert response.status_code == 200, response.text
-        changed = response.json()
-        assert changed["url"] == receiver.url("moved")
-        assert changed["events"] == ["product.updated"]
-        assert changed["description"] == "moved"
-        assert "signing_secret" not in changed
-        assert hooks.get(endpoint["id"]) == changed
-        assert_invalid(client.patch(f"/v1/webhooks/{endpoint['id']}",
-                                    json={"events": ["nope"]}), "events")
-        assert_invalid(client.patch(f"/v1/webhooks/{endpoint['id']}", json={"url": "ftp://x"}),
-                       "url")
-        create_product(client, name="Not subscribed")  # product.created: no longer wanted
-        renamed = client.patch(f"/v1/products/{product['id']}", json={"name": "Renamed"})
-        assert renamed.status_code == 200, renamed.text
-        (moved,) = receiver.wait_for("moved", 1)
-        event = verify(moved, endpoint["signing_secret"])
-        assert event["type"] == "product.updated"
-        assert event["data"]["object"]["name"] == "Renamed"
-        time.sleep(QUIET_SECONDS)
-        assert len(receiver.requests("moved")) == 1
-        assert len(receiver.requests("broken")) == 2
+    # PATCH edits url, events and description; the next delivery follows them.
+    response = v1.patch(f"/v1/webhooks/{endpoint['id']}", json={
+        "url": receiver.url("moved"), "events": ["product.updated"],
+        "description": "moved"})
+    assert response.status_code == 200, response.text
+    changed = response.json()
+    assert changed["url"] == receiver.url("moved")
+    assert changed["events"] == ["product.updated"]
+    assert changed["description"] == "moved"
+    assert "signing_secret" not in changed
+    assert hooks.get(endpoint["id"]) == changed
+    assert_invalid(v1.patch(f"/v1/webhooks/{endpoint['id']}", json={"events": ["nope"]}),
+                   "events")
+    assert_invalid(v1.patch(f"/v1/webhooks/{endpoint['id']}", json={"url": "ftp://x"}), "url")
+    create_product(v1, name="Not subscribed")  # product.created: no longer wanted
+    renamed = v1.patch(f"/v1/products/{product['id']}", json={"name": "Renamed"})
+    assert renamed.status_code == 200, renamed.text
+    tick("deliver_webhooks")
+    (moved,) = receiver.requests("moved")
+    verify_sellix(moved, endpoint["signing_secret"])
+    assert moved.json()["type"] == "product.updated"
+    assert moved.json()["data"]["object"]["name"] == "Renamed"
+    clock.advance(60)
+    tick("deliver_webhooks")
+    assert len(receiver.requests("moved")) == 1
+    assert len(receiver.requests("broken")) == 4
 
 
 # --- 10. crash safety ---------------------------------------------------------------------

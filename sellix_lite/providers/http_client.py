@@ -14,12 +14,12 @@ import hashlib
 import hmac
 import http.client
 import json
-import time
 import typing
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
 from .. import __version__, outbound
+from ..clock import clock
 from .blockpn import InvalidCallback, Invoice, Payout, ProviderError, Refund
 
 SIGNATURE_HEADER = "X-BlockPN-Signature"
@@ -129,7 +129,7 @@ class BlockPNClient:
             raise InvalidCallback("no ipn_secret is configured to verify callbacks with")
         body = body.encode() if isinstance(body, str) else bytes(body)
         timestamp, signatures = _parse_signature(_header(headers, SIGNATURE_HEADER))
-        if abs(time.time() - timestamp) > SIGNATURE_TOLERANCE_SECONDS:
+        if abs(clock.time() - timestamp) > SIGNATURE_TOLERANCE_SECONDS:
             raise InvalidCallback("the callback's timestamp is more than 5 minutes off")
         expected = _digest(self.ipn_secret, timestamp, body)
         if not any(hmac.compare_digest(expected, given) for given in signatures):

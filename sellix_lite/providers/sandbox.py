@@ -24,8 +24,8 @@ so call it outside yours, as the live client must be.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 
 import sqlite_utils
 
@@ -65,12 +65,10 @@ class SandboxLedger:
     """The BlockPN protocol over the `sandbox_*` tables, plus simulation controls."""
 
     def __init__(self, db: sqlite_utils.Database, *, payout_confirm_seconds: int,
-                 ipn_secret: str = "", now: Callable[[], datetime] = utcnow):
-        """`now` is the clock; tests pass one they can move."""
+                 ipn_secret: str = ""):
         self.db = db
         self.payout_confirm_seconds = payout_confirm_seconds
         self.ipn_secret = ipn_secret
-        self._clock = now
 
     # The provider protocol (blockpn.BlockPN)
 
@@ -83,7 +81,7 @@ class SandboxLedger:
         with write_txn(self.db):
             found = self._by_reference(INVOICES, reference)
             if found is None:
-                found, now = new_id("inv"), self._clock()
+                found, now = new_id("inv"), utcnow()
                 _insert(self.db, INVOICES, {
                     "id": found, "reference": reference, "chain": chain, "asset": asset,
                     "address": sandbox_address(chain, found), "amount_cents": amount_cents,
@@ -202,7 +200,7 @@ class SandboxLedger:
         if not url:
             return None
         body = callback_body(invoice)
-        signature = sign_callback(self.ipn_secret, body, int(self._clock().timestamp()))
+        signature = sign_callback(self.ipn_secret, body, int(utcnow().timestamp()))
         return url, body, {"Content-Type": "application/json", SIGNATURE_HEADER: signature}
 
     def recent_invoices(self, limit: int = 100) -> list[Invoice]:
@@ -226,7 +224,7 @@ class SandboxLedger:
         if row["status"] == "queued":
             return {"status": "broadcast", "broadcast_at": self._now(),
                     "tx_hash": sandbox_tx_hash(row["chain"], row["id"])}
-        confirmable = iso(self._clock() - timedelta(seconds=self.payout_confirm_seconds))
+        confirmable = iso(utcnow() - timedelta(seconds=self.payout_confirm_seconds))
         if row["status"] == "broadcast" and row["created_at"] <= confirmable:
             return {"status": "confirmed", "confirmed_at": self._now()}
         return None
@@ -274,7 +272,7 @@ class SandboxLedger:
         return row and row["id"]
 
     def _now(self) -> str:
-        return iso(self._clock())
+        return iso(utcnow())
 
 
 # In test mode the ledger is the provider itself.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from datetime import timedelta
 import sqlite_utils
 
 from .. import outbound, webhook_signatures
-from ..clock import iso, now_iso, utcnow
+from ..clock import clock, iso, now_iso, utcnow
 from ..config import Config
 from ..db import query_one, write_txn
 from ..errors import RateLimited
@@ -113,7 +112,7 @@ def _claimed(db: sqlite_utils.Database, delivery: dict) -> Claimed:
 def send(claimed: Claimed, config: Config) -> outbound.PostResult:
     """POST one signed delivery; `webhook-timestamp` is this attempt's time."""
     headers = webhook_signatures.headers(list(claimed.secrets), claimed.event_id,
-                                         claimed.event_type, int(time.time()), claimed.body)
+                                         claimed.event_type, int(clock.time()), claimed.body)
     return outbound.post(claimed.url, claimed.body, headers,
                          timeout=config.webhooks.timeout_seconds,
                          targets=Targets(claimed.mode, config.webhooks))
