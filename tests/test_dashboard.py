@@ -971,3 +971,38 @@ def test_a_line_break_in_a_redirect_target_is_400(server, web, target):
                             data={**hidden_fields(form.text, ""), "password": PASSWORD},
                             allow_redirects=False, timeout=30)
     assert response.status_code == 400, response.text
+
+
+# --- a dynamic product's signing secret --------------------------------------------------------
+
+def shown_secret(page_html: str) -> str | None:
+    match = re.search(r'<code class="secret" id="dynamic-secret">([^<]+)</code>', page_html)
+    return match and html.unescape(match.group(1))
+
+
+def test_a_dynamic_products_secret_is_shown_at_creation_and_rotation_only(server, web):
+    name = f"Code {secrets.token_hex(3)}"
+    fields = {"name": name, "type": "dynamic", "price": "5.00", "currency": "USD",
+              "dynamic_url": "https://example.com/deliver"}
+    sent, created = post_form(web, server, "/dashboard/products", "/dashboard/products",
+                              **fields)
+    assert created.status_code == 200, created.text
+    (product,) = [p for p in all_of(server.admin, "/v1/products") if p["name"] == name]
+
+    def stored() -> str:
+        return server.query("SELECT dynamic_secret FROM products WHERE id = ?",
+                            (product["id"],))[0][0]
+
+    first = shown_secret(created.text)
+    assert first and first == stored()
+    again = web.post(server.url + "/dashboard/products", data=sent, allow_redirects=False,
+                     timeout=30)
+    assert again.status_code == 303 and shown_secret(again.text) is None  # sent twice: once
+    product_path = f"/dashboard/products/{product['id']}"
+    assert shown_secret(web.get(server.url + product_path, timeout=30).text) is None
+
+    _, rotated = post_form(web, server, product_path, product_path + "/rotate-dynamic-secret")
+    second = shown_secret(rotated.text)
+    assert rotated.status_code == 200 and second and second != first
+    assert second == stored()
+    assert shown_secret(web.get(server.url + product_path, timeout=30).text) is None

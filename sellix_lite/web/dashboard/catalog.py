@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import request, url_for
+from flask import flash, request, url_for
 
 from ...currencies import MINOR_UNITS
+from ...errors import InvalidRequest
 from ...services import license_keys, products
 from ..context import runtime
 from ..html import form_cents, form_integer
-from . import bp, page, scope, submit
+from . import bp, page, scope, submit, submit_and_show
 
 TEXT_FIELDS = ("name", "description", "delivery_text", "dynamic_url", "interval", "status")
 
@@ -25,10 +26,14 @@ def products_page():
 
 @bp.post("/products")
 def create_product():
-    def action():
-        product = products.create(scope(), _product_body(request.form, creating=True))
-        return url_for("dashboard.product_page", product_id=product["id"])
-    return submit(action, url_for("dashboard.products_page"))
+    """Create a product; a dynamic one's page shows its signing secret, this once."""
+    def create():
+        return products.create(scope(), _product_body(request.form, creating=True))
+
+    back = url_for("dashboard.products_page")
+    if request.form.get("type") == "dynamic":
+        return submit_and_show(create, lambda created: _with_secret(created, created), back)
+    return submit(lambda: url_for("dashboard.product_page", product_id=create()["id"]), back)
 
 
 @bp.get("/products/<product_id>")
@@ -44,6 +49,20 @@ def update_product(product_id):
     return submit(action, url_for("dashboard.product_page", product_id=product_id))
 
 
+@bp.post("/products/<product_id>/rotate-dynamic-secret")
+def rotate_dynamic_secret(product_id):
+    """A new signing secret for a dynamic product's calls, shown this once."""
+    return submit_and_show(
+        lambda: products.rotate_dynamic_secret(scope(), product_id),
+        lambda rotated: _with_secret(products.get(scope(), product_id), rotated),
+        url_for("dashboard.product_page", product_id=product_id))
+
+
+def _with_secret(product: dict, answer: dict):
+    return page("product.html", product=product,
+                signing_secret=answer["dynamic_signing_secret"])
+
+
 @bp.post("/products/<product_id>/archive")
 def archive_product(product_id):
     return submit(lambda: products.archive(scope(), product_id) and None,
@@ -55,7 +74,6 @@ def import_keys(product_id):
     """Keys pasted one per line, or a .txt/.csv file with one key per line (first column)."""
     def action():
         result = license_keys.import_keys(scope(), product_id, {"keys": _keys_from_form()})
-        from flask import flash
         flash(f"Imported {_count(result['imported'], 'key')} "
               f"({_count(result['duplicates'], 'duplicate')}); "
               f"{result['stock_after']} in stock.", "info")
@@ -68,7 +86,6 @@ def upload_file(product_id):
         upload = request.files.get("file")
         config = runtime().config
         if upload is None or not upload.filename:
-            from ...errors import InvalidRequest
             raise InvalidRequest("choose a file to upload", errors={"file": "is required"})
         products.replace_file(scope(), product_id, upload.stream, upload.filename,
                               config.files_dir, config.storage.max_upload_bytes)
