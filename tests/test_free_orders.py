@@ -1,8 +1,11 @@
 """Free products through the real server's storefront: the checkout asks for no coin, lands
 straight on the order page showing the goods, leaves the balance alone, and counts against
-the per-IP checkout limit like any other; the dashboard shows such an order."""
+the per-IP checkout limit like any other; the dashboard shows such an order; orders racing
+for free keys get one key each, each key one order."""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -65,3 +68,23 @@ def test_the_dashboard_shows_a_free_order(server, api):
     assert shown.status_code == 200, shown.text
     text = page_text(shown.text)
     assert "Free order" in text and order["delivery"]["keys"][0] in text
+
+
+def test_concurrent_free_orders_share_out_the_keys_one_each(server, api, test_key):
+    product, pool = key_product(api, 10, price_cents=0)
+
+    def order(_):
+        return server.client(test_key).post("/v1/orders", timeout=60, json={
+            "product_id": product["id"], "customer_email": buyer("rush")})
+
+    with ThreadPoolExecutor(20) as workers:
+        answers = list(workers.map(order, range(20)))
+    made = [a.json() for a in answers if a.status_code == 201]
+    assert sorted(a.status_code for a in answers) == [201] * 10 + [422] * 10
+    delivered = [key for o in made for key in o["delivery"]["keys"]]
+    assert sorted(delivered) == sorted(pool)
+    assert all(o["status"] == "completed" and o["payment"] is None for o in made)
+    assert server.query("SELECT count(DISTINCT order_id), count(*) FROM license_keys WHERE "
+                        "product_id = ? AND state = 'delivered'", (product["id"],)) == [(10, 10)]
+    assert server.query("SELECT count(*) FROM orders WHERE product_id = ?",
+                        (product["id"],)) == [(10,)]  # a sold-out attempt leaves none behind

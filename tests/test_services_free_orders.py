@@ -1,7 +1,8 @@
 """Free orders in process: an order whose total is 0 opens no invoice and comes back from
 `POST /v1/orders` paid — delivered at once, or `delivering` for dynamic and physical kinds —
 with the events and customer counts of a paid order, under the same limits; a free
-subscription renews itself without asking for a payment."""
+subscription renews itself without asking for a payment; there is nothing to pay, expire
+or refund."""
 
 from __future__ import annotations
 
@@ -143,3 +144,15 @@ def test_a_free_subscription_renews_without_a_payment(v1, app_db, clock, tick):
     assert renewal[1] == "completed"
     assert app_db.query("SELECT count(*) FROM emails WHERE kind = 'subscription_renewal'") == \
         [(0,)]
+
+
+def test_a_free_order_has_nothing_to_pay_expire_or_refund(v1):
+    product, _ = product_of_kind(v1, "account", 0)
+    order = place_order(v1, product["id"])
+    for helper in ("pay", "expire"):
+        assert_invalid(v1.post(f"/v1/test_helpers/orders/{order['id']}/{helper}", json={}),
+                       "order")
+    refund = v1.post(f"/v1/orders/{order['id']}/refund", json={},
+                     headers={"Idempotency-Key": "free-refund"})
+    assert refund.status_code == 422, refund.text
+    assert fetch(v1, order["id"]) == order
