@@ -29,8 +29,11 @@ def test_a_free_checkout_lands_on_the_order_page_with_the_goods(server, api):
     product, pool = key_product(api, 5, price_cents=0)
     balance = json_body(api.get("/v1/balance"))
     session = requests.Session()
+    home = page_text(session.get(server.url + "/test/", timeout=30).text)
+    assert f"{product['name']} Free" in home, home
     form = session.get(product_url(server, product["slug"]), timeout=30)
     assert "Get it free" in form.text and 'name="coin"' not in form.text
+    assert "Free" in page_text(form.text) and "0.00" not in page_text(form.text)
 
     email = buyer("free")
     response = checkout(session, server, product["slug"], email=email, qty="2")
@@ -46,6 +49,7 @@ def test_a_free_checkout_lands_on_the_order_page_with_the_goods(server, api):
     assert len(set(keys)) == 2 and set(keys) <= set(pool)
     assert "Delivered" in text and all(key in text for key in keys)
     assert "Send exactly" not in text and "Simulate payment" not in text
+    assert "Free" in text and "0.00" not in text
     assert json_body(api.get("/v1/balance")) == balance
 
     for _ in range(CHECKOUTS_PER_MINUTE - 1):  # the first checkout counted too
