@@ -22,6 +22,7 @@ from pathlib import Path
 
 import requests
 from aiosmtpd.controller import Controller
+from standardwebhooks.webhooks import Webhook
 
 from conftest import (
     GENEROUS_LIMITS,
@@ -394,3 +395,52 @@ def email_rows(server: Server, related_id: str, kind: str | None = None) -> list
                         "ORDER BY id", (related_id,))
     found = [dict(zip(columns, row)) for row in rows]
     return [row for row in found if kind is None or row["kind"] == kind]
+
+
+# --- orders of every kind, and their events ------------------------------------------------
+
+SHIPPING_ADDRESS = {"name": "Ada", "line1": "1 Main St", "city": "Berlin",
+                    "postal_code": "10115", "country": "DE"}
+
+
+def product_of_kind(v1, kind: str, price_cents: int,
+                    dynamic_url: str = "") -> tuple[dict, dict]:
+    """A product of `kind` ready to sell, and the extra fields its order needs."""
+    if kind == "license_key":
+        return key_product(v1, 3, price_cents=price_cents)[0], {}
+    fields = {"account": {"delivery_text": "user: ada / pass: lovelace"},
+              "subscription": {"interval": "month", "delivery_text": "welcome aboard"},
+              "file_download": {}, "physical": {},
+              "dynamic": {"dynamic_url": dynamic_url}}[kind]
+    product = make_product(v1, type=kind, price_cents=price_cents, **fields)
+    if kind == "file_download":
+        uploaded = v1.put(f"/v1/products/{product['id']}/file?filename=pack.bin",
+                          data=secrets.token_bytes(64),
+                          headers={"Content-Type": "application/octet-stream"})
+        assert uploaded.status_code == 200, uploaded.text
+    return product, {"shipping_address": SHIPPING_ADDRESS} if kind == "physical" else {}
+
+
+def listen_to_orders(v1, receiver, name: str) -> str:
+    """Register an endpoint for every order event at `name`; returns its signing secret."""
+    endpoint = json_body(v1.post("/v1/webhooks", json={
+        "url": receiver.url(name), "events": ["order.*"]}), 201)
+    return endpoint["signing_secret"]
+
+
+def order_events_received(receiver, name: str, secret: str, order_id: str) -> dict:
+    """The verified events about `order_id`, by type (each type arrives once)."""
+    by_type = {}
+    for request in receiver.requests(name):
+        event = Webhook(secret).verify(request.body, request.headers)
+        if event["data"]["object"]["id"] == order_id:
+            assert event["type"] not in by_type
+            by_type[event["type"]] = event["data"]["object"]
+    return by_type
+
+
+def goods(order: dict) -> dict:
+    """What a delivered order hands over, by kind."""
+    delivery = order["delivery"]
+    return {key: delivery[key] for key in ("keys", "text", "file_name", "download_url",
+                                           "shipping_address") if delivery.get(key)}

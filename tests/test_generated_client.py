@@ -67,10 +67,14 @@ def _call(tag: str, operation: str):
     return importlib.import_module(f"{PACKAGE}.api.{tag}.{operation}").sync
 
 
+def _typed(server, client_package):
+    """The generated models and a client of the server with a new test key."""
+    return (importlib.import_module(f"{PACKAGE}.models"),
+            client_package.AuthenticatedClient(base_url=server.url, token=mint_via_api(server)))
+
+
 def test_a_license_key_order_through_typed_fields(server, client_package):
-    models = importlib.import_module(f"{PACKAGE}.models")
-    client = client_package.AuthenticatedClient(base_url=server.url,
-                                                token=mint_via_api(server))
+    models, client = _typed(server, client_package)
 
     product = _call("products", "create_product")(
         client=client, body=models.LicenseKeyProductCreate(
@@ -102,6 +106,18 @@ def test_a_license_key_order_through_typed_fields(server, client_package):
     assert isinstance(refund, models.Refund), refund
     assert refund.status == models.RefundStatus.PROCESSING
     assert refund.amount_cents == 4900 and refund.order_id == order.id
+
+
+def test_a_free_order_comes_back_paid_with_no_payment(server, client_package):
+    models, client = _typed(server, client_package)
+    product = _call("products", "create_product")(
+        client=client, body=models.AccountProductCreate(
+            name="Typed gift", type_=models.AccountProductCreateType.ACCOUNT,
+            price_cents=0, currency=models.Currency.USD, delivery_text="gift"))
+    order = _call("orders", "create_order")(client=client, body=models.CreateOrderBody(
+        product_id=product.id, customer_email="gift@example.com"))
+    assert isinstance(order, models.Order), order
+    assert order.status == models.OrderStatus.COMPLETED and order.payment is None
 
 
 def test_generation_needs_no_network_and_ruff_only_when_installed(tmp_path, monkeypatch,

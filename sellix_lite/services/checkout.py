@@ -7,6 +7,9 @@ invoice and `order.created` in a second transaction. If the provider can't be re
 refuses, the order fails, its reservation is released, and the 502 and a WARNING log line
 say what BlockPN did; a crash between the steps leaves a `pending`
 order that the payment job fails and releases after a few minutes.
+
+An order whose total is 0 opens no invoice: the transaction that reserves its stock also
+marks it paid and delivers it, with the events of a paid order.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
 from ..validation import Email, Enum, Integer, Object, Schema, String
-from . import customers, inventory, orders
+from . import customers, fulfilment, inventory, orders
 from .payments import provider_for
 from .scope import Scope
 
@@ -79,14 +82,19 @@ class ProviderUnavailable(ApiError):
 
 def create_order(scope: Scope, body: dict, *, subscription_id: str | None = None,
                  ttl_minutes: int | None = None) -> dict:
-    """Create an order awaiting payment and return it (with `payment.checkout_url`).
+    """Create an order awaiting payment and return it (with `payment.checkout_url`); a free
+    order comes back paid, and delivered when its kind is delivered at once.
 
     Renewals name their subscription and keep their invoice open until the period ends.
     """
     config = scope.config
     params = _validate(body, config)
-    provider = provider_for(scope.db, scope.mode, config)  # refuses before reserving anything
-    order = _reserve(scope, params, subscription_id)
+    with write_txn(scope.db):
+        order = _reserve(scope, params, subscription_id)
+        if order["total_cents"] == 0:
+            return orders.present(scope.db, _give(scope, order), scope.links)
+        # Refusing here rolls the reservation back: nothing is kept.
+        provider = provider_for(scope.db, scope.mode, config)
     try:
         invoice = provider.open_invoice(
             reference=order["id"], amount_cents=order["total_cents"],
@@ -102,6 +110,15 @@ def create_order(scope: Scope, body: dict, *, subscription_id: str | None = None
             "expires_at": invoice.expires_at, "updated_at": now_iso(),
         }, scope.links, "order.created")
     return orders.present(scope.db, row, scope.links)
+
+
+def _give(scope: Scope, order: dict) -> dict:
+    """Mark a free order paid at once and deliver it as a payment would (in the caller's
+    transaction): `order.created`, then `order.paid` and `order.delivered` from delivery."""
+    now = now_iso()
+    order = orders.save(scope.db, order, {"status": "paid", "paid_at": now, "updated_at": now},
+                        scope.links, "order.created")
+    return fulfilment.start(scope.db, order, scope.config, scope.links)
 
 
 def _not_created(scope: Scope, order: dict, exc: ProviderError) -> None:
@@ -131,25 +148,25 @@ def _validate(body: dict, config: Config) -> dict:
 
 
 def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
-    """Record the order (pending) with its stock reserved and its customer; one transaction."""
-    with write_txn(scope.db):
-        product = scope.get("products", params["product_id"])
-        _check_product(product, params)
-        now, order_id = now_iso(), new_id("ord")
-        inventory.reserve(scope.db, order_id, product, params["qty"])
-        customer_id = customers.record_order(scope.db, scope.mode, params["customer_email"])
-        row = {
-            "id": order_id, "mode": scope.mode, "status": "pending",
-            "product_id": product["id"], "product_name": product["name"],
-            "product_type": product["type"], "qty": params["qty"],
-            "unit_price_cents": product["price_cents"],
-            "total_cents": product["price_cents"] * params["qty"],
-            "currency": product["currency"], "customer_id": customer_id,
-            "customer_email": params["customer_email"], "chain": params["chain"],
-            "asset": params["asset"], "created_at": now, "updated_at": now,
-            "shipping_address": json.dumps(params["shipping_address"])
-            if "shipping_address" in params else None,
-            "subscription_id": subscription_id,
-        }
-        storage.insert(scope.db, "orders", row)
+    """Record the order (pending) with its stock reserved and its customer (in the caller's
+    transaction)."""
+    product = scope.get("products", params["product_id"])
+    _check_product(product, params)
+    now, order_id = now_iso(), new_id("ord")
+    inventory.reserve(scope.db, order_id, product, params["qty"])
+    customer_id = customers.record_order(scope.db, scope.mode, params["customer_email"])
+    row = {
+        "id": order_id, "mode": scope.mode, "status": "pending",
+        "product_id": product["id"], "product_name": product["name"],
+        "product_type": product["type"], "qty": params["qty"],
+        "unit_price_cents": product["price_cents"],
+        "total_cents": product["price_cents"] * params["qty"],
+        "currency": product["currency"], "customer_id": customer_id,
+        "customer_email": params["customer_email"], "chain": params["chain"],
+        "asset": params["asset"], "created_at": now, "updated_at": now,
+        "shipping_address": json.dumps(params["shipping_address"])
+        if "shipping_address" in params else None,
+        "subscription_id": subscription_id,
+    }
+    storage.insert(scope.db, "orders", row)
     return scope.get("orders", order_id)

@@ -32,17 +32,27 @@ MAX_DYNAMIC_TEXT = 64 * 1024
 
 
 def start(db: sqlite_utils.Database, order: dict, config: Config, links: Links) -> dict:
-    """Deliver a just-paid order now, or queue it for the delivery job."""
+    """Deliver a just-paid order now, or queue it for the delivery job; emits `order.paid`.
+
+    `order.paid` carries the order as the payment's transaction leaves it: with the goods
+    of the kinds delivered here, `delivering` for the kinds whose goods come later (their
+    `order.delivered` carries them).
+    """
     outcome = strategy_for(order["product_type"]).deliver(db, order)
     if outcome is None:
         return orders.save(db, order, {"status": "delivering", "next_delivery_at": now_iso(),
-                                       "updated_at": now_iso()}, links)
-    return record(db, order, outcome, config, links)
+                                       "updated_at": now_iso()}, links, "order.paid")
+    return record(db, order, outcome, config, links, "order.paid")
 
 
-def record(db, order: dict, outcome: Outcome, config: Config, links: Links) -> dict:
-    """Store a delivery outcome with its events and the buyer's email (in a transaction)."""
+def record(db, order: dict, outcome: Outcome, config: Config, links: Links,
+           *announced: str) -> dict:
+    """Store a delivery outcome with its events and the buyer's email (in a transaction).
+
+    `announced` are events emitted first, with the order as the outcome leaves it.
+    """
     if outcome.state == "failed":
+        order = orders.save(db, order, {}, links, *announced)
         return orders.fail(db, order, outcome.reason or "delivery failed", links)
     now = now_iso()
     done = outcome.state in ("delivered", "shipped")
@@ -53,8 +63,7 @@ def record(db, order: dict, outcome: Outcome, config: Config, links: Links) -> d
     }, links)
     if done and order["product_type"] == "subscription":
         order = subscriptions.on_delivered(db, order, config)
-    if done:
-        order = orders.save(db, order, {}, links, "order.delivered")
+    order = orders.save(db, order, {}, links, *announced, *(["order.delivered"] if done else []))
     queue_delivery_email(db, order, config, links)
     return order
 

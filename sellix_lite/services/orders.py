@@ -69,6 +69,8 @@ def render(row: dict, links: Links, subscription: dict | None = None) -> dict:
         "delivery": _delivery(row, links),
         "failure_reason": row["failure_reason"],
     }
+    if row["total_cents"] == 0:
+        shown["payment"] = None  # a free order opens no invoice
     if row["product_type"] == "subscription":
         shown["subscription"] = subscription and {
             "id": subscription["id"], "interval": subscription["interval"],

@@ -100,8 +100,8 @@ def _mark_paid(db, order: dict, config: Config, links: Links) -> dict:
     """Paid in full: record it and deliver what can be delivered right now."""
     now = now_iso()
     order = orders.save(db, order, {"status": "paid", "paid_at": now, "updated_at": now},
-                        links, "order.paid")
-    return fulfilment.start(db, order, config, links)
+                        links)
+    return fulfilment.start(db, order, config, links)  # emits order.paid once delivered
 
 
 def poll_open_invoices(db: sqlite_utils.Database, config: Config, links: Links,

@@ -28,10 +28,11 @@ def run(db: sqlite_utils.Database, config: Config, links: Links) -> int:
         except ApiError as exc:  # product gone, sold out, provider down: try next run
             log.warning("renewal of %s not opened: %s", subscription["id"], exc.detail)
             continue
-        with write_txn(db):
-            db.execute("UPDATE subscriptions SET renewal_order_id = ? WHERE id = ?",
-                       (order["id"], subscription["id"]))
-            _email_renewal(db, subscription, order, config)
+        if order["paid_at"] is None:  # a free renewal was paid and delivered as it opened
+            with write_txn(db):
+                db.execute("UPDATE subscriptions SET renewal_order_id = ? WHERE id = ?",
+                           (order["id"], subscription["id"]))
+                _email_renewal(db, subscription, order, config)
         opened += 1
     subscriptions.expire_ended(db)
     return opened

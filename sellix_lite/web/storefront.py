@@ -68,7 +68,7 @@ def order_page(mode: str, order_id: str):
     """The buyer's order: how to pay, then the goods. Needs the signed `t` of its link."""
     order = _buyer_order(mode, order_id)
     return render_template("shop/order.html", mode=mode, order=order,
-                           token=request.args["t"])
+                           token=request.args["t"], paid_cents=_paid_cents(order))
 
 
 def order_live(mode: str, order_id: str):
@@ -76,8 +76,12 @@ def order_live(mode: str, order_id: str):
     order = _buyer_order(mode, order_id)
     html = render_template("shop/_order_live.html", mode=mode, order=order,
                            token=request.args["t"])
-    return jsonify(status=order["status"], paid_cents=order["payment"]["paid_cents"],
-                   html=html)
+    return jsonify(status=order["status"], paid_cents=_paid_cents(order), html=html)
+
+
+def _paid_cents(order: dict) -> int:
+    """What the buyer has paid so far (a free order has no payment)."""
+    return order["payment"]["paid_cents"] if order["payment"] else 0
 
 
 def simulate_payment(order_id: str):

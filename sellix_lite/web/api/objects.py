@@ -93,12 +93,14 @@ _ORDER = {
     "id": STRING, "mode": MODE, "status": enum(orders.STATUSES), "total_cents": INTEGER,
     "refunded_cents": INTEGER, "currency": CURRENCY, "customer_email": STRING,
     "customer_id": STRING, "created_at": TIME, "paid_at": nullable(TIME),
-    "payment": obj({
+    "payment": {**nullable(obj({
         "provider": enum(("blockpn",)), "chain": CHAIN, "asset": ASSET,
         "address": nullable(STRING), "asset_amount": nullable(STRING),
         "expires_at": nullable(TIME), "paid_cents": INTEGER, "asset_paid": nullable(STRING),
         "tx_hash": nullable(STRING), "overpaid_cents": INTEGER,
-        "checkout_url": {**STRING, "format": "uri"}}),
+        "checkout_url": {**STRING, "format": "uri"}})),
+        "description": "How the order is paid; `null` for a free order (total 0), which opens "
+                       "no invoice."},
     "items": {"type": "array", "items": obj({
         "product_id": STRING, "product": STRING, "qty": INTEGER, "unit_price_cents": INTEGER,
         "subtotal_cents": INTEGER})},
