@@ -46,19 +46,12 @@ def render(row: dict) -> dict:
 
 
 def create(scope: Scope, order_id: str, body: dict) -> dict:
-    """Start a refund of a paid order; it is `processing` until the provider settles it."""
+    """Start a refund of money an order received, in any status; it is `processing` until
+    the provider settles it."""
     params = CREATE.validate(body)
     with write_txn(scope.db):
         order = scope.require("orders", order_id, "order")
-        if order["paid_at"] is None:
-            raise Unprocessable(errors={"order": "was never paid, so there is nothing to "
-                                                 "refund"})
-        left = order["paid_cents"] - order["refunded_cents"]
-        amount = params.get("amount_cents", left)
-        if left <= 0:
-            raise Unprocessable(errors={"amount_cents": "nothing is left to refund"})
-        if amount > left:
-            raise Unprocessable(errors={"amount_cents": f"at most {left} is left to refund"})
+        amount = _refundable_amount(order, params.get("amount_cents"))
         now = now_iso()
         row = {"id": new_id("rf"), "mode": scope.mode, "order_id": order_id,
                "amount_cents": amount, "reason": params.get("reason"),
@@ -69,6 +62,20 @@ def create(scope: Scope, order_id: str, body: dict) -> dict:
         scope.db.execute("UPDATE orders SET refunded_cents = refunded_cents + ?, updated_at = ?"
                          " WHERE id = ?", (amount, now, order_id))
     return render(row)
+
+
+def _refundable_amount(order: dict, asked: int | None) -> int:
+    """The amount to refund (`asked`, or all that is refundable); 422 beyond what the order
+    received and has not refunded yet."""
+    if order["paid_cents"] == 0:
+        raise Unprocessable(errors={"order": "received no payment, so there is nothing to "
+                                             "refund"})
+    left = orders.refundable_cents(order)
+    if left <= 0:
+        raise Unprocessable(errors={"amount_cents": "nothing is left to refund"})
+    if asked is not None and asked > left:
+        raise Unprocessable(errors={"amount_cents": f"at most {left} is left to refund"})
+    return left if asked is None else asked
 
 
 def list_for_order(scope: Scope, order_id: str, query: dict) -> dict:
@@ -129,7 +136,9 @@ def _refunded(db, refund: dict, config: Config, links: Links) -> None:
     settled = query_one(db, "SELECT coalesce(sum(amount_cents), 0) AS total FROM refunds "
                             "WHERE order_id = ? AND status = 'succeeded'", (order["id"],))
     changes = {"updated_at": now_iso()}
-    if settled["total"] >= order["paid_cents"]:
+    # An order that was never paid (expired after a part, or paid late and refunded) stays
+    # failed: `refunded` is for sales that were undone.
+    if order["paid_at"] is not None and settled["total"] >= order["paid_cents"]:
         changes["status"] = "refunded"
     order = orders.save(db, order, changes, links, "order.refunded")
     amount = format_amount(refund["amount_cents"], order["currency"])
