@@ -90,4 +90,9 @@ def test_the_dashboard_order_page_offers_the_refundable_amount(app, v1, client):
     assert '<span id="received">12.34 USD</span>' in html
     assert '<span id="refundable">12.34 USD</span>' in html
     assert 'name="amount" inputmode="decimal" value="12.34"' in html
+    assert 'class="late"' not in html
+    pay(v1, order["id"], 100)  # late
+    html = client.get(f"/dashboard/orders/{order['id']}").get_data(as_text=True)
+    assert '<span id="received">13.34 USD</span> <strong class="late">late</strong>' in html
+    assert 'value="13.34"' in html
     assert order["payment"]["invoice_id"] in html

@@ -20,9 +20,10 @@ from ..errors import Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError, Refund
 from ..validation import Enum, Integer, Schema, String
-from . import emails, orders
+
+# `payments` as a module: it gives late payments back through `reserve`.
+from . import emails, orders, payments
 from .links import Links
-from .payments import LivePaymentsDisabled, ask_again_later, next_provider_check, provider_for
 from .scope import Scope, list_query
 
 STATUSES = ("processing", "succeeded", "failed")
@@ -52,16 +53,23 @@ def create(scope: Scope, order_id: str, body: dict) -> dict:
     with write_txn(scope.db):
         order = scope.require("orders", order_id, "order")
         amount = _refundable_amount(order, params.get("amount_cents"))
-        now = now_iso()
-        row = {"id": new_id("rf"), "mode": scope.mode, "order_id": order_id,
-               "amount_cents": amount, "reason": params.get("reason"),
-               "note": params.get("note"), "status": "processing", "provider_refund_id": None,
-               "destination_tx": None, "failure_reason": None, "next_check_at": now,
-               "created_at": now, "updated_at": now}
-        storage.insert(scope.db, "refunds", row)
-        scope.db.execute("UPDATE orders SET refunded_cents = refunded_cents + ?, updated_at = ?"
-                         " WHERE id = ?", (amount, now, order_id))
+        row = reserve(scope.db, order, amount, params.get("reason"), params.get("note"))
     return render(row)
+
+
+def reserve(db: sqlite_utils.Database, order: dict, amount: int, reason: str | None,
+            note: str | None) -> dict:
+    """Record a refund of `amount` (checked by the caller) and count it in the order's
+    `refunded_cents`, inside the caller's write transaction; returns the refund row."""
+    now = now_iso()
+    row = {"id": new_id("rf"), "mode": order["mode"], "order_id": order["id"],
+           "amount_cents": amount, "reason": reason, "note": note, "status": "processing",
+           "provider_refund_id": None, "destination_tx": None, "failure_reason": None,
+           "next_check_at": now, "created_at": now, "updated_at": now}
+    storage.insert(db, "refunds", row)
+    db.execute("UPDATE orders SET refunded_cents = refunded_cents + ?, updated_at = ? "
+               "WHERE id = ?", (amount, now, order["id"]))
+    return row
 
 
 def _refundable_amount(order: dict, asked: int | None) -> int:
@@ -91,16 +99,16 @@ def process_due(db: sqlite_utils.Database, config: Config, links: Links, limit: 
     for refund in due:
         order = query_one(db, "SELECT * FROM orders WHERE id = ?", (refund["order_id"],))
         try:
-            provider = provider_for(db, refund["mode"], config)
+            provider = payments.provider_for(db, refund["mode"], config)
             if refund["provider_refund_id"] is None:
                 report = provider.send_refund(
                     reference=refund["id"], invoice_id=order["invoice_id"],
                     amount_cents=refund["amount_cents"], currency=order["currency"])
             else:
                 report = provider.get_refund(refund["provider_refund_id"])
-        except (ProviderError, LivePaymentsDisabled) as exc:
-            ask_again_later(db, "refunds", refund, config, config.jobs.payment_poll_seconds,
-                            exc)
+        except (ProviderError, payments.LivePaymentsDisabled) as exc:
+            payments.ask_again_later(db, "refunds", refund, config,
+                                     config.jobs.payment_poll_seconds, exc)
             continue
         settle(db, refund["id"], report, config, links)
     return len(due)
@@ -152,4 +160,4 @@ def _refunded(db, refund: dict, config: Config, links: Links) -> None:
 
 
 def _next_check(mode: str, config: Config) -> str:
-    return next_provider_check(mode, config, config.jobs.payment_poll_seconds)
+    return payments.next_provider_check(mode, config, config.jobs.payment_poll_seconds)
