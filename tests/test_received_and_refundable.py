@@ -95,4 +95,17 @@ def test_the_dashboard_order_page_offers_the_refundable_amount(app, v1, client):
     html = client.get(f"/dashboard/orders/{order['id']}").get_data(as_text=True)
     assert '<span id="received">13.34 USD</span> <strong class="late">late</strong>' in html
     assert 'value="13.34"' in html
+
+
+def test_the_refund_form_is_gone_once_nothing_is_refundable(app, v1, client, clock, tick):
+    product, _ = key_product(v1, 3)
+    order = place_order(v1, product["id"])
+    page = signed_in_dashboard(app, client).get(f"/dashboard/orders/{order['id']}")
+    assert "<h2>Refund</h2>" not in page.get_data(as_text=True)  # nothing received
+    pay(v1, order["id"])
+    json_body(refund(v1, order["id"], "all"))
+    settled(v1, clock, tick, order["id"])
+    html = client.get(f"/dashboard/orders/{order['id']}").get_data(as_text=True)
+    assert "<h2>Refund</h2>" in html and 'class="refund-status">succeeded' in html
+    assert 'name="amount"' not in html
     assert order["payment"]["invoice_id"] in html
