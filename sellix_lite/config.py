@@ -71,6 +71,8 @@ class BlockpnConfig:
     accepted: tuple[str, ...] = ("tron:USDT", "ethereum:USDC", "bitcoin:BTC", "solana:USDC")
     invoice_ttl_minutes: int = 60
     timeout_seconds: int = 10
+    late_payment: str = "deliver"   # or "refund": what a late payment in full leads to
+    late_payment_hours: int = 24    # how long after expiry a payment still counts (0: none)
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class Config:
 # Constraints beyond the type, checked after types: (section, key) -> (test, message).
 _CHOICES = {
     ("server", "log_format"): ("text", "json"),
+    ("blockpn", "late_payment"): ("deliver", "refund"),
 }
 _POSITIVE = {
     ("server", "port"), ("server", "threads"), ("storage", "max_upload_mb"),
@@ -179,7 +182,7 @@ _POSITIVE = {
     ("jobs", "payment_poll_seconds"), ("jobs", "payout_poll_seconds"),
     ("email", "smtp_port"), ("backups", "keep"),
 }
-_NOT_NEGATIVE = {("backups", "every_hours")}
+_NOT_NEGATIVE = {("backups", "every_hours"), ("blockpn", "late_payment_hours")}
 MAX_RETRIES = 20
 
 

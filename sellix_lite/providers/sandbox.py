@@ -8,7 +8,8 @@ whoever polls sees every status.
 
 - Invoice: `pending` until `pay` has brought in the full amount (`paid`; more is an
   overpayment). A pending invoice read at or after `expires_at` is `expired`, and stored so;
-  a paid invoice never expires.
+  a paid invoice never expires. Paying an expired invoice is a late payment: it counts in
+  `paid_cents` and the invoice stays `expired`.
 - Payout: `queued` when sent; the next read makes it `broadcast` (with a transaction hash);
   a read `payout_confirm_seconds` or more after it was queued makes it `confirmed`.
   `fail_payout` fails it, as a chain would.
@@ -17,7 +18,7 @@ whoever polls sees every status.
 A repeated `reference` returns the object made the first time; the other arguments of the
 repeat are not looked at. Invalid requests raise `Refused` and unknown ids `UnknownObject`,
 both ProviderErrors like the live client's; a simulation step the object's state forbids
-(paying an expired invoice) raises ValueError. The ledger opens its own write transactions,
+(expiring a paid invoice) raises ValueError. The ledger opens its own write transactions,
 so call it outside yours, as the live client must be.
 """
 
@@ -145,13 +146,13 @@ class SandboxLedger:
     # Simulation controls (test helpers and the simulator's /sim endpoints)
 
     def pay(self, invoice_id: str, amount_cents: int) -> Invoice:
-        """Receive a payment of `amount_cents` into the invoice, with a new transaction."""
+        """Receive a payment of `amount_cents` into the invoice, with a new transaction; an
+        expired invoice takes it too (a late payment) and stays expired."""
         if not _is_count(amount_cents):
             raise ValueError("amount_cents must be a positive integer")
         with write_txn(self.db):
             row = self._row(INVOICES, invoice_id)
-            if row["status"] == "expired" or self._invoice_step(row):
-                raise ValueError(f"invoice {invoice_id} has expired; it can't be paid")
+            expired = row["status"] == "expired" or self._invoice_step(row) is not None
             paid = row["paid_cents"] + amount_cents
             changes = {
                 "paid_cents": paid,
@@ -159,7 +160,8 @@ class SandboxLedger:
                                           row["asset"]),
                 # The running total is unique per payment, so each gets its own hash.
                 "tx_hash": sandbox_tx_hash(row["chain"], f"{invoice_id}:{paid}"),
-                "status": "paid" if paid >= row["amount_cents"] else "pending",
+                "status": "expired" if expired
+                else "paid" if paid >= row["amount_cents"] else "pending",
                 "updated_at": self._now()}
             _update(self.db, INVOICES, invoice_id, changes)
         return _build(Invoice, {**row, **changes})

@@ -52,14 +52,17 @@ def render(row: dict, links: Links, subscription: dict | None = None) -> dict:
     shown = {
         "id": row["id"], "mode": row["mode"], "status": row["status"],
         "total_cents": row["total_cents"], "refunded_cents": row["refunded_cents"],
+        "refundable_cents": refundable_cents(row),
         "currency": row["currency"], "customer_email": row["customer_email"],
         "customer_id": row["customer_id"], "created_at": row["created_at"],
         "paid_at": row["paid_at"],
         "payment": {
-            "provider": "blockpn", "chain": row["chain"], "asset": row["asset"],
+            "provider": "blockpn", "invoice_id": row["invoice_id"], "chain": row["chain"],
+            "asset": row["asset"],
             "address": row["pay_address"], "asset_amount": row["asset_amount"],
             "expires_at": row["expires_at"], "paid_cents": row["paid_cents"],
             "asset_paid": row["asset_paid"], "tx_hash": row["tx_hash"],
+            "late": bool(row["paid_late"]),
             "overpaid_cents": max(row["paid_cents"] - row["total_cents"], 0) if paid else 0,
             "checkout_url": links.order_url(row["id"], row["mode"]),
         },
@@ -77,6 +80,11 @@ def render(row: dict, links: Links, subscription: dict | None = None) -> dict:
             "current_period_end": subscription["current_period_end"],
             "status": subscription["status"]}
     return shown
+
+
+def refundable_cents(row: dict) -> int:
+    """What was received and not yet refunded (or being refunded)."""
+    return max(row["paid_cents"] - row["refunded_cents"], 0)
 
 
 def _delivery(row: dict, links: Links) -> dict:

@@ -57,8 +57,10 @@ def balance(db: sqlite_utils.Database, mode: str, currency: str) -> dict:
     `pending_cents` is money already on its way out (refunds processing, payouts not yet
     confirmed); it is not part of `available_cents`.
     """
+    # Everything received, also by orders that expired after a part or were paid late: it
+    # is in the wallet until refunded.
     received = query_one(db, "SELECT coalesce(sum(paid_cents), 0) AS v FROM orders WHERE "
-                             "mode = ? AND currency = ? AND paid_at IS NOT NULL",
+                             "mode = ? AND currency = ?",
                          (mode, currency))["v"]
     refunds = query_one(db, "SELECT coalesce(sum(r.amount_cents), 0) AS v, coalesce(sum("
                             "CASE WHEN r.status = 'processing' THEN r.amount_cents END), 0) AS p"

@@ -20,9 +20,10 @@ from ..errors import Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError, Refund
 from ..validation import Enum, Integer, Schema, String
-from . import emails, orders
+
+# `payments` as a module: it gives late payments back through `reserve`.
+from . import emails, orders, payments
 from .links import Links
-from .payments import LivePaymentsDisabled, ask_again_later, next_provider_check, provider_for
 from .scope import Scope, list_query
 
 STATUSES = ("processing", "succeeded", "failed")
@@ -46,29 +47,43 @@ def render(row: dict) -> dict:
 
 
 def create(scope: Scope, order_id: str, body: dict) -> dict:
-    """Start a refund of a paid order; it is `processing` until the provider settles it."""
+    """Start a refund of money an order received, in any status; it is `processing` until
+    the provider settles it."""
     params = CREATE.validate(body)
     with write_txn(scope.db):
         order = scope.require("orders", order_id, "order")
-        if order["paid_at"] is None:
-            raise Unprocessable(errors={"order": "was never paid, so there is nothing to "
-                                                 "refund"})
-        left = order["paid_cents"] - order["refunded_cents"]
-        amount = params.get("amount_cents", left)
-        if left <= 0:
-            raise Unprocessable(errors={"amount_cents": "nothing is left to refund"})
-        if amount > left:
-            raise Unprocessable(errors={"amount_cents": f"at most {left} is left to refund"})
-        now = now_iso()
-        row = {"id": new_id("rf"), "mode": scope.mode, "order_id": order_id,
-               "amount_cents": amount, "reason": params.get("reason"),
-               "note": params.get("note"), "status": "processing", "provider_refund_id": None,
-               "destination_tx": None, "failure_reason": None, "next_check_at": now,
-               "created_at": now, "updated_at": now}
-        storage.insert(scope.db, "refunds", row)
-        scope.db.execute("UPDATE orders SET refunded_cents = refunded_cents + ?, updated_at = ?"
-                         " WHERE id = ?", (amount, now, order_id))
+        amount = _refundable_amount(order, params.get("amount_cents"))
+        row = reserve(scope.db, order, amount, params.get("reason"), params.get("note"))
     return render(row)
+
+
+def reserve(db: sqlite_utils.Database, order: dict, amount: int, reason: str | None,
+            note: str | None) -> dict:
+    """Record a refund of `amount` (checked by the caller) and count it in the order's
+    `refunded_cents`, inside the caller's write transaction; returns the refund row."""
+    now = now_iso()
+    row = {"id": new_id("rf"), "mode": order["mode"], "order_id": order["id"],
+           "amount_cents": amount, "reason": reason, "note": note, "status": "processing",
+           "provider_refund_id": None, "destination_tx": None, "failure_reason": None,
+           "next_check_at": now, "created_at": now, "updated_at": now}
+    storage.insert(db, "refunds", row)
+    db.execute("UPDATE orders SET refunded_cents = refunded_cents + ?, updated_at = ? "
+               "WHERE id = ?", (amount, now, order["id"]))
+    return row
+
+
+def _refundable_amount(order: dict, asked: int | None) -> int:
+    """The amount to refund (`asked`, or all that is refundable); 422 beyond what the order
+    received and has not refunded yet."""
+    if order["paid_cents"] == 0:
+        raise Unprocessable(errors={"order": "received no payment, so there is nothing to "
+                                             "refund"})
+    left = orders.refundable_cents(order)
+    if left <= 0:
+        raise Unprocessable(errors={"amount_cents": "nothing is left to refund"})
+    if asked is not None and asked > left:
+        raise Unprocessable(errors={"amount_cents": f"at most {left} is left to refund"})
+    return left if asked is None else asked
 
 
 def list_for_order(scope: Scope, order_id: str, query: dict) -> dict:
@@ -84,16 +99,16 @@ def process_due(db: sqlite_utils.Database, config: Config, links: Links, limit: 
     for refund in due:
         order = query_one(db, "SELECT * FROM orders WHERE id = ?", (refund["order_id"],))
         try:
-            provider = provider_for(db, refund["mode"], config)
+            provider = payments.provider_for(db, refund["mode"], config)
             if refund["provider_refund_id"] is None:
                 report = provider.send_refund(
                     reference=refund["id"], invoice_id=order["invoice_id"],
                     amount_cents=refund["amount_cents"], currency=order["currency"])
             else:
                 report = provider.get_refund(refund["provider_refund_id"])
-        except (ProviderError, LivePaymentsDisabled) as exc:
-            ask_again_later(db, "refunds", refund, config, config.jobs.payment_poll_seconds,
-                            exc)
+        except (ProviderError, payments.LivePaymentsDisabled) as exc:
+            payments.ask_again_later(db, "refunds", refund, config,
+                                     config.jobs.payment_poll_seconds, exc)
             continue
         settle(db, refund["id"], report, config, links)
     return len(due)
@@ -129,7 +144,9 @@ def _refunded(db, refund: dict, config: Config, links: Links) -> None:
     settled = query_one(db, "SELECT coalesce(sum(amount_cents), 0) AS total FROM refunds "
                             "WHERE order_id = ? AND status = 'succeeded'", (order["id"],))
     changes = {"updated_at": now_iso()}
-    if settled["total"] >= order["paid_cents"]:
+    # An order that was never paid (expired after a part, or paid late and refunded) stays
+    # failed: `refunded` is for sales that were undone.
+    if order["paid_at"] is not None and settled["total"] >= order["paid_cents"]:
         changes["status"] = "refunded"
     order = orders.save(db, order, changes, links, "order.refunded")
     amount = format_amount(refund["amount_cents"], order["currency"])
@@ -143,4 +160,4 @@ def _refunded(db, refund: dict, config: Config, links: Links) -> None:
 
 
 def _next_check(mode: str, config: Config) -> str:
-    return next_provider_check(mode, config, config.jobs.payment_poll_seconds)
+    return payments.next_provider_check(mode, config, config.jobs.payment_poll_seconds)

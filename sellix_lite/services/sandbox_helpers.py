@@ -21,14 +21,23 @@ PAY = Schema(amount_cents=Integer(minimum=1, maximum=MAX_AMOUNT_CENTS,
 
 
 def pay_order(scope: Scope, order_id: str, body: dict) -> dict:
-    """Pay a test order's invoice, in full or in part."""
+    """Pay a test order's invoice, in full or in part; paying an order that expired unpaid
+    is a late payment."""
     _require_test_mode(scope)
     params = PAY.validate(body)
-    order = _awaiting_payment(scope, order_id)
-    amount = params.get("amount_cents", order["total_cents"] - order["paid_cents"])
+    order = scope.require("orders", order_id, "order")
+    if order["status"] != "awaiting_payment" and not _expired_unpaid(order):
+        raise Unprocessable(errors={"order": f"is {order['status']}, not awaiting payment"})
+    due = order["total_cents"] - (order["paid_cents"] - order["refunded_cents"])
+    amount = params.get("amount_cents", max(due, 1))
     invoice = _sandbox(scope).pay(order["invoice_id"], amount)
     payments.apply_invoice(scope.db, invoice, "test", scope.config, scope.links)
     return orders.get(scope, order_id)
+
+
+def _expired_unpaid(order: dict) -> bool:
+    return order["status"] == "failed" and order["paid_at"] is None \
+        and order["invoice_id"] is not None
 
 
 def expire_order(scope: Scope, order_id: str) -> dict:

@@ -15,7 +15,7 @@ from flask import Flask, Response, abort, g, request
 from flask.templating import Environment
 from markupsafe import Markup
 
-from ..currencies import format_amount
+from ..currencies import MINOR_UNITS, format_amount
 from .context import runtime
 from .surfaces import is_machine_facing
 
@@ -114,6 +114,13 @@ def money(amount_cents: int, currency: str) -> str:
     return format_amount(amount_cents, currency)
 
 
+def form_amount(amount_cents: int, currency: str) -> str:
+    """`1290, "USD"` → `"12.90"`: an amount as a form field takes it back (`form_cents`)."""
+    decimals = MINOR_UNITS.get(currency, 2)
+    whole, fraction = divmod(amount_cents, 10 ** decimals)
+    return f"{whole}.{fraction:0{decimals}d}" if decimals else str(whole)
+
+
 def csrf_token() -> str:
     """The token to put in a form; pairs with a cookie set on this response."""
     if "csrf_nonce" not in g:
@@ -150,5 +157,6 @@ def _finish_html(response: Response) -> Response:
 def install(app: Flask) -> None:
     """Template helpers and the response hook for HTML pages."""
     app.jinja_env.globals.update(csrf_token=csrf_token, csrf_field=CSRF_FIELD)
-    app.jinja_env.filters.update(markdown=render_markdown, money=money, qr=qr_svg)
+    app.jinja_env.filters.update(markdown=render_markdown, money=money, form_amount=form_amount,
+                                 qr=qr_svg)
     app.after_request(_finish_html)

@@ -91,13 +91,20 @@ _DELIVERY = {
 }
 _ORDER = {
     "id": STRING, "mode": MODE, "status": enum(orders.STATUSES), "total_cents": INTEGER,
-    "refunded_cents": INTEGER, "currency": CURRENCY, "customer_email": STRING,
-    "customer_id": STRING, "created_at": TIME, "paid_at": nullable(TIME),
+    "refunded_cents": INTEGER, "refundable_cents": {
+        **INTEGER, "description": "What was received (`payment.paid_cents`) and not yet "
+                                  "refunded: at most this can still be refunded."},
+    "currency": CURRENCY, "customer_email": STRING, "customer_id": STRING,
+    "created_at": TIME, "paid_at": nullable(TIME),
     "payment": {**nullable(obj({
-        "provider": enum(("blockpn",)), "chain": CHAIN, "asset": ASSET,
+        "provider": enum(("blockpn",)),
+        "invoice_id": {**nullable(STRING), "description": "The provider's invoice id."},
+        "chain": CHAIN, "asset": ASSET,
         "address": nullable(STRING), "asset_amount": nullable(STRING),
         "expires_at": nullable(TIME), "paid_cents": INTEGER, "asset_paid": nullable(STRING),
         "tx_hash": nullable(STRING), "overpaid_cents": INTEGER,
+        "late": {"type": "boolean",
+                 "description": "A payment reached the invoice after it expired."},
         "checkout_url": {**STRING, "format": "uri"}})),
         "description": "How the order is paid; `null` for a free order (total 0), which opens "
                        "no invoice."},
