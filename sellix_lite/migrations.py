@@ -469,6 +469,17 @@ def m0011_key_pool_view(db):
            FROM license_keys k JOIN products p ON p.id = k.product_id""",
     )
 
+
+@migration
+def m0012_low_stock_threshold(db):
+    # The stock at or below which the owner is told (null: never).
+    _run(
+        db,
+        "ALTER TABLE products ADD COLUMN low_stock_threshold INTEGER "
+        "CHECK (low_stock_threshold >= 0)",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]

@@ -13,7 +13,7 @@ from ..clock import now_iso
 from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..validation import Array, Enum, Schema, String
-from . import products
+from . import inventory, products
 from .scope import Scope, list_query
 
 MAX_KEYS_PER_IMPORT = 5000
@@ -74,6 +74,7 @@ def delete(scope: Scope, product_id: str, key_id: str) -> dict:
                                                   "keys can be deleted"})
         scope.db.execute("DELETE FROM license_keys WHERE id = ?", (row["id"],))
         products.record_stock_change(scope, before)
+        inventory.warn_if_low(scope.db, before, scope.config.shop.owner_email)
     return {"id": key_id, "deleted": True}
 
 

@@ -52,7 +52,8 @@ _API_KEY = {"id": STRING, "name": STRING, "abilities": {"type": "array", "items"
 _PRODUCT = {
     "id": STRING, "name": STRING, "slug": STRING, "type": enum(products.TYPES),
     "price_cents": INTEGER, "currency": CURRENCY, "description": STRING,
-    "stock": nullable(INTEGER), "status": {"$ref": "#/components/schemas/ProductStatus"},
+    "stock": nullable(INTEGER), "low_stock_threshold": nullable(INTEGER),
+    "status": {"$ref": "#/components/schemas/ProductStatus"},
     "mode": MODE,
     "created_at": TIME, "updated_at": TIME, "archived_at": nullable(TIME),
     "delivery_text": nullable(STRING), "dynamic_url": nullable(STRING),

@@ -135,6 +135,10 @@ def _product_body(form, *, creating: bool) -> dict:
         body["stock"] = form_integer(form["stock"])
     elif form.get("unlimited"):
         body["stock"] = None
+    if "low_stock_threshold" in form:  # the edit form always sends it; empty turns it off
+        threshold = form["low_stock_threshold"].strip()
+        if threshold or not creating:
+            body["low_stock_threshold"] = form_integer(threshold) if threshold else None
     return body
 
 
