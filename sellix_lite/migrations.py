@@ -454,6 +454,32 @@ def m0010_late_payments(db):
     )
 
 
+
+@migration
+def m0011_key_pool_view(db):
+    # The key pool as the API lists it: a `key_` id that sorts like the row id (so the
+    # list's keyset pagination works on it), the product's mode, and a delivered key shown
+    # as `sold`.
+    _run(
+        db,
+        """CREATE VIEW license_key_pool AS
+           SELECT printf('key_%012d', k.id) AS id, p.mode AS mode, k.product_id, k.key,
+                  CASE k.state WHEN 'delivered' THEN 'sold' ELSE k.state END AS status,
+                  k.order_id, k.created_at
+           FROM license_keys k JOIN products p ON p.id = k.product_id""",
+    )
+
+
+@migration
+def m0012_low_stock_threshold(db):
+    # The stock at or below which the owner is told (null: never).
+    _run(
+        db,
+        "ALTER TABLE products ADD COLUMN low_stock_threshold INTEGER "
+        "CHECK (low_stock_threshold >= 0)",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]

@@ -153,7 +153,8 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
     product = scope.get("products", params["product_id"])
     _check_product(product, params)
     now, order_id = now_iso(), new_id("ord")
-    inventory.reserve(scope.db, order_id, product, params["qty"])
+    inventory.reserve(scope.db, order_id, product, params["qty"],
+                      owner_email=scope.config.shop.owner_email)
     customer_id = customers.record_order(scope.db, scope.mode, params["customer_email"])
     row = {
         "id": order_id, "mode": scope.mode, "status": "pending",

@@ -115,20 +115,21 @@ def _late_payment(db, order: dict, invoice: Invoice, config: Config, links: Link
     order = orders.save(db, order, {**_received(invoice), "paid_late": 1}, links)
     if not _paid_in_full(order):
         return order
-    if config.blockpn.late_payment == "deliver" and _reserve_again(db, order):
+    if config.blockpn.late_payment == "deliver" and _reserve_again(db, order, config):
         return _mark_paid(db, order, config, links)
     refunds.reserve(db, order, orders.refundable_cents(order), "other", "late payment")
     return query_one(db, "SELECT * FROM orders WHERE id = ?", (order["id"],))
 
 
-def _reserve_again(db, order: dict) -> bool:
+def _reserve_again(db, order: dict, config: Config) -> bool:
     """Take the failed order's stock back, or change nothing when it is gone."""
     product = query_one(db, "SELECT * FROM products WHERE id = ?", (order["product_id"],))
     if product is None:
         return False
     db.execute("SAVEPOINT reserve_again")
     try:
-        inventory.reserve(db, order["id"], product, order["qty"])
+        inventory.reserve(db, order["id"], product, order["qty"],
+                          owner_email=config.shop.owner_email)
     except Unprocessable:
         db.execute("ROLLBACK TO reserve_again")
         return False

@@ -52,6 +52,11 @@ def _editable_fields() -> dict:
         "stock": Integer(minimum=0, maximum=MAX_STOCK, nullable=True,
                          description="Units for sale; `null` is unlimited. Derived from the "
                                      "key pool for `license_key` products."),
+        "low_stock_threshold": Integer(
+            minimum=0, maximum=MAX_STOCK, nullable=True,
+            description="When a sale, reservation or deleted key brings `stock` from above "
+                        "this to at or below it, `product.stock_low` is emitted and the "
+                        "owner emailed; `null`: never.", example=5),
         "status": Enum(STATUSES, description="Lifecycle status."),
         "delivery_text": String(max_length=20000, nullable=True,
                                 description="Text delivered on payment (account, "
@@ -89,7 +94,8 @@ def render(row: dict) -> dict:
     return {
         "id": row["id"], "name": row["name"], "slug": row["slug"], "type": row["type"],
         "price_cents": row["price_cents"], "currency": row["currency"],
-        "description": row["description"], "stock": row["stock"], "status": row["status"],
+        "description": row["description"], "stock": row["stock"],
+        "low_stock_threshold": row["low_stock_threshold"], "status": row["status"],
         "mode": row["mode"], "created_at": row["created_at"], "updated_at": row["updated_at"],
         "archived_at": row["archived_at"],
         "delivery_text": row["delivery_text"], "dynamic_url": row["dynamic_url"],
@@ -163,6 +169,7 @@ def create(scope: Scope, body: dict) -> dict:
         "type": product_type, "price_cents": params["price_cents"],
         "currency": params["currency"], "description": params.get("description", ""),
         "stock": 0 if product_type == "license_key" else params.get("stock"),
+        "low_stock_threshold": params.get("low_stock_threshold"),
         "status": params.get("status", "active"),
         "delivery_text": params.get("delivery_text"), "dynamic_url": params.get("dynamic_url"),
         "interval": params.get("interval", "month" if product_type == "subscription" else None),

@@ -8,7 +8,16 @@ function without its schema fails the build.
 from __future__ import annotations
 
 from ... import chains, currencies
-from ...services import api_keys, checkout, orders, payouts, products, refunds, webhooks
+from ...services import (
+    api_keys,
+    checkout,
+    license_keys,
+    orders,
+    payouts,
+    products,
+    refunds,
+    webhooks,
+)
 
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
@@ -43,7 +52,8 @@ _API_KEY = {"id": STRING, "name": STRING, "abilities": {"type": "array", "items"
 _PRODUCT = {
     "id": STRING, "name": STRING, "slug": STRING, "type": enum(products.TYPES),
     "price_cents": INTEGER, "currency": CURRENCY, "description": STRING,
-    "stock": nullable(INTEGER), "status": {"$ref": "#/components/schemas/ProductStatus"},
+    "stock": nullable(INTEGER), "low_stock_threshold": nullable(INTEGER),
+    "status": {"$ref": "#/components/schemas/ProductStatus"},
     "mode": MODE,
     "created_at": TIME, "updated_at": TIME, "archived_at": nullable(TIME),
     "delivery_text": nullable(STRING), "dynamic_url": nullable(STRING),
@@ -133,6 +143,10 @@ OBJECTS = {
     "ArchivedProduct": obj({"id": STRING, "deleted": {"const": True},
                             "archived_at": TIME}),
     "KeyImport": obj({"imported": INTEGER, "duplicates": INTEGER, "stock_after": INTEGER}),
+    "LicenseKey": obj({"id": STRING, "key": STRING,
+                       "status": enum(license_keys.STATUSES),
+                       "order_id": nullable(STRING), "created_at": TIME}),
+    "DeletedLicenseKey": obj({"id": STRING, "deleted": {"const": True}}),
     "Order": obj(_ORDER, {"subscription": _SUBSCRIPTION_ON_ORDER}),
     "Refund": obj({"id": STRING, "order_id": STRING, "status": enum(refunds.STATUSES),
                    "amount_cents": INTEGER, "reason": nullable(enum(refunds.REASONS)),

@@ -80,6 +80,23 @@ def import_license_keys(product_id, query, body):
     return license_keys.import_keys(scope(), product_id, body)
 
 
+@operation(bp, "GET", "/products/<product_id>/keys", summary="List a product's license keys",
+           tag=TAG, ability="products:read", query=license_keys.LIST,
+           response="list:LicenseKey")
+def list_license_keys(product_id, query):
+    """Returns a page of a license_key product's pool, newest first, in every status unless
+    `status` is given."""
+    return license_keys.list_page(scope(), product_id, query)
+
+
+@operation(bp, "DELETE", "/products/<product_id>/keys/<key_id>",
+           summary="Delete an available license key", tag=TAG, ability="products:write",
+           response="DeletedLicenseKey")
+def delete_license_key(product_id, key_id, query, body):
+    """Removes a key nobody has reserved or bought; the product's stock drops by one."""
+    return license_keys.delete(scope(), product_id, key_id)
+
+
 @operation(bp, "PUT", "/products/<product_id>/file", summary="Upload the product's file",
            tag=TAG, ability="products:write", query=UPLOAD_QUERY, upload=True,
            response="Product")

@@ -14,6 +14,7 @@ from ..context import runtime
 from ..html import form_cents, form_integer
 from . import bp, page, scope, submit, submit_and_show
 
+POOL_SHOWN = 100  # keys listed on a license_key product's page, newest first
 TEXT_FIELDS = ("name", "description", "delivery_text", "dynamic_url", "interval", "status")
 
 
@@ -38,8 +39,17 @@ def create_product():
 
 @bp.get("/products/<product_id>")
 def product_page(product_id):
-    """One product: edit it, import keys, upload its file, archive it."""
-    return page("product.html", product=products.get(scope(), product_id))
+    """One product: edit it, import keys, see and prune its key pool, upload its file,
+    archive it."""
+    return page("product.html", **_product_view(products.get(scope(), product_id)))
+
+
+def _product_view(product: dict) -> dict:
+    """The product page's context: the product and, for a license_key one, its newest keys."""
+    pool = None
+    if product["type"] == "license_key":
+        pool = license_keys.list_page(scope(), product["id"], {"limit": POOL_SHOWN})
+    return {"product": product, "pool": pool}
 
 
 @bp.post("/products/<product_id>")
@@ -59,13 +69,20 @@ def rotate_dynamic_secret(product_id):
 
 
 def _with_secret(product: dict, answer: dict):
-    return page("product.html", product=product,
+    return page("product.html", **_product_view(product),
                 signing_secret=answer["dynamic_signing_secret"])
 
 
 @bp.post("/products/<product_id>/archive")
 def archive_product(product_id):
     return submit(lambda: products.archive(scope(), product_id) and None,
+                  url_for("dashboard.product_page", product_id=product_id))
+
+
+@bp.post("/products/<product_id>/keys/<key_id>/delete")
+def delete_key(product_id, key_id):
+    """Remove an available key from the pool."""
+    return submit(lambda: license_keys.delete(scope(), product_id, key_id) and None,
                   url_for("dashboard.product_page", product_id=product_id))
 
 
@@ -118,6 +135,10 @@ def _product_body(form, *, creating: bool) -> dict:
         body["stock"] = form_integer(form["stock"])
     elif form.get("unlimited"):
         body["stock"] = None
+    if "low_stock_threshold" in form:  # the edit form always sends it; empty turns it off
+        threshold = form["low_stock_threshold"].strip()
+        if threshold or not creating:
+            body["low_stock_threshold"] = form_integer(threshold) if threshold else None
     return body
 
 
