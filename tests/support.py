@@ -24,6 +24,9 @@ import requests
 from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook
 
+from sellix_lite import db as storage
+from sellix_lite.services import admin
+
 from conftest import (
     GENEROUS_LIMITS,
     Server,
@@ -444,3 +447,15 @@ def goods(order: dict) -> dict:
     delivery = order["delivery"]
     return {key: delivery[key] for key in ("keys", "text", "file_name", "download_url",
                                            "shipping_address") if delivery.get(key)}
+
+
+def signed_in_dashboard(app, client):
+    """The test client with a dashboard session showing test mode."""
+    db = storage.connect(app.extensions["sellix"].config.database_path)
+    try:
+        epoch = admin.session_epoch(db)
+    finally:
+        db.close()
+    with client.session_transaction("/dashboard/") as session:
+        session.update(admin=True, mode="test", epoch=epoch)
+    return client

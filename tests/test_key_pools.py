@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import re
 
-from test_received_and_refundable import signed_in_dashboard
-
 from conftest import assert_problem
-from support import assert_invalid, get_product, key_product, make_product, pay, place_order
+from support import (
+    assert_invalid,
+    get_product,
+    key_product,
+    make_product,
+    pay,
+    place_order,
+    signed_in_dashboard,
+)
 
 
 def pool(v1, product_id: str, **params) -> dict:

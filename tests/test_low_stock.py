@@ -8,7 +8,6 @@ import re
 
 import pytest
 from standardwebhooks.webhooks import Webhook
-from test_received_and_refundable import signed_in_dashboard
 
 from conftest import GENEROUS_LIMITS, running_server
 from support import (
@@ -23,6 +22,7 @@ from support import (
     make_product,
     pay,
     place_order,
+    signed_in_dashboard,
 )
 
 OWNER = "owner@shop.example"

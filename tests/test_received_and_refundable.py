@@ -4,10 +4,16 @@ up to that in any status (a partly paid order that expired, an overpayment's exc
 
 from __future__ import annotations
 
-from sellix_lite import db as storage
-from sellix_lite.services import admin
-
-from support import assert_invalid, expire, fetch, json_body, key_product, pay, place_order
+from support import (
+    assert_invalid,
+    expire,
+    fetch,
+    json_body,
+    key_product,
+    pay,
+    place_order,
+    signed_in_dashboard,
+)
 
 
 def refund(v1, order_id: str, key: str, **body):
@@ -65,18 +71,6 @@ def test_an_order_that_received_nothing_has_nothing_to_refund(v1):
     assert_invalid(refund(v1, order["id"], "open"), "order")
     expire(v1, order["id"])
     assert_invalid(refund(v1, order["id"], "expired"), "order")
-
-
-def signed_in_dashboard(app, client):
-    """The test client with a dashboard session showing test mode."""
-    db = storage.connect(app.extensions["sellix"].config.database_path)
-    try:
-        epoch = admin.session_epoch(db)
-    finally:
-        db.close()
-    with client.session_transaction("/dashboard/") as session:
-        session.update(admin=True, mode="test", epoch=epoch)
-    return client
 
 
 def test_the_dashboard_order_page_offers_the_refundable_amount(app, v1, client):
