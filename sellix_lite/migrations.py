@@ -480,6 +480,29 @@ def m0012_low_stock_threshold(db):
     )
 
 
+@migration
+def m0013_licenses(db):
+    # One license per delivered key: what the merchant's software checks the key against.
+    # A product's `activation_limit` is copied to the licenses it delivers.
+    _run(
+        db,
+        "ALTER TABLE products ADD COLUMN activation_limit INTEGER CHECK (activation_limit >= 1)",
+        """CREATE TABLE licenses (
+               id TEXT PRIMARY KEY, mode TEXT NOT NULL, key TEXT NOT NULL,
+               status TEXT NOT NULL CHECK (status IN ('active', 'disabled', 'expired')),
+               product_id TEXT NOT NULL REFERENCES products (id),
+               order_id TEXT NOT NULL REFERENCES orders (id),
+               customer_email TEXT NOT NULL,
+               activation_limit INTEGER CHECK (activation_limit >= 1),
+               activations INTEGER NOT NULL DEFAULT 0, expires_at TEXT,
+               created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        "CREATE INDEX licenses_order ON licenses (order_id)",
+        "CREATE INDEX licenses_product ON licenses (product_id, id)",
+        "CREATE INDEX licenses_email ON licenses (mode, customer_email, id)",
+        "CREATE INDEX licenses_key ON licenses (key)",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]
