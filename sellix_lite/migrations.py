@@ -10,6 +10,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from .db import enable_wal
+from .ids import new_id
 
 migrations = Migrations("sellix_lite")
 _NAMES: list[str] = []
@@ -501,6 +502,23 @@ def m0013_licenses(db):
         "CREATE INDEX licenses_email ON licenses (mode, customer_email, id)",
         "CREATE INDEX licenses_key ON licenses (key)",
     )
+    _license_delivered_keys(db)
+
+
+def _license_delivered_keys(db) -> None:
+    """The license of each key delivered before licenses existed (disabled when its order
+    was refunded in full), dated from its delivery; no event announces them."""
+    rows = db.execute(
+        """SELECT k.key, k.product_id, o.id, o.customer_email, o.mode, o.status,
+                  coalesce(o.delivered_at, o.updated_at)
+           FROM license_keys k JOIN orders o ON o.id = k.order_id
+           WHERE k.state = 'delivered' ORDER BY k.id""").fetchall()
+    db.conn.executemany(
+        "INSERT INTO licenses (id, key, status, product_id, order_id, customer_email, mode, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(new_id("lic"), key, "disabled" if status == "refunded" else "active", product_id,
+          order_id, email, mode, at, at)
+         for key, product_id, order_id, email, mode, status, at in rows])
 
 
 def migrate(db: sqlite_utils.Database) -> int:
