@@ -92,15 +92,19 @@ def test_patch_changes_status_and_limit_with_one_updated_event(v1):
 
 def test_a_full_refund_disables_the_orders_licenses(v1, clock, tick):
     order, _ = delivered(v1, qty=2)
-    response = v1.post(f"/v1/orders/{order['id']}/refund", json={},
-                       headers={"Idempotency-Key": "refund-all"})
-    assert response.status_code in (200, 201), response.text
-    tick("process_refunds")  # sends
-    clock.advance(1)
-    tick("process_refunds")  # settles
-    found = licenses(v1, order_id=order["id"])
-    assert [lic["status"] for lic in found] == ["disabled", "disabled"]
-    for lic in found:
+
+    def refund(key: str, **body) -> list[str]:
+        response = v1.post(f"/v1/orders/{order['id']}/refund", json=body,
+                           headers={"Idempotency-Key": key})
+        assert response.status_code in (200, 201), response.text
+        tick("process_refunds")  # sends
+        clock.advance(1)
+        tick("process_refunds")  # settles
+        return [lic["status"] for lic in licenses(v1, order_id=order["id"])]
+
+    assert refund("part", amount_cents=100) == ["active", "active"]
+    assert refund("rest") == ["disabled", "disabled"]
+    for lic in licenses(v1, order_id=order["id"]):
         assert len(license_events(v1, "license.updated", lic["id"])) == 1
 
 
