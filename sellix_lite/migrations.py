@@ -10,6 +10,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from .db import enable_wal
+from .ids import new_id
 
 migrations = Migrations("sellix_lite")
 _NAMES: list[str] = []
@@ -478,6 +479,46 @@ def m0012_low_stock_threshold(db):
         "ALTER TABLE products ADD COLUMN low_stock_threshold INTEGER "
         "CHECK (low_stock_threshold >= 0)",
     )
+
+
+@migration
+def m0013_licenses(db):
+    # One license per delivered key: what the merchant's software checks the key against.
+    # A product's `activation_limit` is copied to the licenses it delivers.
+    _run(
+        db,
+        "ALTER TABLE products ADD COLUMN activation_limit INTEGER CHECK (activation_limit >= 1)",
+        """CREATE TABLE licenses (
+               id TEXT PRIMARY KEY, mode TEXT NOT NULL, key TEXT NOT NULL,
+               status TEXT NOT NULL CHECK (status IN ('active', 'disabled', 'expired')),
+               product_id TEXT NOT NULL REFERENCES products (id),
+               order_id TEXT NOT NULL REFERENCES orders (id),
+               customer_email TEXT NOT NULL,
+               activation_limit INTEGER CHECK (activation_limit >= 1),
+               activations INTEGER NOT NULL DEFAULT 0, expires_at TEXT,
+               created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        "CREATE INDEX licenses_order ON licenses (order_id)",
+        "CREATE INDEX licenses_product ON licenses (product_id, id)",
+        "CREATE INDEX licenses_email ON licenses (mode, customer_email, id)",
+        "CREATE INDEX licenses_key ON licenses (key)",
+    )
+    _license_delivered_keys(db)
+
+
+def _license_delivered_keys(db) -> None:
+    """The license of each key delivered before licenses existed (disabled when its order
+    was refunded in full), dated from its delivery; no event announces them."""
+    rows = db.execute(
+        """SELECT k.key, k.product_id, o.id, o.customer_email, o.mode, o.status,
+                  coalesce(o.delivered_at, o.updated_at)
+           FROM license_keys k JOIN orders o ON o.id = k.order_id
+           WHERE k.state = 'delivered' ORDER BY k.id""").fetchall()
+    db.conn.executemany(
+        "INSERT INTO licenses (id, key, status, product_id, order_id, customer_email, mode, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(new_id("lic"), key, "disabled" if status == "refunded" else "active", product_id,
+          order_id, email, mode, at, at)
+         for key, product_id, order_id, email, mode, status, at in rows])
 
 
 def migrate(db: sqlite_utils.Database) -> int:

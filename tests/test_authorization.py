@@ -154,12 +154,13 @@ def _populate(shop, mode: str, receiver: Receiver) -> dict:
         lambda: json_body(client.get(f"/v1/webhooks/{endpoint['id']}/deliveries"))["data"],
         what=f"a {mode} delivery")
     events = json_body(client.get("/v1/events"))["data"]
-    assert subscriptions and events
+    licenses = json_body(client.get("/v1/licenses", params={"order_id": order["id"]}))["data"]
+    assert subscriptions and events and licenses
     return {"key_id": minted["id"], "order_id": order["id"],
             "customer_id": order["customer_id"], "subscription_id": subscriptions[0]["id"],
             "payout_id": payout["id"], "product_id": product["id"],
             "endpoint_id": endpoint["id"], "delivery_id": deliveries[0]["id"],
-            "event_id": events[0]["id"]}
+            "event_id": events[0]["id"], "license_id": licenses[0]["id"]}
 
 
 @pytest.fixture(scope="module")

@@ -91,5 +91,10 @@ def test_an_upgraded_shop_serves_its_data(tmp_path, version):
             order = client.get(f"/v1/orders/{row['id']}").json()
             if row["status"] in ("completed", "refunded", "partially_refunded"):
                 assert order["delivery"]["keys"], f"order {row['id']} lost its keys"
+                # Its keys' licenses (the fixture's key predates the licenses abilities).
+                licensed = shop.query("SELECT key FROM licenses WHERE order_id = ?",
+                                      (row["id"],))
+                assert sorted(key for key, in licensed) == sorted(
+                    order["delivery"]["keys"]), f"order {row['id']} has no licenses"
     finally:
         shop.stop()

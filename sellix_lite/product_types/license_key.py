@@ -1,7 +1,9 @@
-"""license_key: the keys reserved to the order at checkout become delivered, for good."""
+"""license_key: the keys reserved to the order at checkout become delivered, for good, each
+with its license."""
 
 from __future__ import annotations
 
+from ..services import licenses
 from . import Outcome
 
 
@@ -15,6 +17,7 @@ class LicenseKeyDelivery:
         # Once delivered, a database trigger forbids the key from ever changing again.
         db.execute("UPDATE license_keys SET state = 'delivered' WHERE order_id = ? "
                    "AND state = 'reserved'", (order["id"],))
+        licenses.create_for_delivery(db, order, keys)
         return Outcome("delivered", {"keys": keys})
 
 

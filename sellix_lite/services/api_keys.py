@@ -24,6 +24,7 @@ ABILITIES = (
     "orders:read", "orders:write",
     "customers:read",
     "payouts:read", "payouts:write",
+    "licenses:read", "licenses:write",
     "webhooks:read", "webhooks:write",
     "api_keys:read", "api_keys:write",
 )

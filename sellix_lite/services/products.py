@@ -20,7 +20,7 @@ from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
 from ..validation import HTTP_URL, Boolean, Enum, Integer, Schema, String
-from . import events, files
+from . import events, files, licenses
 from .scope import Scope, list_query
 from .urls import Targets, UrlRefused
 
@@ -57,6 +57,10 @@ def _editable_fields() -> dict:
             description="When a sale, reservation or deleted key brings `stock` from above "
                         "this to at or below it, `product.stock_low` is emitted and the "
                         "owner emailed; `null`: never.", example=5),
+        "activation_limit": Integer(
+            minimum=1, maximum=licenses.MAX_ACTIVATION_LIMIT, nullable=True,
+            description="Copied to each license the product delivers: how many instances "
+                        "may activate it; `null`: unlimited.", example=3),
         "status": Enum(STATUSES, description="Lifecycle status."),
         "delivery_text": String(max_length=20000, nullable=True,
                                 description="Text delivered on payment (account, "
@@ -95,7 +99,8 @@ def render(row: dict) -> dict:
         "id": row["id"], "name": row["name"], "slug": row["slug"], "type": row["type"],
         "price_cents": row["price_cents"], "currency": row["currency"],
         "description": row["description"], "stock": row["stock"],
-        "low_stock_threshold": row["low_stock_threshold"], "status": row["status"],
+        "low_stock_threshold": row["low_stock_threshold"],
+        "activation_limit": row["activation_limit"], "status": row["status"],
         "mode": row["mode"], "created_at": row["created_at"], "updated_at": row["updated_at"],
         "archived_at": row["archived_at"],
         "delivery_text": row["delivery_text"], "dynamic_url": row["dynamic_url"],
@@ -170,6 +175,7 @@ def create(scope: Scope, body: dict) -> dict:
         "currency": params["currency"], "description": params.get("description", ""),
         "stock": 0 if product_type == "license_key" else params.get("stock"),
         "low_stock_threshold": params.get("low_stock_threshold"),
+        "activation_limit": params.get("activation_limit"),
         "status": params.get("status", "active"),
         "delivery_text": params.get("delivery_text"), "dynamic_url": params.get("dynamic_url"),
         "interval": params.get("interval", "month" if product_type == "subscription" else None),

@@ -22,7 +22,7 @@ from ..providers.blockpn import ProviderError, Refund
 from ..validation import Enum, Integer, Schema, String
 
 # `payments` as a module: it gives late payments back through `reserve`.
-from . import emails, orders, payments
+from . import emails, licenses, orders, payments
 from .links import Links
 from .scope import Scope, list_query
 
@@ -148,6 +148,7 @@ def _refunded(db, refund: dict, config: Config, links: Links) -> None:
     # failed: `refunded` is for sales that were undone.
     if order["paid_at"] is not None and settled["total"] >= order["paid_cents"]:
         changes["status"] = "refunded"
+        licenses.disable_for_order(db, order)
     order = orders.save(db, order, changes, links, "order.refunded")
     amount = format_amount(refund["amount_cents"], order["currency"])
     emails.queue(db, mode=order["mode"], kind="order_refunded", to=order["customer_email"],

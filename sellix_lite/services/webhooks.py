@@ -26,9 +26,10 @@ EVENT_TYPES = (
     "product.created", "product.updated", "product.archived", "product.stock_low",
     "payout.queued", "payout.broadcast", "payout.confirmed", "payout.failed",
     "customer.created",
+    "license.created", "license.updated",
 )
 # `*` and a wildcard for each family of EVENT_TYPES.
-PATTERNS = ("*", "order.*", "product.*", "payout.*", "customer.*")
+PATTERNS = ("*", "order.*", "product.*", "payout.*", "customer.*", "license.*")
 DELIVERY_STATUSES = ("pending", "succeeded", "failed", "cancelled")
 ROTATION_OVERLAP = timedelta(hours=24)
 
@@ -37,7 +38,7 @@ _url = dict(min_length=1, max_length=2048, pattern=HTTP_URL, formats=("uri",),
             description="URL the events are POSTed to.", example="https://your.app/sellix/webhook")
 _events = dict(min_items=1, max_items=len(EVENT_TYPES) + len(PATTERNS), unique=True,
                description="Event types to receive; `*` for all, `order.*`, `product.*`, "
-                           "`payout.*` or `customer.*` for a family.",
+                           "`payout.*`, `customer.*` or `license.*` for a family.",
                example=["order.paid", "order.refunded"])
 _description = dict(max_length=500, description="A note for people, shown in the dashboard.")
 

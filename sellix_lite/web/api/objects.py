@@ -12,6 +12,7 @@ from ...services import (
     api_keys,
     checkout,
     license_keys,
+    licenses,
     orders,
     payouts,
     products,
@@ -49,10 +50,15 @@ ASSET = enum(sorted({asset for assets in chains.CHAINS.values() for asset in ass
 _API_KEY = {"id": STRING, "name": STRING, "abilities": {"type": "array", "items":
             enum(api_keys.ABILITIES)}, "mode": MODE, "created_at": TIME,
             "last_used_at": nullable(TIME), "revoked_at": nullable(TIME)}
+_LICENSE = {"id": STRING, "key": STRING, "status": enum(licenses.STATUSES),
+            "product_id": STRING, "order_id": STRING, "customer_email": STRING, "mode": MODE,
+            "activation_limit": nullable(INTEGER), "activations": INTEGER,
+            "expires_at": nullable(TIME), "created_at": TIME, "updated_at": TIME}
 _PRODUCT = {
     "id": STRING, "name": STRING, "slug": STRING, "type": enum(products.TYPES),
     "price_cents": INTEGER, "currency": CURRENCY, "description": STRING,
     "stock": nullable(INTEGER), "low_stock_threshold": nullable(INTEGER),
+    "activation_limit": nullable(INTEGER),
     "status": {"$ref": "#/components/schemas/ProductStatus"},
     "mode": MODE,
     "created_at": TIME, "updated_at": TIME, "archived_at": nullable(TIME),
@@ -173,6 +179,8 @@ OBJECTS = {
                    "tx_hash": nullable(STRING), "failure_reason": nullable(STRING),
                    "created_at": TIME, "broadcast_at": nullable(TIME),
                    "confirmed_at": nullable(TIME)}),
+    "License": obj(_LICENSE),
+    "LicenseDetail": obj({**_LICENSE, "instances": {"type": "array", "items": obj({})}}),
     "Balance": obj({"available_cents": INTEGER, "pending_cents": INTEGER,
                     "currency": SHOP_CURRENCY}),
     "WebhookEndpoint": obj(_WEBHOOK),
@@ -195,7 +203,8 @@ OBJECTS = {
 
 # The object an event carries, by the family its type begins with.
 EVENT_OBJECTS = {"order": "Order", "product": "Product", "payout": "Payout",
-                 "customer": "Customer", "subscription": "Subscription"}
+                 "customer": "Customer", "subscription": "Subscription",
+                 "license": "License"}
 
 
 def _event_schemas() -> dict:
