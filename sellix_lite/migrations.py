@@ -6,6 +6,8 @@ end. The schema version is the number of migrations applied.
 
 from __future__ import annotations
 
+import json
+
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
@@ -503,6 +505,24 @@ def m0013_licenses(db):
         "CREATE INDEX licenses_key ON licenses (key)",
     )
     _license_delivered_keys(db)
+    _grant_to_keys_with_every_ability(db, ["licenses:read", "licenses:write"])
+
+
+# Every ability before licenses: a key holding them all was minted with "every ability".
+ABILITIES_BEFORE_LICENSES = frozenset({
+    "products:read", "products:write", "orders:read", "orders:write", "customers:read",
+    "payouts:read", "payouts:write", "webhooks:read", "webhooks:write", "api_keys:read",
+    "api_keys:write"})
+
+
+def _grant_to_keys_with_every_ability(db, added: list[str]) -> None:
+    """Give `added` to each key that held every ability there was: "every ability" includes
+    the ones added later, so a merchant's all-powerful key keeps reaching everything."""
+    for key_id, abilities in db.execute("SELECT id, abilities FROM api_keys").fetchall():
+        held = json.loads(abilities)
+        if ABILITIES_BEFORE_LICENSES <= set(held):
+            db.execute("UPDATE api_keys SET abilities = ? WHERE id = ?",
+                       (json.dumps(held + [a for a in added if a not in held]), key_id))
 
 
 def _license_delivered_keys(db) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sellix_lite.migrations import latest_version
+from sellix_lite.migrations import ABILITIES_BEFORE_LICENSES, latest_version
 
 from conftest import GENEROUS_LIMITS, Server
 
@@ -50,6 +50,17 @@ def rows_by_key(database: Path) -> dict[str, dict[tuple, dict]]:
     return found
 
 
+def row_abilities_as_before(before: dict, after: dict) -> str:
+    """A key's abilities after the upgrade, less the ones it was granted then: a key that held
+    every ability before licenses gains the licenses abilities, and only such a key."""
+    held, now = json.loads(before["abilities"]), json.loads(after["abilities"])
+    gained = [ability for ability in now if ability not in held]
+    every = set(held) >= ABILITIES_BEFORE_LICENSES
+    assert gained == (["licenses:read", "licenses:write"] if every else []), gained
+    assert now[:len(held)] == held
+    return before["abilities"]
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_migrating_keeps_every_row_and_value(tmp_path, version):
     shop, _ = fixture_shop(tmp_path, version)
@@ -63,6 +74,8 @@ def test_migrating_keeps_every_row_and_value(tmp_path, version):
         for key, row in rows.items():
             assert key in after[table], f"{table} row {key} of schema {version} is gone"
             kept = {column: after[table][key].get(column) for column in row}
+            if table == "api_keys":
+                kept["abilities"] = row_abilities_as_before(row, kept)
             assert kept == row, f"{table} row {key} changed in the upgrade from {version}"
 
 
@@ -91,10 +104,11 @@ def test_an_upgraded_shop_serves_its_data(tmp_path, version):
             order = client.get(f"/v1/orders/{row['id']}").json()
             if row["status"] in ("completed", "refunded", "partially_refunded"):
                 assert order["delivery"]["keys"], f"order {row['id']} lost its keys"
-                # Its keys' licenses (the fixture's key predates the licenses abilities).
-                licensed = shop.query("SELECT key FROM licenses WHERE order_id = ?",
-                                      (row["id"],))
-                assert sorted(key for key, in licensed) == sorted(
+                # Its keys' licenses, read with the fixture's key: minted with every ability
+                # before licenses existed, it gained the licenses abilities.
+                licensed = client.get("/v1/licenses", params={"order_id": row["id"]})
+                assert licensed.status_code == 200, licensed.text
+                assert sorted(lic["key"] for lic in licensed.json()["data"]) == sorted(
                     order["delivery"]["keys"]), f"order {row['id']} has no licenses"
     finally:
         shop.stop()
