@@ -457,7 +457,6 @@ def m0010_late_payments(db):
     )
 
 
-
 @migration
 def m0011_key_pool_view(db):
     # The key pool as the API lists it: a `key_` id that sorts like the row id (so the

@@ -40,8 +40,6 @@ def test_only_one_scheduler_per_process(tmp_path):
     stop_scheduler(again, ctx)
 
 
-
-
 def test_tick_runs_a_registered_job_once_by_its_id(tick):
     assert tick("purge_idempotency_keys") == 0  # what the job returns: nothing to forget
     with pytest.raises(KeyError, match="no job 'nope'"):

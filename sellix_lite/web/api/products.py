@@ -20,7 +20,6 @@ UPLOAD_QUERY = Schema(filename=String(min_length=1, max_length=255,
                                                   "(raw uploads; multipart sends its own)."))
 
 
-
 @operation(bp, "GET", "/products", summary="List products", tag=TAG,
            ability="products:read", query=products.LIST,
            response="list:Product")

@@ -152,6 +152,5 @@ def _cursor() -> dict:
     return {"cursor": cursor} if cursor else {}
 
 
-
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
