@@ -61,6 +61,7 @@ class LimitsConfig:
     failed_auths_per_minute_per_ip: int = 60
     checkouts_per_minute_per_ip: int = 10
     max_qty_per_order: int = 100
+    license_checks_per_minute_per_ip: int = 60
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,11 @@ class BackupsConfig:
 
 
 @dataclass(frozen=True)
+class LicensesConfig:
+    lease_hours: int = 72
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -127,6 +133,7 @@ class Config:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     backups: BackupsConfig = field(default_factory=BackupsConfig)
+    licenses: LicensesConfig = field(default_factory=LicensesConfig)
     # Folder that relative paths are resolved against (the config file's folder).
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
 
@@ -181,6 +188,7 @@ _POSITIVE = {
     ("webhooks", "disable_after_hours"), ("jobs", "tick_seconds"),
     ("jobs", "payment_poll_seconds"), ("jobs", "payout_poll_seconds"),
     ("email", "smtp_port"), ("backups", "keep"),
+    ("limits", "license_checks_per_minute_per_ip"), ("licenses", "lease_hours"),
 }
 _NOT_NEGATIVE = {("backups", "every_hours"), ("blockpn", "late_payment_hours")}
 MAX_RETRIES = 20

@@ -540,6 +540,37 @@ def _license_delivered_keys(db) -> None:
          for key, product_id, order_id, email, mode, status, at in rows])
 
 
+@migration
+def m0014_license_instances_and_replacements(db):
+    # The instances (machines) that activated a license; one per fingerprint when given.
+    # The lease signing key lives here so a backup restores it. A replaced key is burned:
+    # it stays delivered to its order (a delivered key never changes) and is recorded here.
+    _run(
+        db,
+        """CREATE TABLE license_instances (
+               id TEXT PRIMARY KEY, license_id TEXT NOT NULL REFERENCES licenses (id),
+               mode TEXT NOT NULL, name TEXT NOT NULL, fingerprint TEXT,
+               created_at TEXT NOT NULL, UNIQUE (license_id, fingerprint))""",
+        """CREATE TABLE signing_keys (
+               kid TEXT PRIMARY KEY, algorithm TEXT NOT NULL, private_key TEXT NOT NULL,
+               public_key TEXT NOT NULL, created_at TEXT NOT NULL)""",
+        """CREATE TABLE burned_keys (
+               key_id INTEGER PRIMARY KEY REFERENCES license_keys (id),
+               order_id TEXT NOT NULL REFERENCES orders (id),
+               replacement_key_id INTEGER NOT NULL REFERENCES license_keys (id),
+               reason TEXT, burned_at TEXT NOT NULL)""",
+        "CREATE INDEX burned_keys_order ON burned_keys (order_id)",
+        "DROP VIEW license_key_pool",
+        """CREATE VIEW license_key_pool AS
+           SELECT printf('key_%012d', k.id) AS id, p.mode AS mode, k.product_id, k.key,
+                  CASE WHEN b.key_id IS NOT NULL THEN 'burned'
+                       WHEN k.state = 'delivered' THEN 'sold' ELSE k.state END AS status,
+                  k.order_id, k.created_at
+           FROM license_keys k JOIN products p ON p.id = k.product_id
+           LEFT JOIN burned_keys b ON b.key_id = k.id""",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]
