@@ -102,3 +102,11 @@ def _save(db: sqlite_utils.Database, row: dict, changes: dict) -> dict:
 def _detail(row: dict) -> dict:
     # No instance can activate a license yet, so the list is always empty.
     return {**render(row), "instances": []}
+
+
+def disable_key(db: sqlite_utils.Database, order_id: str, key: str) -> None:
+    """Disable the active license of one of the order's keys (the key was replaced), with
+    `license.updated`."""
+    for row in db.query("SELECT * FROM licenses WHERE order_id = ? AND key = ? "
+                        "AND status = 'active'", (order_id, key)):
+        _save(db, row, {"status": "disabled"})
