@@ -4,38 +4,30 @@ from __future__ import annotations
 
 from flask import flash, request, url_for
 
-from ...errors import ApiError
-from ...services import customers, fulfilment, orders, payouts, refunds
+from ...services import customers, fulfilment, licenses, orders, payouts, refunds
 from ..context import runtime
 from ..html import money
-from . import bp, flash_error, page, scope, submit
+from . import bp, page, query_of, scope, submit
 from .catalog import to_cents
 
-
-def _query(schema) -> dict:
-    """The page's query string as the API would read it; bad filters are reported."""
-    args = {k: v for k, v in request.args.items() if v}
-    try:
-        return schema.validate({"limit": "50", **args}, from_query=True)
-    except ApiError as error:
-        flash_error(error)
-        return schema.validate({"limit": "50"}, from_query=True)
+LICENSES_SHOWN = 100  # on an order's or a buyer's page; the licenses page has them all
 
 
 @bp.get("/orders")
 def orders_page():
     """Orders, newest first, with the API's filters."""
-    listing = orders.list_page(scope(), _query(orders.LIST))
+    listing = orders.list_page(scope(), query_of(orders.LIST))
     return page("orders.html", listing=listing, statuses=orders.STATUSES,
                 filters=request.args)
 
 
 @bp.get("/orders/<order_id>")
 def order_page(order_id):
-    """One order with its payment, delivery and refunds."""
+    """One order with its payment, delivery, licenses and refunds."""
     order = orders.get(scope(), order_id)
     history = refunds.list_for_order(scope(), order_id, {"limit": 100})
-    return page("order.html", order=order, refunds=history["data"], reasons=refunds.REASONS)
+    return page("order.html", order=order, refunds=history["data"], reasons=refunds.REASONS,
+                licenses=_licenses({"order_id": order_id})["data"])
 
 
 @bp.post("/orders/<order_id>/refund")
@@ -73,19 +65,27 @@ def fulfill_order(order_id):
 def customers_page():
     """Customers, newest first."""
     return page("customers.html", listing=customers.list_page(scope(),
-                                                               _query(customers.LIST)))
+                                                               query_of(customers.LIST)))
 
 
 @bp.get("/customers/<customer_id>")
 def customer_page(customer_id):
-    return page("customer.html", customer=customers.get(scope(), customer_id))
+    """One buyer's orders and licenses."""
+    customer = customers.get(scope(), customer_id)
+    return page("customer.html", customer=customer,
+                licenses=_licenses({"customer_email": customer["email"]}))
+
+
+def _licenses(query: dict) -> dict:
+    """The newest licenses of an order or a buyer, for their page."""
+    return licenses.list_page(scope(), {**query, "limit": LICENSES_SHOWN})
 
 
 @bp.get("/payouts")
 def payouts_page():
     """The balance, the payouts, and the form to trigger one."""
     config = runtime().config
-    return page("payouts.html", listing=payouts.list_page(scope(), _query(payouts.LIST)),
+    return page("payouts.html", listing=payouts.list_page(scope(), query_of(payouts.LIST)),
                 balance=payouts.balance(scope().db, scope().mode, config.shop.currency))
 
 
