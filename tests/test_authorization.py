@@ -79,6 +79,7 @@ CONFIG = (GENEROUS_LIMITS + "failed_auths_per_minute_per_ip = 100000\n"
 VALID_BODIES = {
     ("PATCH", "/products/<product_id>"): {"description": "changed by the other mode"},
     ("POST", "/products/<product_id>/keys"): {"keys": ["OTHER-MODE-KEY"]},
+    ("POST", "/orders/<order_id>/replace"): {"key": "OTHER-MODE-KEY"},
     ("PATCH", "/webhooks/<endpoint_id>"): {"description": "changed by the other mode"},
 }
 

@@ -106,6 +106,14 @@ def _detail(row: dict) -> dict:
     return {**render(row), "instances": []}
 
 
+def disable_key(db: sqlite_utils.Database, order_id: str, key: str) -> None:
+    """Disable the active license of one of the order's keys (the key was replaced), with
+    `license.updated`."""
+    for row in db.query("SELECT * FROM licenses WHERE order_id = ? AND key = ? "
+                        "AND status = 'active'", (order_id, key)):
+        _save(db, row, {"status": "disabled"})
+
+
 SEARCH = Schema(**LIST.fields, key=String(
     min_length=1, max_length=1024, strip=True,
     description="Only licenses whose key starts with this text (a whole key included)."))

@@ -23,6 +23,7 @@ from .urls import Targets, UrlRefused
 
 EVENT_TYPES = (
     "order.created", "order.paid", "order.delivered", "order.failed", "order.refunded",
+    "order.key_replaced",
     "product.created", "product.updated", "product.archived", "product.stock_low",
     "payout.queued", "payout.broadcast", "payout.confirmed", "payout.failed",
     "customer.created",

@@ -205,6 +205,11 @@ OBJECTS = {
 EVENT_OBJECTS = {"order": "Order", "product": "Product", "payout": "Payout",
                  "customer": "Customer", "subscription": "Subscription",
                  "license": "License"}
+# Members of `data` beside the object, by family: what `order.key_replaced` replaced.
+EVENT_EXTRAS = {"order": {"replacement": {**obj({
+    "old_key": STRING, "new_key": STRING, "reason": nullable(STRING)}),
+    "description": "Only in `order.key_replaced`: the burned key, the key delivered in its "
+                   "place, and the reason given."}}}
 
 
 def _event_schemas() -> dict:
@@ -220,7 +225,8 @@ def _event_schemas() -> dict:
         schemas[schema_name] = obj(
             {"id": STRING, "type": enum(types), "created_at": TIME, "mode": MODE,
              "data": obj({"object": inner}, {"previous_attributes": {
-                 "type": "object", "description": "The fields that changed, as they were."}})})
+                 "type": "object", "description": "The fields that changed, as they were."},
+                 **EVENT_EXTRAS.get(family, {})})})
         mapping.update({t: f"#/components/schemas/{schema_name}" for t in types})
     schemas["Event"] = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in schemas],
                         "discriminator": {"propertyName": "type", "mapping": mapping}}
