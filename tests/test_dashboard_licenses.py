@@ -1,7 +1,7 @@
 """Licenses and key pools in the dashboard: an order's and a buyer's licenses with Disable,
-Enable and the activation limit, the licenses list searched by key, a product's pool by
-status with Delete, and the low-stock threshold on the product forms. In process, except one
-journey in Chromium against a real server."""
+Enable and the activation limit, a delivered key replaced from its order, the licenses list
+searched by key, a product's pool by status with Delete, and the low-stock threshold on the
+product forms. In process, except one journey in Chromium against a real server."""
 
 from __future__ import annotations
 
@@ -179,6 +179,85 @@ def test_a_license_of_the_other_mode_is_not_found(dashboard, v1):
     assert any(lic["id"] in message for message in flashes(html, "error"))
     assert lic["key"] not in html
     assert json_body(v1.get(f"/v1/licenses/{lic['id']}"))["status"] == "active"
+
+
+# --- replacing a key on the order page --------------------------------------------------------
+
+def replace_forms(html: str, order_id: str) -> dict[str, dict]:
+    """The Replace form of each delivered key, by key."""
+    return {form["key"]: form for form in forms(html, f"/dashboard/orders/{order_id}/replace")}
+
+
+def pool_of(v1, product_id: str, status: str) -> list[str]:
+    return sorted(k["key"] for k in json_body(v1.get(
+        f"/v1/products/{product_id}/keys", params={"status": status}))["data"])
+
+
+def test_a_delivered_key_is_replaced_once_from_the_order_page(dashboard, v1):
+    product, order = sold(v1, qty=2, keys=3)
+    old, kept = order["delivery"]["keys"]
+    [fresh] = pool_of(v1, product["id"], "available")
+    path = f"/dashboard/orders/{order['id']}"
+    html = text_of(dashboard.get(path))
+    forms_by_key = replace_forms(html, order["id"])
+    assert sorted(forms_by_key) == sorted([old, kept])
+    sent = {**forms_by_key[old], "reason": "buyer says it is rejected"}
+
+    answer = dashboard.post(f"{path}/replace", data=sent)
+    assert answer.status_code == 303 and answer.headers["Location"] == path
+    after = json_body(v1.get(f"/v1/orders/{order['id']}"))
+    assert after["delivery"]["keys"] == [fresh, kept]
+    assert pool_of(v1, product["id"], "burned") == [old]
+    by_key = {lic["key"]: lic for lic in licenses_of(v1, order_id=order["id"])}
+    assert {key: lic["status"] for key, lic in by_key.items()} == {
+        old: "disabled", kept: "active", fresh: "active"}
+    [event] = json_body(v1.get("/v1/events", params={"type": "order.key_replaced"}))["data"]
+    assert event["data"]["replacement"]["reason"] == "buyer says it is rejected"
+    html = text_of(dashboard.get(path))
+    assert any(old in message and "burned" in message for message in flashes(html, "info"))
+    assert sorted(replace_forms(html, order["id"])) == sorted([fresh, kept])
+    assert status_shown(html, by_key[old]["id"]) == "disabled"
+
+    again = dashboard.post(f"{path}/replace", data=sent)  # a double click or a reload
+    assert again.status_code == 303 and again.headers["Location"] == path
+    assert json_body(v1.get(f"/v1/orders/{order['id']}"))["delivery"]["keys"] == [fresh, kept]
+    assert len(json_body(v1.get("/v1/events", params={"type": "order.key_replaced"}))[
+        "data"]) == 1
+
+
+def test_an_empty_pool_shows_the_apis_message_and_replaces_nothing(dashboard, v1):
+    product, order = sold(v1, keys=1)
+    [key] = order["delivery"]["keys"]
+    path = f"/dashboard/orders/{order['id']}"
+    expected = v1.post(f"/v1/orders/{order['id']}/replace", json={"key": key},
+                       headers={"Idempotency-Key": "dashboard-empty-pool"}).json()
+    form = replace_forms(text_of(dashboard.get(path)), order["id"])[key]
+    assert dashboard.post(f"{path}/replace", data=form).status_code == 303
+    [message] = flashes(text_of(dashboard.get(path)), "error")
+    assert expected["errors"]["key"] in message
+    assert json_body(v1.get(f"/v1/orders/{order['id']}"))["delivery"]["keys"] == [key]
+    assert pool_of(v1, product["id"], "burned") == []
+
+
+def test_a_replace_form_without_its_csrf_token_is_refused(dashboard, v1):
+    _, order = sold(v1)
+    [key] = order["delivery"]["keys"]
+    path = f"/dashboard/orders/{order['id']}"
+    form = replace_forms(text_of(dashboard.get(path)), order["id"])[key]
+    del form["csrf_token"]
+    answer = dashboard.post(f"{path}/replace", data=form)
+    assert answer.status_code == 400 and CSRF_REFUSED in answer.get_data(as_text=True)
+    assert json_body(v1.get(f"/v1/orders/{order['id']}"))["delivery"]["keys"] == [key]
+
+
+def test_only_a_completed_key_order_offers_replace(dashboard, v1):
+    product, _ = key_product(v1, 2)
+    unpaid = place_order(v1, product["id"])
+    account = make_product(v1, type="account", delivery_text="login: a", stock=2)
+    other = pay(v1, place_order(v1, account["id"])["id"])
+    for order in (unpaid, other):
+        html = text_of(dashboard.get(f"/dashboard/orders/{order['id']}"))
+        assert not replace_forms(html, order["id"])
 
 
 # --- the customer page --------------------------------------------------------------------

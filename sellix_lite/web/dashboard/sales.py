@@ -1,10 +1,10 @@
-"""Orders (refund, resend, fulfil), customers, payouts and the balance."""
+"""Orders (refund, resend, fulfil, replace a key), customers, payouts and the balance."""
 
 from __future__ import annotations
 
 from flask import flash, request, url_for
 
-from ...services import customers, fulfilment, licenses, orders, payouts, refunds
+from ...services import customers, fulfilment, key_replacements, licenses, orders, payouts, refunds
 from ..context import runtime
 from ..html import money
 from . import bp, page, query_of, scope, submit
@@ -58,6 +58,17 @@ def fulfill_order(order_id):
         body = {"tracking": request.form["tracking"]} if request.form.get("tracking") else {}
         fulfilment.fulfil(scope(), order_id, body)
         flash("Marked as shipped; the buyer is told.", "info")
+    return submit(action, url_for("dashboard.order_page", order_id=order_id))
+
+
+@bp.post("/orders/<order_id>/replace")
+def replace_key(order_id):
+    """Swap a delivered key for a fresh one from the pool (reason optional)."""
+    def action():
+        body = {k: request.form[k] for k in ("key", "reason") if request.form.get(k, "").strip()}
+        key_replacements.replace(scope(), order_id, body)
+        flash(f"Key {body['key']} is burned and its license disabled; the buyer is "
+              f"emailed the new key.", "info")
     return submit(action, url_for("dashboard.order_page", order_id=order_id))
 
 
