@@ -7,6 +7,8 @@ as it was then; a full refund disables the order's licenses.
 
 from __future__ import annotations
 
+import re
+
 import sqlite_utils
 
 from ..clock import now_iso
@@ -110,3 +112,24 @@ def disable_key(db: sqlite_utils.Database, order_id: str, key: str) -> None:
     for row in db.query("SELECT * FROM licenses WHERE order_id = ? AND key = ? "
                         "AND status = 'active'", (order_id, key)):
         _save(db, row, {"status": "disabled"})
+
+
+SEARCH = Schema(**LIST.fields, key=String(
+    min_length=1, max_length=1024, strip=True,
+    description="Only licenses whose key starts with this text (a whole key included)."))
+_GLOB_SPECIAL = re.compile(r"([*?\[])")  # matched literally inside brackets
+
+
+def search(scope: Scope, query: dict) -> dict:
+    """The dashboard's list: `list_page`'s filters (an email in any case), and `key` finds
+    the licenses whose key starts with it, case as typed (a prefix can use the index on
+    keys, a substring could not)."""
+    given = [name for name in _FILTERS if name in query]
+    conditions = [f"{name} = ?" for name in given]
+    params = [query[name].lower() if name == "customer_email" else query[name]
+              for name in given]  # emails are kept in lower case
+    if "key" in query:
+        conditions.append("key GLOB ?")
+        params.append(_GLOB_SPECIAL.sub(r"[\1]", query["key"]) + "*")
+    return scope.page("licenses", query, render, where=" AND ".join(conditions),
+                      params=tuple(params))
