@@ -139,6 +139,7 @@ def require_instance(db: sqlite_utils.Database, row: dict, instance_id: str) -> 
 
 
 def find_instance(db: sqlite_utils.Database, row: dict, instance_id: str) -> dict | None:
+    """The license's instance with that id, or None (another license's is not found)."""
     return query_one(db, "SELECT * FROM license_instances WHERE id = ? AND license_id = ?",
                      (instance_id, row["id"]))
 
