@@ -4,7 +4,9 @@ transaction, so an event exists exactly when its change does, whatever crashes.
 An event is `{"id", "type", "created_at", "mode", "data": {"object": ...,
 "previous_attributes"?: ...}}`: `data.object` is the object after the change and, for
 `*.updated` events, `data.previous_attributes` holds the old values of the fields that
-changed; `order.key_replaced` adds `data.replacement`.
+changed. A few events carry a second member the change was about beside it: the instance
+of `license.activated` and `license.deactivated` (`data.instance`), the replacement of
+`order.key_replaced` (`data.replacement`).
 """
 
 from __future__ import annotations
