@@ -8,7 +8,8 @@ Machines are shared and absolute figures swing between runs, so each scenario ru
 alternating rounds (sellix-lite, ceiling, sellix-lite, ...) and reports the median of the
 per-round ratios. A second shop of 1,000,000 products (`--large-products 0` leaves it out) is
 served beside the first and read in rounds alternating with it for the scale figure. Orders,
-webhooks and the memory soak come from the per-area scripts, which also run alone.
+webhooks, the license checks and the memory soak come from the per-area scripts, which also
+run alone.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_group_commit, bench_orders, bench_soak, bench_webhooks  # noqa: E402
+from bench import (  # noqa: E402
+    bench_group_commit,
+    bench_licenses,
+    bench_orders,
+    bench_soak,
+    bench_webhooks,
+)
 from bench.common import REPO, BenchServer, cpu_seconds, free_port, load, request, rss_mib  # noqa: E402
 from sellix_lite.config import Config  # noqa: E402
 from sellix_lite.ids import new_id  # noqa: E402
@@ -266,6 +273,12 @@ context switches, not work, and under 8 connections they cost as much as the wor
 - On a disk with slower syncs, as on small virtual servers, the ceiling slows with the
   disk and we do not.
 
+**License checks.** A public `validate` reads the license by its key (an index) and the
+instance, then signs a lease with Ed25519 (pycryptodome; the parsed signing key is kept, as
+parsing it costs more than signing). It has no key to look up and no write to make, so it
+runs about as fast as a list page, signature included; `activate` writes, as a product
+create does.
+
 **Start-up** imports some sixty modules of ours and APScheduler on top of the three
 libraries the baseline imports, and registers 88 URL rules, whose URL builders compile on
 first use (compiling them all took two thirds of building the app). It is timed with our
@@ -275,7 +288,7 @@ the baseline's libraries are installed compiled.
 
 
 def report(runs: list[dict], scaled: dict | None, starts: dict, orders: dict, groups: dict,
-           hooks: dict, soak: dict | None, args) -> str:
+           hooks: dict, checks: dict, soak: dict | None, args) -> str:
     out = ["# Performance", "",
            "Written by `python bench/run_all.py`: the real server (waitress, 8 threads) on "
            "loopback, loaded from a second process with 8 keep-alive connections, against the "
@@ -299,6 +312,9 @@ def report(runs: list[dict], scaled: dict | None, starts: dict, orders: dict, gr
     out.append(f"| GET /v1/products p99 while a hanging webhook endpoint is retried | "
                f"{median(hang, 'p99_ms'):.1f} ms | no endpoint: {median(calm, 'p99_ms'):.1f} ms"
                f" | {against(ratio(hang, calm, 'p99_ms'), '≤ 2')} |")
+    out.append(f"| POST /v1/licenses/validate, no key, lease signed: req/s | "
+               f"{median(checks['validate'], 'rps'):.0f} | GET /v1/products, 25 per page: "
+               f"{median(checks['list'], 'rps'):.0f} | {against(checks['ratio'], '≥ 0.5')} |")
     if soak:
         out.append(f"| RSS growth over {soak['minutes']:g} min of mixed load | "
                    f"{soak['growth']:+.1f} MiB | | (< 10 MB) |")
@@ -376,11 +392,13 @@ def main() -> None:
     orders = bench_orders.order_flows(args.seconds, 8)
     groups = bench_group_commit.compare(rounds=args.rounds)
     hooks = webhooks(args)
+    checks = bench_licenses.compare(args.rounds, args.seconds)
     soak = bench_soak.soak(args.soak_minutes, 4) if args.soak_minutes else None
     RESULTS.write_text(json.dumps({"catalog": runs, "scale": scaled, "startup": starts,
                                    "orders": orders, "group_commit": groups,
-                                   "webhooks": hooks, "soak": soak}, indent=1) + "\n")
-    OUTPUT.write_text(report(runs, scaled, starts, orders, groups, hooks, soak, args))
+                                   "webhooks": hooks, "licenses": checks, "soak": soak},
+                                  indent=1) + "\n")
+    OUTPUT.write_text(report(runs, scaled, starts, orders, groups, hooks, checks, soak, args))
     print(OUTPUT.read_text())
 
 

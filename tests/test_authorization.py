@@ -25,7 +25,8 @@ limit → ability → idempotency → validation → lookup. Hence:
      `POST /products/{product_id}/keys|rotate-dynamic-secret`, `PUT /products/{product_id}/file`,
      `GET|PATCH|DELETE /webhooks/{endpoint_id}`, `POST /webhooks/{endpoint_id}/test|rotate-secret`,
      `GET /webhooks/{endpoint_id}/deliveries`,
-     `POST /webhooks/{endpoint_id}/deliveries/{delivery_id}/retry`, `GET /events/{event_id}`.
+     `POST /webhooks/{endpoint_id}/deliveries/{delivery_id}/retry`, `GET /events/{event_id}`,
+     `GET|PATCH /licenses/{license_id}`, `DELETE /licenses/{license_id}/instances/{instance_id}`.
   2. **Lists** (no path parameter, a `list:` response): the other mode's key must see none
      of the first mode's objects, and each mode's list must not be empty (so the check
      means something). Today: `GET /api-keys`, `/orders`, `/customers`, `/subscriptions`,
@@ -38,7 +39,9 @@ limit → ability → idempotency → validation → lookup. Hence:
      `GET /balance`.
 
 Both directions are checked: test-mode objects against a live key and live-mode objects
-against a test key. Live mode pays through a BlockPN simulator process.
+against a test key. The public license checks take no API key at all, so they are left out
+of the matrix and checked apart: with no key or a bad one they answer as they always do.
+Live mode pays through a BlockPN simulator process.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ CONFIG = (GENEROUS_LIMITS + "failed_auths_per_minute_per_ip = 100000\n"
 VALID_BODIES = {
     ("PATCH", "/products/<product_id>"): {"description": "changed by the other mode"},
     ("POST", "/products/<product_id>/keys"): {"keys": ["OTHER-MODE-KEY"]},
+    ("POST", "/orders/<order_id>/replace"): {"key": "OTHER-MODE-KEY"},
     ("PATCH", "/webhooks/<endpoint_id>"): {"description": "changed by the other mode"},
 }
 
@@ -92,11 +96,13 @@ def _name(op: Operation) -> str:
 
 
 assert OPERATIONS, "the /v1 routes were not imported"
-BY_ID = [op for op in OPERATIONS if _parameters(op)]
-LISTS = [op for op in OPERATIONS if not _parameters(op) and op.response.startswith("list:")]
-OTHERS = [op for op in OPERATIONS if not _parameters(op)
+KEYED = [op for op in OPERATIONS if not op.public]
+PUBLIC = [op for op in OPERATIONS if op.public]
+BY_ID = [op for op in KEYED if _parameters(op)]
+LISTS = [op for op in KEYED if not _parameters(op) and op.response.startswith("list:")]
+OTHERS = [op for op in KEYED if not _parameters(op)
           and not op.response.startswith("list:")]
-every_operation = pytest.mark.parametrize("op", OPERATIONS, ids=_name)
+every_operation = pytest.mark.parametrize("op", KEYED, ids=_name)
 
 
 def _random_secret(mode: str) -> str:
@@ -156,7 +162,9 @@ def _populate(shop, mode: str, receiver: Receiver) -> dict:
     events = json_body(client.get("/v1/events"))["data"]
     licenses = json_body(client.get("/v1/licenses", params={"order_id": order["id"]}))["data"]
     assert subscriptions and events and licenses
-    return {"key_id": minted["id"], "order_id": order["id"],
+    instance = json_body(shop.client().post("/v1/licenses/activate", json={
+        "license_key": licenses[0]["key"], "instance_name": mode}), 201)["instance"]
+    return {"instance_id": instance["id"],"key_id": minted["id"], "order_id": order["id"],
             "customer_id": order["customer_id"], "subscription_id": subscriptions[0]["id"],
             "payout_id": payout["id"], "product_id": product["id"],
             "endpoint_id": endpoint["id"], "delivery_id": deliveries[0]["id"],
@@ -383,5 +391,17 @@ def test_a_test_key_cannot_mint_a_live_key(shop):
 
 
 def test_every_operation_is_classified():
-    assert len(BY_ID) + len(LISTS) + len(OTHERS) == len(OPERATIONS)
-    assert BY_ID and LISTS and OTHERS
+    assert len(BY_ID) + len(LISTS) + len(OTHERS) + len(PUBLIC) == len(OPERATIONS)
+    assert BY_ID and LISTS and OTHERS and PUBLIC
+
+
+@pytest.mark.parametrize("op", PUBLIC, ids=_name)
+@pytest.mark.parametrize("kind", ["no key", *BAD_AUTHORIZATIONS])
+def test_the_public_checks_take_no_key(shop, op, kind):
+    """The license key is their credential: with no API key or a bad one, an unknown
+    license key is 404, never 401."""
+    headers = {} if kind == "no key" else {"Authorization": BAD_AUTHORIZATIONS[kind]()}
+    body = {name: "NO-SUCH-KEY" for name in op.body.fields}
+    response = requests.request(op.method, shop.url + _path(op, None), json=body,
+                                headers=headers, timeout=30)
+    assert_problem(response, 404, "not_found")

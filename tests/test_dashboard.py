@@ -37,7 +37,8 @@ CSRF_MESSAGE = "The form has expired or was not sent by this site"
 TRON = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 ID = r"[0-9A-HJKMNP-TV-Z]{26}"
 PAGES = ["/dashboard/", "/dashboard/products", "/dashboard/orders", "/dashboard/customers",
-         "/dashboard/payouts", "/dashboard/webhooks", "/dashboard/api-keys", "/dashboard/outbox"]
+         "/dashboard/payouts", "/dashboard/licenses", "/dashboard/webhooks",
+         "/dashboard/api-keys", "/dashboard/outbox"]
 SIGN_INS_PER_MINUTE = 10
 HOOK = "dashboard"  # the receiver's path the dashboard's endpoint is registered at
 

@@ -20,6 +20,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from sellix_lite.clock import iso, utcnow
+from sellix_lite.services.webhooks import EVENT_TYPES
 
 from conftest import (
     GENEROUS_LIMITS,
@@ -515,6 +516,16 @@ def test_fire_a_test_event(hooks, api, receiver):
     assert_problem(api.post("/v1/webhooks/wh_01J0000000000000000000000/test", json={}),
                    404, "not_found")
     assert len(receiver.requests("fire")) == 2
+
+
+def test_every_event_type_can_be_fired(hooks, api, receiver):
+    endpoint = hooks.create(receiver.url("every-type"), events=["*"])
+    for event_type in EVENT_TYPES:
+        response = api.post(f"/v1/webhooks/{endpoint['id']}/test", json={"event": event_type})
+        assert response.status_code == 200, (event_type, response.text)
+    received = [verify(request, endpoint["signing_secret"])["type"]
+                for request in receiver.requests("every-type")]
+    assert received == list(EVENT_TYPES)
 
 
 def test_fire_reports_failures(hooks, api, receiver):

@@ -4,7 +4,9 @@ transaction, so an event exists exactly when its change does, whatever crashes.
 An event is `{"id", "type", "created_at", "mode", "data": {"object": ...,
 "previous_attributes"?: ...}}`: `data.object` is the object after the change and, for
 `*.updated` events, `data.previous_attributes` holds the old values of the fields that
-changed.
+changed. A few events carry a second member the change was about beside it: the instance
+of `license.activated` and `license.deactivated` (`data.instance`), the replacement of
+`order.key_replaced` (`data.replacement`).
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ class OutsideTransaction(RuntimeError):
 
 
 def emit(db: sqlite_utils.Database, mode: str, event_type: str, obj: dict,
-         previous_attributes: dict | None = None) -> str:
-    """Write an event into the outbox; must run inside the change's write transaction."""
+         previous_attributes: dict | None = None, *, extra: dict | None = None) -> str:
+    """Write an event into the outbox; must run inside the change's write transaction.
+
+    `extra`: members of `data` besides the object that the event's type documents (the
+    `replacement` of `order.key_replaced`).
+    """
     if not db.conn.in_transaction:
         raise OutsideTransaction(f"{event_type} must be written inside its change's transaction")
-    data = {"object": obj}
+    data = {"object": obj, **(extra or {})}
     if previous_attributes is not None:
         data["previous_attributes"] = previous_attributes
     event_id = new_id("evt")

@@ -24,8 +24,7 @@ IMPORT = Schema(
                description="Keys to add to the pool; each is trimmed.",
                example=["AAAA-BBBB-CCCC", "DDDD-EEEE-FFFF"]),
 )
-# `burned` (a key taken back when it is replaced) is accepted ahead of the replacement
-# itself; until then no key has it.
+# `burned`: a delivered key replaced by another (services/key_replacements.py).
 STATUSES = ("available", "reserved", "sold", "burned")
 LIST = list_query(status=Enum(STATUSES, description="Only keys with this status."))
 ID_PREFIX = "key_"

@@ -1,16 +1,26 @@
 """Licenses (docs/api.md, Licenses): every key a license_key product delivers becomes a
-license, which the merchant can list, disable and re-enable, or give an activation limit.
+license, which the merchant can list, disable and re-enable, or give an activation limit,
+and which the merchant's software activates on machines (instances; the public checks are
+in `license_checks`).
 
 A license is created in the delivery's transaction, with the product's `activation_limit`
-as it was then; a full refund disables the order's licenses.
+as it was then; a full refund disables the order's licenses. `activations` is the number
+of its instances, changed in the transaction that adds or removes one.
+
+Expiry is read, not stored: a license whose `expires_at` has passed shows `expired` (unless
+it is disabled, the merchant's own word), so moving `expires_at` forward, as a renewal
+will, revives it with nothing else to undo, and no job has to sweep licenses at midnight.
 """
 
 from __future__ import annotations
 
+import re
+
 import sqlite_utils
 
 from ..clock import now_iso
-from ..db import write_txn
+from ..db import query_one, write_txn
+from ..errors import NotFound
 from ..ids import new_id
 from ..validation import Enum, Integer, Schema, String
 from . import events
@@ -33,14 +43,34 @@ UPDATE = Schema(
     status=Enum(("active", "disabled"), description="`disabled` stops the key from working."),
     activation_limit=Integer(**ACTIVATION_LIMIT),
 )
-_FILTERS = ("status", "product_id", "order_id", "customer_email")
+_FILTERS = ("product_id", "order_id", "customer_email")
+# The `status` filter as `status_of` reads it (an active license past its expiry is expired).
+_STATUS_WHERE = {
+    "active": "status = 'active' AND (expires_at IS NULL OR expires_at > ?)",
+    "expired": "(status = 'expired' OR (status = 'active' AND expires_at <= ?))",
+    "disabled": "status = 'disabled'",
+}
 
 
 def render(row: dict) -> dict:
-    """The public license object."""
-    return {key: row[key] for key in (
+    """The merchant's license object."""
+    shown = {key: row[key] for key in (
         "id", "key", "status", "product_id", "order_id", "customer_email", "mode",
         "activation_limit", "activations", "expires_at", "created_at", "updated_at")}
+    shown["status"] = status_of(row)
+    return shown
+
+
+def status_of(row: dict) -> str:
+    """`expired` once `expires_at` has passed (a disabled license stays `disabled`)."""
+    if row["status"] == "active" and row["expires_at"] and row["expires_at"] <= now_iso():
+        return "expired"
+    return row["status"]
+
+
+def render_instance(row: dict) -> dict:
+    """An instance: one machine (or install) that activated a license."""
+    return {key: row[key] for key in ("id", "name", "fingerprint", "created_at")}
 
 
 def create_for_delivery(db: sqlite_utils.Database, order: dict, keys: list[str]) -> None:
@@ -68,15 +98,27 @@ def disable_for_order(db: sqlite_utils.Database, order: dict) -> None:
 
 def list_page(scope: Scope, query: dict) -> dict:
     """A page of this mode's licenses, newest first, narrowed by the filters given."""
+    conditions, params = _filters(query)
+    return scope.page("licenses", query, render, where=" AND ".join(conditions),
+                      params=tuple(params))
+
+
+def _filters(query: dict) -> tuple[list[str], list]:
+    """The SQL conditions of the list filters given, and their parameters (emails are kept
+    in lower case, so a buyer's is found in any case)."""
     given = [name for name in _FILTERS if name in query]
-    where = " AND ".join(f"{name} = ?" for name in given)
-    return scope.page("licenses", query, render, where=where,
-                      params=tuple(query[name] for name in given))
+    conditions = [f"{name} = ?" for name in given]
+    params = [query[name].lower() if name == "customer_email" else query[name]
+              for name in given]
+    if "status" in query:
+        conditions.append(_STATUS_WHERE[query["status"]])
+        params += [now_iso()] * _STATUS_WHERE[query["status"]].count("?")
+    return conditions, params
 
 
 def get(scope: Scope, license_id: str) -> dict:
     """One license with its activated instances."""
-    return _detail(scope.require("licenses", license_id, "license"))
+    return _detail(scope.db, scope.require("licenses", license_id, "license"))
 
 
 def update(scope: Scope, license_id: str, body: dict) -> dict:
@@ -87,7 +129,49 @@ def update(scope: Scope, license_id: str, body: dict) -> dict:
         changes = {key: value for key, value in params.items() if row[key] != value}
         if changes:
             row = _save(scope.db, row, changes)
-    return _detail(row)
+    return _detail(scope.db, row)
+
+
+def delete_instance(scope: Scope, license_id: str, instance_id: str) -> dict:
+    """Remove an instance, freeing its activation, with `license.deactivated`."""
+    with write_txn(scope.db):
+        row = scope.require("licenses", license_id, "license")
+        remove_instance(scope.db, row, require_instance(scope.db, row, instance_id))
+    return {"id": instance_id, "deleted": True}
+
+
+def require_instance(db: sqlite_utils.Database, row: dict, instance_id: str) -> dict:
+    """The license's instance with that id, or 404."""
+    instance = find_instance(db, row, instance_id)
+    if instance is None:
+        raise NotFound(f"no instance {instance_id} of license {row['id']}")
+    return instance
+
+
+def find_instance(db: sqlite_utils.Database, row: dict, instance_id: str) -> dict | None:
+    """The license's instance with that id, or None (another license's is not found)."""
+    return query_one(db, "SELECT * FROM license_instances WHERE id = ? AND license_id = ?",
+                     (instance_id, row["id"]))
+
+
+def remove_instance(db: sqlite_utils.Database, row: dict, instance: dict) -> dict:
+    """Delete the instance and count one activation less, with `license.deactivated`
+    (inside the caller's transaction); returns the license as it now is."""
+    db.execute("DELETE FROM license_instances WHERE id = ?", (instance["id"],))
+    return count_activation(db, row, instance, -1, "license.deactivated")
+
+
+def count_activation(db: sqlite_utils.Database, row: dict, instance: dict, change: int,
+                     event_type: str) -> dict:
+    """Move `activations` by `change` for `instance` and emit `event_type`, the license
+    in `data.object` and the instance in `data.instance` (inside the caller's
+    transaction); returns the license as it now is."""
+    changed = {**row, "activations": row["activations"] + change, "updated_at": now_iso()}
+    db.execute("UPDATE licenses SET activations = ?, updated_at = ? WHERE id = ?",
+               (changed["activations"], changed["updated_at"], row["id"]))
+    events.emit(db, row["mode"], event_type, render(changed),
+                extra={"instance": render_instance(instance)})
+    return changed
 
 
 def _save(db: sqlite_utils.Database, row: dict, changes: dict) -> dict:
@@ -99,6 +183,33 @@ def _save(db: sqlite_utils.Database, row: dict, changes: dict) -> dict:
     return changed
 
 
-def _detail(row: dict) -> dict:
-    # No instance can activate a license yet, so the list is always empty.
-    return {**render(row), "instances": []}
+def _detail(db: sqlite_utils.Database, row: dict) -> dict:
+    instances = db.query("SELECT * FROM license_instances WHERE license_id = ? ORDER BY id",
+                         (row["id"],))
+    return {**render(row), "instances": [render_instance(i) for i in instances]}
+
+
+def disable_key(db: sqlite_utils.Database, order_id: str, key: str) -> None:
+    """Disable the active license of one of the order's keys (the key was replaced), with
+    `license.updated`."""
+    for row in db.query("SELECT * FROM licenses WHERE order_id = ? AND key = ? "
+                        "AND status = 'active'", (order_id, key)):
+        _save(db, row, {"status": "disabled"})
+
+
+SEARCH = Schema(**LIST.fields, key=String(
+    min_length=1, max_length=1024, strip=True,
+    description="Only licenses whose key starts with this text (a whole key included)."))
+_GLOB_SPECIAL = re.compile(r"([*?\[])")  # matched literally inside brackets
+
+
+def search(scope: Scope, query: dict) -> dict:
+    """The dashboard's list: `list_page`'s filters, and `key` finds the licenses whose key
+    starts with it, case as typed (a prefix can use the index on keys, a substring could
+    not)."""
+    conditions, params = _filters(query)
+    if "key" in query:
+        conditions.append("key GLOB ?")
+        params.append(_GLOB_SPECIAL.sub(r"[\1]", query["key"]) + "*")
+    return scope.page("licenses", query, render, where=" AND ".join(conditions),
+                      params=tuple(params))

@@ -263,5 +263,6 @@ def send_test(scope: Scope, endpoint_id: str, body: dict, slots: TestSendSlots) 
 def _sample_object(event_type: str) -> dict:
     """A small object of the event's kind, clearly marked as a test."""
     kind = event_type.split(".")[0]
-    prefix = {"order": "ord", "product": "prod", "payout": "po", "customer": "cus"}[kind]
+    prefix = {"order": "ord", "product": "prod", "payout": "po", "customer": "cus",
+              "license": "lic"}[kind]
     return {"id": f"{prefix}_test", "object": kind, "test": True}

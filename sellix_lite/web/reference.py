@@ -22,7 +22,8 @@ TAG_ORDER = ("Products", "Orders", "Customers", "Licenses", "Payouts", "Webhooks
 ID_PREFIXES = {"Product": "prod", "Order": "ord", "Customer": "cus", "Refund": "rf",
                "Payout": "po", "WebhookEndpoint": "wh", "NewWebhookEndpoint": "wh",
                "Event": "evt", "ApiKey": "apik", "NewApiKey": "apik", "Subscription": "sub",
-               "WebhookDelivery": "whd", "License": "lic", "LicenseDetail": "lic"}
+               "WebhookDelivery": "whd", "License": "lic", "LicenseDetail": "lic",
+               "PublicLicense": "lic", "Instance": "lin"}
 # Stand-ins for common fields, so example responses read like real ones.
 FIELD_EXAMPLES = {
     "name": "Adobe Creative Cloud Key", "product": "Adobe Creative Cloud Key",

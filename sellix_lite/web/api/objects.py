@@ -11,6 +11,7 @@ from ... import chains, currencies
 from ...services import (
     api_keys,
     checkout,
+    license_checks,
     license_keys,
     licenses,
     orders,
@@ -54,6 +55,12 @@ _LICENSE = {"id": STRING, "key": STRING, "status": enum(licenses.STATUSES),
             "product_id": STRING, "order_id": STRING, "customer_email": STRING, "mode": MODE,
             "activation_limit": nullable(INTEGER), "activations": INTEGER,
             "expires_at": nullable(TIME), "created_at": TIME, "updated_at": TIME}
+_PUBLIC_LICENSE = {name: _LICENSE[name] for name in (
+    "id", "status", "product_id", "mode", "activation_limit", "activations", "expires_at")}
+_INSTANCE = {"$ref": "#/components/schemas/Instance"}
+_LEASE = {**STRING, "description": "A JWT signed with the shop's Ed25519 key (`alg: EdDSA`), "
+                                   "verifiable offline with the keys of "
+                                   "`/.well-known/jwks.json`."}
 _PRODUCT = {
     "id": STRING, "name": STRING, "slug": STRING, "type": enum(products.TYPES),
     "price_cents": INTEGER, "currency": CURRENCY, "description": STRING,
@@ -180,7 +187,22 @@ OBJECTS = {
                    "created_at": TIME, "broadcast_at": nullable(TIME),
                    "confirmed_at": nullable(TIME)}),
     "License": obj(_LICENSE),
-    "LicenseDetail": obj({**_LICENSE, "instances": {"type": "array", "items": obj({})}}),
+    "LicenseDetail": obj({**_LICENSE, "instances": {"type": "array", "items": _INSTANCE}}),
+    "Instance": obj({"id": STRING, "name": STRING, "fingerprint": nullable(STRING),
+                     "created_at": TIME}),
+    "DeletedInstance": obj({"id": STRING, "deleted": {"const": True}}),
+    "PublicLicense": obj(_PUBLIC_LICENSE),
+    "Activation": obj({"activated": {"const": True},
+                       "license": {"$ref": "#/components/schemas/PublicLicense"},
+                       "instance": _INSTANCE, "lease": _LEASE}),
+    "Validation": obj({"valid": {"type": "boolean"},
+                       "reason": nullable(enum(license_checks.REASONS)),
+                       "license": {"$ref": "#/components/schemas/PublicLicense"}},
+                      {"instance": {**_INSTANCE, "description": "The instance named, when "
+                                                                "it holds the license."},
+                       "lease": {**_LEASE, "description": "Only when `valid`. " +
+                                 _LEASE["description"]}}),
+    "Deactivation": obj({"deactivated": {"const": True}}),
     "Balance": obj({"available_cents": INTEGER, "pending_cents": INTEGER,
                     "currency": SHOP_CURRENCY}),
     "WebhookEndpoint": obj(_WEBHOOK),
@@ -205,6 +227,16 @@ OBJECTS = {
 EVENT_OBJECTS = {"order": "Order", "product": "Product", "payout": "Payout",
                  "customer": "Customer", "subscription": "Subscription",
                  "license": "License"}
+# Members of `data` beside the object, by family.
+EVENT_EXTRAS = {
+    "order": {"replacement": {
+        **obj({"old_key": STRING, "new_key": STRING, "reason": nullable(STRING)}),
+        "description": "Only in `order.key_replaced`: the burned key, the key delivered in "
+                       "its place, and the reason given."}},
+    "license": {"instance": {
+        **_INSTANCE, "description": "`license.activated`, `license.deactivated`: the "
+                                    "instance activated or removed."}},
+}
 
 
 def _event_schemas() -> dict:
@@ -220,7 +252,8 @@ def _event_schemas() -> dict:
         schemas[schema_name] = obj(
             {"id": STRING, "type": enum(types), "created_at": TIME, "mode": MODE,
              "data": obj({"object": inner}, {"previous_attributes": {
-                 "type": "object", "description": "The fields that changed, as they were."}})})
+                 "type": "object", "description": "The fields that changed, as they were."},
+                 **EVENT_EXTRAS.get(family, {})})})
         mapping.update({t: f"#/components/schemas/{schema_name}" for t in types})
     schemas["Event"] = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in schemas],
                         "discriminator": {"propertyName": "type", "mapping": mapping}}

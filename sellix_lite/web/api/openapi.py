@@ -28,7 +28,7 @@ ERRORS = {
     "400": "The body is not a JSON object, or a required parameter or header is absent.",
     "401": "No valid API key.",
     "403": "The key lacks the ability this operation needs.",
-    "404": "No such object in this mode.",
+    "404": "No such object in this mode (for the license checks: no license has the key).",
     "409": "The Idempotency-Key was used with another request, or is still in flight.",
     "413": "The body is too large.",
     "415": "The body is not JSON.",
@@ -42,13 +42,14 @@ HEADERS = {
     "X-Request-Id": {"required": True, "description": "This request's id, also in the log "
                                                       "and in problem bodies.",
                      "schema": {"type": "string", "minLength": 1}},
-    "RateLimit": {"description": "What is left of this key's bucket: `\"reads\";r=<left>;"
-                                 "t=<seconds to reset>`.",
-                  "schema": {"type": "string", "pattern": '^"[a-z]+";r=[0-9]+;t=[0-9]+$'}},
-    "RateLimit-Policy": {"description": "This key's bucket: `\"reads\";q=<requests>;"
+    "RateLimit": {"description": "What is left of the bucket the request counted in (the "
+                                 "key's, or the client address's for the public license "
+                                 "checks): `\"reads\";r=<left>;t=<seconds to reset>`.",
+                  "schema": {"type": "string", "pattern": '^"[a-z_]+";r=[0-9]+;t=[0-9]+$'}},
+    "RateLimit-Policy": {"description": "That bucket: `\"reads\";q=<requests>;"
                                         "w=<window seconds>`.",
                          "schema": {"type": "string",
-                                    "pattern": '^"[a-z]+";q=[0-9]+;w=[0-9]+$'}},
+                                    "pattern": '^"[a-z_]+";q=[0-9]+;w=[0-9]+$'}},
     "Retry-After": {"required": True, "description": "Seconds to wait before trying again.",
                     "schema": {"type": "integer", "minimum": 0}},
     "Idempotent-Replayed": {"description": "`true` when this is the stored answer to an "
@@ -61,7 +62,10 @@ TYPE_RULES = ("Fields of one product type: " + "; ".join(
     + ". A license_key product's `stock` is its number of unsold keys and can't be set.")
 INTRO = ("The merchant API of a sellix-lite shop. Authenticate with `Authorization: Bearer "
          "sx_test_…` (sandbox) or `sx_live_…`; errors are RFC 9457 problem JSON; writes "
-         "take an `Idempotency-Key`.")
+         "take an `Idempotency-Key`. The license checks (`/v1/licenses/activate`, "
+         "`validate`, `deactivate`) are for the merchant's software and take no key.")
+PUBLIC = ("\n\nNeeds no API key: the license key is the credential. Limited per client "
+          "address (`limits.license_checks_per_minute_per_ip`).")
 
 
 def document(config: Config | None = None) -> dict:
@@ -95,13 +99,18 @@ def _operation(op: Operation, config: Config) -> dict:
     description = op.description
     if op.body is products.UPDATE:
         description += "\n\n" + TYPE_RULES
+    if op.ability:
+        description += f"\n\nNeeds the ability `{op.ability}`."
+    if op.public:
+        description += PUBLIC
     spec = {
-        "operationId": op.endpoint, "summary": op.summary, "description": description
-        + (f"\n\nNeeds the ability `{op.ability}`." if op.ability else ""),
+        "operationId": op.endpoint, "summary": op.summary, "description": description,
         "tags": [op.tag], "x-ability": op.ability,
         "parameters": _path_parameters(op) + _query_parameters(op.query) + _headers(op),
         "responses": _responses(op),
     }
+    if op.public:
+        spec["security"] = []
     body = _request_body(op, config)
     if body:
         spec["requestBody"] = body
@@ -124,7 +133,7 @@ def _query_parameters(schema: Schema) -> list[dict]:
 
 
 def _headers(op: Operation) -> list[dict]:
-    if op.method not in IDEMPOTENCY_METHODS:
+    if op.method not in IDEMPOTENCY_METHODS or op.public:
         return []
     return [{"name": "Idempotency-Key", "in": "header", "required": op.idempotency_required,
              "description": "Makes a retry safe: the same key and request return the first "
@@ -181,6 +190,9 @@ def _responses(op: Operation) -> dict:
     if links:
         success["links"] = links
     responses = {str(op.status): success}
+    if op.alternate_status is not None:
+        responses[str(op.alternate_status)] = {key: value for key, value in success.items()
+                                               if key != "links"}
     for code in _error_statuses(op):
         responses[code] = {"description": ERRORS[code], "headers": _response_headers(op, code),
                            "content": PROBLEM}
@@ -189,11 +201,11 @@ def _responses(op: Operation) -> dict:
 
 def _error_statuses(op: Operation) -> list[str]:
     """The error statuses `op` can answer: the pipeline's, and those its view adds."""
-    codes = ["400", "401", "403", "413", "422", "429", "500"]
+    codes = ["400", "413", "422", "429", "500"]
+    if not op.public:  # a key, its abilities and its idempotency records
+        codes += ["401", "403"] + (["409"] if op.method in IDEMPOTENCY_METHODS else [])
     if _path_names(op):
         codes.append("404")
-    if op.method in IDEMPOTENCY_METHODS:
-        codes.append("409")
     if op.method in WRITE_METHODS and not op.upload:
         codes.append("415")
     codes += [str(code) for code in op.errors]
@@ -208,7 +220,8 @@ def _response_headers(op: Operation, code: str) -> dict:
         names += ["RateLimit", "RateLimit-Policy"]
     if code == "429":
         names.append("Retry-After")
-    if op.method in IDEMPOTENCY_METHODS and code not in ("401", "429") and int(code) < 500:
+    if (op.method in IDEMPOTENCY_METHODS and not op.public and code not in ("401", "429")
+            and int(code) < 500):
         names.append("Idempotent-Replayed")
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 

@@ -6,6 +6,7 @@ from ...services import (
     checkout,
     customers,
     fulfilment,
+    key_replacements,
     orders,
     refunds,
     sandbox_helpers,
@@ -105,6 +106,16 @@ def resend_order(order_id, query, body):
 def fulfill_order(order_id, query, body):
     """Marks a paid physical order shipped, with an optional tracking reference."""
     return fulfilment.fulfil(scope(), order_id, body)
+
+
+@operation(bp, "POST", "/orders/<order_id>/replace", summary="Replace a delivered key",
+           tag=TAG, ability="orders:write", body=key_replacements.REPLACE,
+           idempotency_required=True, response="Order")
+def replace_key(order_id, query, body):
+    """Swaps one delivered key of a completed order for the oldest available key of the
+    product's pool: the old key is burned and its license disabled, the new key gets a
+    license and is emailed to the buyer."""
+    return key_replacements.replace(scope(), order_id, body)
 
 
 @operation(bp, "GET", "/subscriptions", summary="List subscriptions", tag="Subscriptions",

@@ -2,6 +2,8 @@
 
 Order of checks: authentication, rate limit, ability, idempotency, then body and query
 validation and execution, so a 401, 403 or 429 is never stored under an idempotency key.
+Public operations (the license checks a merchant's software makes) take no key: they are
+counted per client address, then validated and executed, with no idempotency records.
 Routes are declared with `operation`, which also records what the OpenAPI document says of
 them.
 """
@@ -58,6 +60,10 @@ class Operation:
     response: str = ""
     # Error statuses the view answers beyond the pipeline's own (502 where BlockPN is called).
     errors: tuple[int, ...] = ()
+    # No API key: counted per client address (`license_checks_per_minute_per_ip`).
+    public: bool = False
+    # A second success status; the view then returns (object, status).
+    alternate_status: int | None = None
 
 
 OPERATIONS: list[Operation] = []
@@ -69,21 +75,26 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
               ability: str | None, body: Schema | None = None, query: Schema | None = None,
               status: int = 200, idempotency_required: bool = False,
               secret_field: str | None = None, upload: bool = False,
-              response: str = "", errors: tuple[int, ...] = ()) -> Callable:
+              response: str = "", errors: tuple[int, ...] = (), public: bool = False,
+              alternate_status: int | None = None) -> Callable:
     """Register `view` for `method rule` on `bp`, running it through the pipeline.
 
     The view receives the path parameters, `query` (validated) and, for writes, `body`
     (the parsed JSON object, validated by the service that owns the rule). It returns the
-    object to answer with, sent as JSON with `status`.
+    object to answer with, sent as JSON with `status` (or, with `alternate_status`, an
+    `(object, status)` pair). A `public` operation needs no API key.
     """
 
     def decorate(view: Callable) -> Callable:
         op = Operation(method, rule, view.__name__, summary, (view.__doc__ or "").strip(),
                        ability, tag, body, query or Schema(), status, idempotency_required,
-                       secret_field, upload, response, errors)
+                       secret_field, upload, response, errors, public, alternate_status)
 
         @wraps(view)
         def run(**path_args):
+            if op.public:
+                _count_public_request(runtime(), request.remote_addr, g._get_current_object())
+                return _execute(op, view, path_args)
             _require_ability(op.ability)
             if method in IDEMPOTENCY_METHODS:
                 return _idempotent(op, lambda: _execute(op, view, path_args))
@@ -92,6 +103,8 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=run, methods=[method],
                         provide_automatic_options=False)
         OPERATIONS.append(op)
+        if public:
+            PUBLIC_ENDPOINTS.add(f"{bp.name}.{view.__name__}")
         return view
 
     return decorate
@@ -160,14 +173,27 @@ def _count_request(shared: Runtime, method: str, key_id: str, context) -> None:
     limits = shared.config.limits
     bucket, limit = (("reads", limits.reads_per_minute) if method in READ_METHODS
                      else ("writes", limits.writes_per_minute))
-    decision = shared.limiter.hit(f"{bucket}:{key_id}", limit)
+    _count(shared, bucket, key_id, limit, context)
+
+
+def _count_public_request(shared: Runtime, address: str | None, context) -> None:
+    """A public license check has no key to count against: its client's address stands in."""
+    limit = shared.config.limits.license_checks_per_minute_per_ip
+    _count(shared, "license_checks", str(address), limit, context)
+
+
+def _count(shared: Runtime, bucket: str, client: str, limit: int, context) -> None:
+    """Count the request in `client`'s `bucket`, prepare the RateLimit fields; past the
+    limit, 429."""
+    decision = shared.limiter.hit(f"{bucket}:{client}", limit)
     window = shared.limiter.window
     context.rate_limit_headers = {
         "RateLimit-Policy": f'"{bucket}";q={limit};w={window}',
         "RateLimit": f'"{bucket}";r={decision.remaining};t={decision.reset_seconds}',
     }
     if not decision.allowed:
-        raise RateLimited(f"more than {limit} {bucket} in {window} seconds; slow down",
+        raise RateLimited(f"more than {limit} {bucket.replace('_', ' ')} in {window} "
+                          "seconds; slow down",
                           headers={"Retry-After": str(decision.reset_seconds)})
 
 
@@ -183,7 +209,10 @@ def _execute(op: Operation, view: Callable, path_args: dict) -> Response:
         kwargs["body"] = json_body()
         if op.body is None:
             Schema().validate(kwargs["body"])  # this operation takes no body: no field is known
-    return json_response(view(**kwargs), op.status)
+    answer = view(**kwargs)
+    if op.alternate_status is not None:
+        return json_response(*answer)
+    return json_response(answer, op.status)
 
 
 def json_body() -> dict:

@@ -99,13 +99,39 @@ def _once(action, target_of, back: str, respond):
 
 def return_to(target: str):
     """A redirect to `target`, a dashboard path sent with a form or link, else to the
-    overview. A line break (or any control character) in it is a 400: it would end the
-    `Location` header."""
+    overview."""
+    return redirect(dashboard_path(target, url_for("dashboard.overview")), code=303)
+
+
+def back_or(default: str) -> str:
+    """Where a form shown on several pages returns: its `back` field, else `default`."""
+    return dashboard_path(request.form.get("back", ""), default)
+
+
+def dashboard_path(target: str, default: str) -> str:
+    """`target` if it is a dashboard path, else `default`. A line break (or any control
+    character) in it is a 400: it would end the `Location` header."""
     if any(ord(char) < 32 or char == "\x7f" for char in target):
         abort(400, "The address to return to is not valid.")
-    if surface_of(target.partition("?")[0]) != "dashboard":
-        target = url_for("dashboard.overview")
-    return redirect(target, code=303)
+    return target if surface_of(target.partition("?")[0]) == "dashboard" else default
+
+
+def query_of(schema, limit: int = 50) -> dict:
+    """The page's query string as the API would read it; bad filters are reported and
+    dropped."""
+    args = {k: v for k, v in request.args.items() if v}
+    try:
+        return schema.validate({"limit": str(limit), **args}, from_query=True)
+    except ApiError as error:
+        flash_error(error)
+        return schema.validate({"limit": str(limit)}, from_query=True)
+
+
+@bp.app_template_global()
+def older_url(listing: dict) -> str:
+    """The page after `listing`: this page's address and filters, with the next cursor."""
+    args = {**request.view_args, **request.args.to_dict(), "cursor": listing["next_cursor"]}
+    return url_for(request.endpoint, **args)
 
 
 def flash_error(error: ApiError) -> None:
@@ -119,6 +145,6 @@ def install(app) -> None:
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_NAME="sellix_session",
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
-    from . import catalog, developers, sales, signin  # noqa: F401  (they register routes)
+    from . import catalog, developers, licensing, sales, signin  # noqa: F401  (they register routes)
 
     app.register_blueprint(bp)

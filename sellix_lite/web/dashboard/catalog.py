@@ -12,9 +12,9 @@ from ...errors import InvalidRequest
 from ...services import license_keys, products
 from ..context import runtime
 from ..html import form_cents, form_integer
-from . import bp, page, scope, submit, submit_and_show
+from . import back_or, bp, page, query_of, scope, submit, submit_and_show
 
-POOL_SHOWN = 100  # keys listed on a license_key product's page, newest first
+POOL_SHOWN = 100  # keys listed per page of a license_key product's pool, newest first
 TEXT_FIELDS = ("name", "description", "delivery_text", "dynamic_url", "interval", "status")
 
 
@@ -39,17 +39,19 @@ def create_product():
 
 @bp.get("/products/<product_id>")
 def product_page(product_id):
-    """One product: edit it, import keys, see and prune its key pool, upload its file,
-    archive it."""
+    """One product: edit it, import keys, see its key pool by status and prune it, upload
+    its file, archive it."""
     return page("product.html", **_product_view(products.get(scope(), product_id)))
 
 
 def _product_view(product: dict) -> dict:
-    """The product page's context: the product and, for a license_key one, its newest keys."""
+    """The product page's context: the product and, for a license_key one, a page of its
+    pool (of the status the page's `status` asks for)."""
     pool = None
     if product["type"] == "license_key":
-        pool = license_keys.list_page(scope(), product["id"], {"limit": POOL_SHOWN})
-    return {"product": product, "pool": pool}
+        pool = license_keys.list_page(scope(), product["id"],
+                                      query_of(license_keys.LIST, POOL_SHOWN))
+    return {"product": product, "pool": pool, "pool_statuses": license_keys.STATUSES}
 
 
 @bp.post("/products/<product_id>")
@@ -81,9 +83,9 @@ def archive_product(product_id):
 
 @bp.post("/products/<product_id>/keys/<key_id>/delete")
 def delete_key(product_id, key_id):
-    """Remove an available key from the pool."""
+    """Remove an available key from the pool; back to the pool's page it was on."""
     return submit(lambda: license_keys.delete(scope(), product_id, key_id) and None,
-                  url_for("dashboard.product_page", product_id=product_id))
+                  back_or(url_for("dashboard.product_page", product_id=product_id)))
 
 
 @bp.post("/products/<product_id>/keys")

@@ -1,41 +1,33 @@
-"""Orders (refund, resend, fulfil), customers, payouts and the balance."""
+"""Orders (refund, resend, fulfil, replace a key), customers, payouts and the balance."""
 
 from __future__ import annotations
 
 from flask import flash, request, url_for
 
-from ...errors import ApiError
-from ...services import customers, fulfilment, orders, payouts, refunds
+from ...services import customers, fulfilment, key_replacements, licenses, orders, payouts, refunds
 from ..context import runtime
 from ..html import money
-from . import bp, flash_error, page, scope, submit
+from . import bp, page, query_of, scope, submit
 from .catalog import to_cents
 
-
-def _query(schema) -> dict:
-    """The page's query string as the API would read it; bad filters are reported."""
-    args = {k: v for k, v in request.args.items() if v}
-    try:
-        return schema.validate({"limit": "50", **args}, from_query=True)
-    except ApiError as error:
-        flash_error(error)
-        return schema.validate({"limit": "50"}, from_query=True)
+LICENSES_SHOWN = 100  # on an order's or a buyer's page; the licenses page has them all
 
 
 @bp.get("/orders")
 def orders_page():
     """Orders, newest first, with the API's filters."""
-    listing = orders.list_page(scope(), _query(orders.LIST))
+    listing = orders.list_page(scope(), query_of(orders.LIST))
     return page("orders.html", listing=listing, statuses=orders.STATUSES,
                 filters=request.args)
 
 
 @bp.get("/orders/<order_id>")
 def order_page(order_id):
-    """One order with its payment, delivery and refunds."""
+    """One order with its payment, delivery, licenses and refunds."""
     order = orders.get(scope(), order_id)
     history = refunds.list_for_order(scope(), order_id, {"limit": 100})
-    return page("order.html", order=order, refunds=history["data"], reasons=refunds.REASONS)
+    return page("order.html", order=order, refunds=history["data"], reasons=refunds.REASONS,
+                licenses=_licenses({"order_id": order_id})["data"])
 
 
 @bp.post("/orders/<order_id>/refund")
@@ -69,23 +61,42 @@ def fulfill_order(order_id):
     return submit(action, url_for("dashboard.order_page", order_id=order_id))
 
 
+@bp.post("/orders/<order_id>/replace")
+def replace_key(order_id):
+    """Swap a delivered key for a fresh one from the pool (reason optional)."""
+    def action():
+        body = {k: request.form[k] for k in ("key", "reason") if request.form.get(k, "").strip()}
+        key_replacements.replace(scope(), order_id, body)
+        flash(f"Key {body['key']} is burned and its license disabled; the buyer is "
+              f"emailed the new key.", "info")
+    return submit(action, url_for("dashboard.order_page", order_id=order_id))
+
+
 @bp.get("/customers")
 def customers_page():
     """Customers, newest first."""
     return page("customers.html", listing=customers.list_page(scope(),
-                                                               _query(customers.LIST)))
+                                                               query_of(customers.LIST)))
 
 
 @bp.get("/customers/<customer_id>")
 def customer_page(customer_id):
-    return page("customer.html", customer=customers.get(scope(), customer_id))
+    """One buyer's orders and licenses."""
+    customer = customers.get(scope(), customer_id)
+    return page("customer.html", customer=customer,
+                licenses=_licenses({"customer_email": customer["email"]}))
+
+
+def _licenses(query: dict) -> dict:
+    """The newest licenses of an order or a buyer, for their page."""
+    return licenses.list_page(scope(), {**query, "limit": LICENSES_SHOWN})
 
 
 @bp.get("/payouts")
 def payouts_page():
     """The balance, the payouts, and the form to trigger one."""
     config = runtime().config
-    return page("payouts.html", listing=payouts.list_page(scope(), _query(payouts.LIST)),
+    return page("payouts.html", listing=payouts.list_page(scope(), query_of(payouts.LIST)),
                 balance=payouts.balance(scope().db, scope().mode, config.shop.currency))
 
 
