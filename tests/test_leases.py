@@ -9,7 +9,6 @@ import base64
 import hashlib
 import json
 import threading
-import tomllib
 from datetime import timedelta
 
 import jwt
@@ -17,9 +16,8 @@ import pytest
 
 from sellix_lite import db as storage
 from sellix_lite.clock import iso, utcnow
-from sellix_lite.config import config_from_dict
 from sellix_lite.services import leases
-from sellix_lite.services.scope import Scope
+from sellix_lite.web.surfaces import is_machine_facing, surface_of
 
 from conftest import GENEROUS_LIMITS, PROBLEM, Server
 from support import json_body, key_product, pay, place_order
@@ -33,7 +31,8 @@ def sold_license(v1) -> dict:
     product, _ = key_product(v1, 1)
     order = pay(v1, place_order(v1, product["id"])["id"])
     found = json_body(v1.get("/v1/licenses", params={"order_id": order["id"]}))["data"]
-    return {key: found[0][key] for key in ("id", "status", "product_id", "mode", "expires_at")}
+    return {key: found[0][key]
+            for key in ("id", "key", "status", "product_id", "mode", "expires_at")}
 
 
 def issue(app, license_row: dict, instance_id: str | None = "lin_1") -> str:
@@ -89,6 +88,7 @@ def test_the_jwks_publishes_one_ed25519_key_any_program_may_read(client):
 
 
 def test_errors_under_well_known_are_problem_json(client):
+    assert surface_of(JWKS) == "well-known" and is_machine_facing(JWKS)
     response = client.get("/.well-known/openid-configuration")
     assert response.status_code == 404
     assert response.headers["Content-Type"] == PROBLEM
@@ -195,32 +195,49 @@ def test_concurrent_first_use_makes_exactly_one_key(app, app_db):
     assert app_db.query("SELECT kid FROM signing_keys") == [(kids[0],)]
 
 
-# --- end to end: a real server, a restart, a backup restored into a new data folder ----------
+# --- end to end: leases from the public API of a real server, a restart, a restored backup -----
+
+def activate(server: Server, license_key: str, fingerprint: str = "machine-1") -> dict:
+    """The public activation, as the merchant's program calls it (no API key)."""
+    return json_body(server.client().post("/v1/licenses/activate", json={
+        "license_key": license_key, "instance_name": "build box",
+        "fingerprint": fingerprint}), 201)
+
+
+def test_activation_and_validation_return_leases_pyjwt_verifies_with_the_served_keys(server):
+    license_row = sold_license(server.admin)
+    activated = activate(server, license_row["key"])
+    instance_id = activated["instance"]["id"]
+    # PyJWT's own client fetches the set and picks the key by the lease's kid.
+    keys = jwt.PyJWKClient(server.url + JWKS)
+    lease = activated["lease"]
+    claims = jwt.decode(lease, keys.get_signing_key_from_jwt(lease), algorithms=["EdDSA"],
+                        issuer=server.url)
+    assert claims == {
+        "iss": server.url, "sub": license_row["id"], "iat": claims["iat"],
+        "exp": claims["iat"] + 72 * HOUR,
+        "lic": {"status": "active", "product_id": license_row["product_id"],
+                "instance_id": instance_id, "mode": "test"}}
+
+    validated = json_body(server.client().post("/v1/licenses/validate", json={
+        "license_key": license_row["key"], "instance_id": instance_id}))
+    assert (validated["valid"], validated["reason"]) == (True, None)
+    lease = validated["lease"]
+    claims = jwt.decode(lease, keys.get_signing_key_from_jwt(lease), algorithms=["EdDSA"],
+                        issuer=server.url)
+    assert claims["lic"]["instance_id"] == instance_id
+
 
 SHOP_URL = "https://shop.example"  # both servers are the same shop, as after a real restore
-
-
-def lease_from(server: Server, license_row: dict) -> str:
-    """A lease issued by the shop's own service on the server's database."""
-    config = config_from_dict(tomllib.loads(server.config_path.read_text()),
-                              base_dir=server.root)
-    secret_key = (server.database.parent / "secret_key").read_text().strip()
-    db = storage.connect(server.database)
-    try:
-        scope = Scope.outside_requests(db, license_row["mode"], config, secret_key)
-        return leases.issue(scope, license_row, None)
-    finally:
-        db.close()
 
 
 def test_a_backup_file_alone_restores_the_key_and_leases_keep_verifying(make_server,
                                                                       tmp_path):
     options = f'public_url = "{SHOP_URL}"'
     shop = make_server(GENEROUS_LIMITS, server_options=options)
-    client = shop.client(shop.mint())
-    license_row = sold_license(client)
+    license_row = sold_license(shop.client(shop.mint()))
     jwk = served_key(shop.client())
-    first_lease = lease_from(shop, license_row)
+    first_lease = activate(shop, license_row["key"])["lease"]
     shop.stop()
     shop.start()
     assert served_key(shop.client()) == jwk  # a restart keeps the key
@@ -238,4 +255,4 @@ def test_a_backup_file_alone_restores_the_key_and_leases_keep_verifying(make_ser
     restored_jwk = served_key(restored.client())
     assert restored_jwk == jwk
     verify(first_lease, restored_jwk, SHOP_URL)
-    verify(lease_from(restored, license_row), jwk, SHOP_URL)
+    verify(activate(restored, license_row["key"], "machine-2")["lease"], jwk, SHOP_URL)
