@@ -2,9 +2,10 @@
 check its license offline until the lease ends.
 
 A lease is a compact JWS signed with Ed25519 (`alg: EdDSA`). The shop has one signing key,
-made the first time a lease is issued and kept in the database (table `signing_keys`), so a
-backup of the database restores it and the leases already handed out keep verifying. Its
-public half is published as a JWK Set; `kid` is the key's JWK thumbprint (RFC 7638).
+made the first time a lease is issued or the key set is asked for, and kept in the database
+(table `signing_keys`), so a backup of the database restores it and the leases already
+handed out keep verifying. Its public half is published as a JWK Set at
+`/.well-known/jwks.json`; `kid` is the key's JWK thumbprint (RFC 7638).
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def jwks(db: sqlite_utils.Database) -> dict:
 
 def signing_key(db: sqlite_utils.Database) -> SigningKey:
     """The shop's signing key, made once: the first caller inserts it, under the write lock,
-    and every later one reads it."""
+    and every later one reads it. Call it outside a write transaction: the first call opens
+    one."""
     found = _stored_key(db)
     if found is None:
         with write_txn(db):

@@ -23,6 +23,7 @@ from .bodylimits import JSON_BODY_BYTES
 from .context import Runtime, get_db, release_db
 from .html import TemplateEnvironment
 from .surfaces import surface_of
+from .wellknown import bp as wellknown_bp
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # sellix_lite/
 
@@ -104,6 +105,7 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app.register_blueprint(downloads.bp)
     app.register_blueprint(storefront.bp)
     app.register_blueprint(reference.bp)
+    app.register_blueprint(wellknown_bp)
     dashboard.install(app)
     html.install(app)
     app.jinja_env.globals["shop"] = config.shop

@@ -15,9 +15,10 @@ SURFACES = {
     "download": "download",
     "static": "static",
     "healthz": "health",
+    ".well-known": "well-known",
 }
 # Surfaces read by programs: their errors are problem JSON and they get no HTML headers.
-MACHINE_SURFACES = frozenset({"api", "ipn"})
+MACHINE_SURFACES = frozenset({"api", "ipn", "well-known"})
 
 
 def first_segment(path: str) -> str:
@@ -26,12 +27,14 @@ def first_segment(path: str) -> str:
 
 
 def surface_of(path: str) -> str:
-    """`api`, `ipn`, `dashboard`, `docs`, `download`, `static`, `health` or `shop`."""
+    """`api`, `ipn`, `dashboard`, `docs`, `download`, `static`, `health`, `well-known` or
+    `shop`."""
     return SURFACES.get(first_segment(path), "shop")
 
 
 def is_machine_facing(path: str) -> bool:
-    """Whether `path` is read by programs (the API, BlockPN's callbacks) rather than people."""
+    """Whether `path` is read by programs (the API, BlockPN's callbacks, the published keys)
+    rather than people."""
     return surface_of(path) in MACHINE_SURFACES
 
 
