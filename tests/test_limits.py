@@ -205,3 +205,28 @@ def test_a_connection_goes_on_after_a_body_within_its_limit(shop):
                               "Content-Type: application/json").encode() + b"\r\n{}")
             status, headers, body = read_response(sock)
             assert status == 401, body
+
+
+@pytest.mark.parametrize("method,path,extra,problem", [
+    ("GET", "/v1/products", ["Transfer-Encoding: *"], True),
+    ("POST", "/v1/products", ["Transfer-Encoding: gzip", "Content-Type: application/json"],
+     True),
+    ("POST", "/v1/products", ["Content-Length: 2", "Content-Length: 3"], True),
+    ("POST", "/ipn/blockpn", ["Transfer-Encoding: gzip, chunked, gzip"], True),
+    ("GET", "/test/", ["Transfer-Encoding: *"], False),
+])
+def test_a_request_the_server_cannot_read_is_a_client_error(shop, method, path, extra,
+                                                            problem):
+    """An unknown transfer coding or a contradictory length is refused by the request
+    parser before the app runs: 400, and problem JSON with a request id where programs
+    read the answers."""
+    status, headers, body = exchange(shop, head(method, path, shop, *extra))
+    assert status == 400, body
+    if problem:
+        assert headers["content-type"] == "application/problem+json"
+        answer = json.loads(body)
+        assert answer["type"] == "invalid_request" and answer["status"] == 400
+        assert answer["instance"] == path
+        assert answer["request_id"] == headers["x-request-id"]
+    else:
+        assert headers["content-type"].startswith("text/plain")

@@ -10,19 +10,28 @@ server's request parser as soon as the headers are in (a body announced over the
 never read, a chunked one is cut once it passes the limit, and the connection closes after
 the answer), and by the app, which answers 413 in the area's format (problem JSON under
 /v1 and /ipn, an HTML page elsewhere) whatever server runs it.
+
+The parser also answers requests it can't read before the app sees them. On the paths
+programs read those answers are problem JSON too, and a transfer coding other than
+chunked, which waitress would answer 501, is the client's mistake: 400 `invalid_request`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 
 from waitress.channel import HTTPChannel
-from waitress.parser import HTTPRequestParser
+from waitress.parser import HTTPRequestParser, ParsingError, TransferEncodingNotImplemented
 from waitress.server import BaseWSGIServer
+from waitress.utilities import Error
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_cookie
 
-from .surfaces import surface_of
+from ..errors import InvalidRequest, PayloadTooLarge, problem
+from ..ids import new_id
+from .surfaces import is_machine_facing, surface_of
 
 JSON_BODY_BYTES = 1024 * 1024
 FORM_BODY_BYTES = 64 * 1024
@@ -76,7 +85,11 @@ class LimitedRequestParser(HTTPRequestParser):
     body_limit: int | None = None
 
     def parse_header(self, header_plus):
-        super().parse_header(header_plus)
+        try:
+            super().parse_header(header_plus)
+        except TransferEncodingNotImplemented as exc:
+            raise ParsingError(f"{exc.args[0]} Send the body with Content-Length, or "
+                               "chunked.") from None
         if not self.chunked and self.content_length <= FORM_BODY_BYTES:
             return  # within every limit: no need to find the route
         self.body_limit = self.limit_for(self.command, self.path, self.headers)
@@ -85,6 +98,9 @@ class LimitedRequestParser(HTTPRequestParser):
 
     def received(self, data):
         consumed = super().received(data)
+        if self.error is not None and not isinstance(self.error, ProblemAnswer) \
+                and self.path and is_machine_facing(self.path):
+            self.error = ProblemAnswer(self.error, self.path)
         if (self.chunked and not self.completed and self.body_limit is not None
                 and self.body_bytes_received > self.body_limit):
             self._cut(self.body_bytes_received)
@@ -101,6 +117,24 @@ class LimitedRequestParser(HTTPRequestParser):
         self.headers["CONTENT_LENGTH"] = str(length)
         self.headers["CONNECTION"] = "close"
         self.completed = True
+
+
+class ProblemAnswer(Error):
+    """waitress's answer to a request it could not parse, as problem JSON (with a request
+    id, as every answer of the app has)."""
+
+    def __init__(self, error: Error, path: str):
+        super().__init__(error.body)
+        self.problem = (PayloadTooLarge if error.code == 413 else InvalidRequest)(
+            f"the request could not be read: {error.body}")
+        self.code, self.path = self.problem.status, path
+
+    def to_response(self, ident=None):
+        request_id = new_id("req")
+        body = json.dumps(problem(self.problem, instance=self.path, request_id=request_id),
+                          separators=(",", ":"))
+        headers = [("Content-Type", "application/problem+json"), ("X-Request-Id", request_id)]
+        return f"{self.code} {HTTPStatus(self.code).phrase}", headers, body.encode()
 
 
 def install(server, app) -> None:
