@@ -8,11 +8,27 @@ the right place: limits reset on restart, which errs on the side of letting clie
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+
+IPV6_CLIENT_PREFIX = 64
+
+
+def client_of(address: str | None) -> str:
+    """What a per-address limit counts a client by: an IPv4 address whole, an IPv6 address
+    by its /64. A subscriber is usually handed a whole /64, so counting each IPv6 address
+    on its own would let one client spread its requests over 2^64 buckets."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return str(address)
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/{IPV6_CLIENT_PREFIX}", strict=False))
+    return str(getattr(ip, "ipv4_mapped", None) or ip)
 
 
 @dataclass(frozen=True)

@@ -312,6 +312,18 @@ class TestPerAddressLimit:
         assert listed.status_code == 200
         assert listed.headers["RateLimit-Policy"].startswith('"reads"')
 
+    def test_an_ipv6_client_is_counted_by_its_64_prefix(self, client, v1):
+        key, _ = sold_key(v1)
+
+        def validate_from(address: str):
+            return client.post("/v1/licenses/validate", json={"license_key": key},
+                               environ_base={"REMOTE_ADDR": address})
+
+        for host in range(3):  # a new address of the same /64 for each call
+            assert validate_from(f"2001:db8:1:2::{host + 1}").status_code == 200
+        assert validate_from("2001:db8:1:2:ffff::9").status_code == 429
+        assert validate_from("2001:db8:1:3::1").status_code == 200  # another /64
+
 
 # --- against the real server -----------------------------------------------------------------
 

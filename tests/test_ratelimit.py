@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from sellix_lite.ratelimit import SlidingWindowLimiter
+from sellix_lite.ratelimit import SlidingWindowLimiter, client_of
 
 SMALL = "[limits]\nreads_per_minute = 5\nwrites_per_minute = 3\n"
 
@@ -117,3 +117,16 @@ def test_idle_keys_are_swept():
     clock.now += 200
     limiter.hit("fresh", 10)
     assert set(limiter._hits) == {"fresh"}
+
+
+@pytest.mark.parametrize("address,client", [
+    ("203.0.113.7", "203.0.113.7"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::", "2001:db8:1:2::/64"),
+    ("::ffff:203.0.113.7", "203.0.113.7"),  # an IPv4 client on a dual-stack socket
+    ("::1", "::/64"),
+    (None, "None"),
+    ("unix-socket", "unix-socket"),
+])
+def test_clients_are_counted_by_address_and_ipv6_by_its_64(address, client):
+    assert client_of(address) == client

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 
 from ..errors import ApiError
+from ..ratelimit import client_of
 from ..services import checkout, orders, products, sandbox_helpers
 from ..services.scope import Scope
 from .context import get_db, runtime
@@ -50,7 +51,7 @@ def checkout_form(mode: str, slug: str):
     check_csrf()
     product = products.for_sale_by_slug(_scope(mode), slug)
     limit = runtime().config.limits.checkouts_per_minute_per_ip
-    decision = runtime().limiter.hit(f"checkout:{request.remote_addr}", limit)
+    decision = runtime().limiter.hit(f"checkout:{client_of(request.remote_addr)}", limit)
     if not decision.allowed:
         message = (f"You've started several checkouts in a short time. Please wait "
                    f"{decision.reset_seconds} seconds and try again.")

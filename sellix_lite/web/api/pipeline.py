@@ -25,6 +25,7 @@ from ...errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from ...ratelimit import client_of
 from ...services import api_keys, idempotency
 from ...services.scope import Scope
 from ...validation import Schema
@@ -147,7 +148,7 @@ def _count_failure(shared: Runtime, address: str | None) -> None:
     stranger guessing keys from a shared address can't lock its real users out.
     """
     limit = shared.config.limits.failed_auths_per_minute_per_ip
-    failures = shared.limiter.hit(f"auth-failures:{address}", limit)
+    failures = shared.limiter.hit(f"auth-failures:{client_of(address)}", limit)
     if not failures.allowed:
         raise RateLimited("too many failed authentications from this address",
                           headers={"Retry-After": str(failures.reset_seconds)})
@@ -179,7 +180,7 @@ def _count_request(shared: Runtime, method: str, key_id: str, context) -> None:
 def _count_public_request(shared: Runtime, address: str | None, context) -> None:
     """A public license check has no key to count against: its client's address stands in."""
     limit = shared.config.limits.license_checks_per_minute_per_ip
-    _count(shared, "license_checks", str(address), limit, context)
+    _count(shared, "license_checks", client_of(address), limit, context)
 
 
 def _count(shared: Runtime, bucket: str, client: str, limit: int, context) -> None:

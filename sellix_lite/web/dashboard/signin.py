@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, request, session, url_for
 
+from ...ratelimit import client_of
 from ...services import admin, reports
 from ..context import get_db, runtime
 from ..html import check_csrf
@@ -18,7 +19,8 @@ def sign_in():
     if request.method == "GET":
         return page_signin(None)
     check_csrf()
-    decision = runtime().limiter.hit(f"sign-in:{request.remote_addr}", SIGN_INS_PER_MINUTE)
+    decision = runtime().limiter.hit(f"sign-in:{client_of(request.remote_addr)}",
+                                     SIGN_INS_PER_MINUTE)
     if not decision.allowed:
         return page_signin(f"Too many attempts. Try again in {decision.reset_seconds} "
                            "seconds."), 429, {"Retry-After": str(decision.reset_seconds)}
