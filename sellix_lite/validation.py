@@ -35,6 +35,10 @@ WHITESPACE = "".join(
     f"\\u{low:04x}" + (f"-\\u{high:04x}" if high > low else "")
     for low, high in _runs(code for code in range(0x10000) if chr(code).isspace()))
 
+# Text shown to the merchant that strangers write (an instance's name from a buyer's
+# machine): no control characters, and none that reorder the text around it.
+PLAIN_TEXT = r"[^\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]*"
+PLAIN_TEXT_HINT = "must not contain control characters or bidirectional overrides"
 
 def portable(pattern: str) -> str:
     """`pattern` with Python's `\\s` and `\\S` written out, so an ECMA-262 reader (the

@@ -111,6 +111,14 @@ def test_an_unknown_key_is_404(client):
         "license_key": "NO-SUCH-KEY", "instance_id": "lin_x"}), 404, "not_found")
 
 
+def test_a_fingerprint_is_trimmed_so_padding_makes_no_new_instance(client, v1):
+    key, _ = sold_key(v1)
+    first = json_body(activate(client, key, fingerprint=" machine-1\n"), 201)["instance"]
+    assert first["fingerprint"] == "machine-1"
+    again = json_body(activate(client, key, fingerprint="machine-1"), 200)["instance"]
+    assert again == first
+
+
 def test_the_public_view_never_shows_the_buyer_or_the_order(client, v1):
     key, lic = sold_key(v1)
     activated = json_body(activate(client, key, fingerprint="a"), 201)
@@ -266,6 +274,9 @@ def test_bad_bodies_are_problems_naming_the_field(client, v1):
     assert_invalid(activate(client, key, "   "), "instance_name", exact=True)
     assert_invalid(activate(client, key, fingerprint="f" * 201), "fingerprint", exact=True)
     assert_invalid(activate(client, key, fingerprint=""), "fingerprint", exact=True)
+    for hostile in ("laptop\x00", "line\nbreak", "\u202eenil", "esc\x1b[31m"):
+        assert_invalid(activate(client, key, hostile), "instance_name", exact=True)
+        assert_invalid(activate(client, key, fingerprint=hostile), "fingerprint", exact=True)
     missing = assert_problem(client.post("/v1/licenses/activate",
                                          json={"instance_name": "x"}), 400, "invalid_request")
     assert set(missing["errors"]) == {"license_key"}

@@ -214,6 +214,7 @@ def test_a_connection_goes_on_after_a_body_within_its_limit(shop):
     ("POST", "/v1/products", ["Content-Length: 2", "Content-Length: 3"], True),
     ("POST", "/ipn/blockpn", ["Transfer-Encoding: gzip, chunked, gzip"], True),
     ("GET", "/test/", ["Transfer-Encoding: *"], False),
+    ("POST", "/v1/products", ["Idempotency-Key: \x7f", "Content-Length: 0"], False),
 ])
 def test_a_request_the_server_cannot_read_is_a_client_error(shop, method, path, extra,
                                                             problem):

@@ -20,7 +20,7 @@ from ..clock import now_iso
 from ..db import query_one, write_txn
 from ..errors import NotFound, invalid
 from ..ids import new_id
-from ..validation import Schema, String
+from ..validation import PLAIN_TEXT, PLAIN_TEXT_HINT, Schema, String
 from . import leases, licenses
 from .scope import Scope
 
@@ -34,9 +34,11 @@ _INSTANCE_ID = dict(min_length=1, max_length=100, example="lin_01J2PVQR41XSK3VY7
 ACTIVATE = Schema(
     license_key=String(**_KEY),
     instance_name=String(min_length=1, max_length=100, strip=True, required=True,
+                         pattern=PLAIN_TEXT, pattern_hint=PLAIN_TEXT_HINT,
                          description="A name for the machine or install, shown to the "
                                      "merchant.", example="Ada's laptop"),
-    fingerprint=String(min_length=1, max_length=200,
+    fingerprint=String(min_length=1, max_length=200, strip=True, pattern=PLAIN_TEXT,
+                       pattern_hint=PLAIN_TEXT_HINT,
                        description="A stable id of the machine: activating again with the "
                                    "same one returns the same instance.",
                        example="4c1f0e9b7d2a"),

@@ -98,9 +98,10 @@ class LimitedRequestParser(HTTPRequestParser):
 
     def received(self, data):
         consumed = super().received(data)
+        path = getattr(self, "path", None)  # set once the request line is read
         if self.error is not None and not isinstance(self.error, ProblemAnswer) \
-                and self.path and is_machine_facing(self.path):
-            self.error = ProblemAnswer(self.error, self.path)
+                and path and is_machine_facing(path):
+            self.error = ProblemAnswer(self.error, path)
         if (self.chunked and not self.completed and self.body_limit is not None
                 and self.body_bytes_received > self.body_limit):
             self._cut(self.body_bytes_received)
