@@ -181,6 +181,97 @@ def test_a_license_of_the_other_mode_is_not_found(dashboard, v1):
     assert json_body(v1.get(f"/v1/licenses/{lic['id']}"))["status"] == "active"
 
 
+def test_a_replaced_or_refunded_license_shows_why_and_offers_no_enable(dashboard, v1, clock,
+                                                                        tick):
+    _, order = sold(v1, qty=2, keys=3)
+    old, kept = order["delivery"]["keys"]
+    json_body(v1.post(f"/v1/orders/{order['id']}/replace", json={"key": old},
+                      headers={"Idempotency-Key": "replace"}))
+    by_key = {lic["key"]: lic for lic in licenses_of(v1, order_id=order["id"])}
+    kept_id = by_key[kept]["id"]
+    json_body(v1.patch(f"/v1/licenses/{kept_id}", json={"status": "disabled"}))
+    path = f"/dashboard/orders/{order['id']}"
+    for page in (path, "/dashboard/licenses",
+                 f"/dashboard/customers/{order['customer_id']}"):
+        html = text_of(dashboard.get(page))
+        replaced = license_row(html, by_key[old]["id"])
+        assert status_shown(html, by_key[old]["id"]) == "disabled"
+        assert "replaced" in replaced and ">Enable<" not in replaced
+        assert limit_form(html, by_key[old]["id"])  # the limit can still be changed
+        assert ">Enable<" in license_row(html, kept_id)  # only disabled by the merchant
+        assert "replaced" not in license_row(html, kept_id)
+
+    json_body(v1.post(f"/v1/orders/{order['id']}/refund", json={},
+                      headers={"Idempotency-Key": "refund"}))
+    tick("process_refunds")  # sends
+    clock.advance(1)
+    tick("process_refunds")  # settles
+    html = text_of(dashboard.get(path))
+    refunded = license_row(html, kept_id)
+    assert "refunded" in refunded and ">Enable<" not in refunded
+
+
+# --- a license's instances on the order page --------------------------------------------
+
+def activate(client, key: str, name: str, fingerprint: str) -> dict:
+    """The public activation a buyer's program makes: no API key."""
+    return json_body(client.post("/v1/licenses/activate", json={
+        "license_key": key, "instance_name": name, "fingerprint": fingerprint}), 201)
+
+
+def remove_forms(html: str, license_id: str) -> dict[str, dict]:
+    """The Remove form of each of a license's instances, by the form's action."""
+    collector = FormCollector()
+    collector.feed(html)
+    prefix = f"/dashboard/licenses/{license_id}/instances/"
+    return {action: fields for action, fields in collector.forms if action.startswith(prefix)}
+
+
+def test_the_order_page_shows_instances_and_removes_one_once(dashboard, client, v1):
+    _, order = sold(v1)
+    [lic] = licenses_of(v1, order_id=order["id"])
+    json_body(v1.patch(f"/v1/licenses/{lic['id']}", json={"activation_limit": 2}))
+    first = activate(client, lic["key"], "Ada's laptop", "fp-ada")["instance"]
+    second = activate(client, lic["key"], "Build box", "fp-build")["instance"]
+    path = f"/dashboard/orders/{order['id']}"
+    html = text_of(dashboard.get(path))
+    assert "2 of 2" in license_row(html, lic["id"])
+    for instance, name in ((first, "Ada&#39;s laptop"), (second, "Build box")):
+        row = re.search(rf'<tr id="{instance["id"]}">.*?</tr>', html, re.S).group(0)
+        assert name in row and instance["fingerprint"] in row and instance["created_at"] in row
+    forms_by_action = remove_forms(html, lic["id"])
+    action = f"/dashboard/licenses/{lic['id']}/instances/{first['id']}/delete"
+    assert len(forms_by_action) == 2 and action in forms_by_action
+
+    refused = dashboard.post(action, data={k: v for k, v in forms_by_action[action].items()
+                                           if k != "csrf_token"})
+    assert refused.status_code == 400
+    answer = dashboard.post(action, data=forms_by_action[action])
+    assert answer.status_code == 303 and answer.headers["Location"] == path
+    again = dashboard.post(action, data=forms_by_action[action])  # a reload
+    assert again.status_code == 303 and again.headers["Location"] == path
+    detail = json_body(v1.get(f"/v1/licenses/{lic['id']}"))
+    assert [i["id"] for i in detail["instances"]] == [second["id"]]
+    assert detail["activations"] == 1
+    removals = json_body(v1.get("/v1/events", params={"type": "license.deactivated"}))["data"]
+    assert len(removals) == 1
+    html = text_of(dashboard.get(path))
+    assert f'<tr id="{first["id"]}">' not in html and "1 of 2" in license_row(html, lic["id"])
+    assert any("removed" in message for message in flashes(html, "info"))
+    assert not flashes(html, "error")
+    activate(client, lic["key"], "New laptop", "fp-new")  # the freed slot is taken
+
+
+def test_a_buyers_instance_name_is_shown_escaped(dashboard, client, v1):
+    _, order = sold(v1)
+    [lic] = licenses_of(v1, order_id=order["id"])
+    activate(client, lic["key"], "<script>alert(1)</script>", '"><img src=x onerror=alert(2)>')
+    html = text_of(dashboard.get(f"/dashboard/orders/{order['id']}"))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in html
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+
+
 # --- replacing a key on the order page --------------------------------------------------------
 
 def replace_forms(html: str, order_id: str) -> dict[str, dict]:
@@ -425,6 +516,39 @@ def test_the_new_product_form_sets_the_low_stock_threshold(dashboard, v1):
     assert get_product(v1, product_id)["low_stock_threshold"] == 4
     assert 'name="low_stock_threshold" inputmode="numeric" value="4"' in text_of(
         dashboard.get(answer.headers["Location"]))
+
+
+def create_key_product(dashboard, activation_limit: str) -> str:
+    """A license_key product made with the new product form; its dashboard path."""
+    [fields] = forms(text_of(dashboard.get("/dashboard/products")), "/dashboard/products")
+    answer = dashboard.post("/dashboard/products", data={
+        **fields, "name": "Limited Keys", "type": "license_key", "price": "9.00",
+        "currency": "USD", "activation_limit": activation_limit})
+    assert answer.status_code == 303
+    return answer.headers["Location"]
+
+
+def test_the_product_forms_set_and_clear_the_activation_limit(dashboard, v1):
+    path = create_key_product(dashboard, "3")
+    product_id = path.rsplit("/", 1)[1]
+    assert get_product(v1, product_id)["activation_limit"] == 3
+    field = 'name="activation_limit" inputmode="numeric" value="{}"'
+    assert field.format(3) in text_of(dashboard.get(path))
+
+    for typed, kept in (("5", 5), ("", None), ("0", None)):
+        html = text_of(dashboard.get(path))
+        [edit] = forms(html, path)
+        dashboard.post(path, data={**edit, "name": "Limited Keys", "activation_limit": typed})
+        assert get_product(v1, product_id)["activation_limit"] == kept
+    html = text_of(dashboard.get(path))
+    assert field.format("") in html
+    assert any("activation_limit" in message for message in flashes(html, "error"))  # the 0
+
+    unlimited = create_key_product(dashboard, "")
+    assert get_product(v1, unlimited.rsplit("/", 1)[1])["activation_limit"] is None
+    account = make_product(v1, type="account", delivery_text="login: a", stock=2)
+    assert 'name="activation_limit"' not in text_of(
+        dashboard.get(f"/dashboard/products/{account['id']}"))
 
 
 # --- in Chromium --------------------------------------------------------------------------

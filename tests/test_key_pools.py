@@ -105,3 +105,19 @@ def test_the_dashboard_lists_the_pool_and_deletes_an_available_key(app, v1, clie
     assert answer.status_code == 303
     assert get_product(v1, product["id"])["stock"] == 0
     assert [k["key"] for k in pool(v1, product["id"])["data"]] == [sold]
+
+
+def test_a_burned_key_can_not_be_deleted_and_is_called_burned(v1):
+    product, _ = key_product(v1, 2)
+    order = pay(v1, place_order(v1, product["id"])["id"])
+    [old] = order["delivery"]["keys"]
+    response = v1.post(f"/v1/orders/{order['id']}/replace", json={"key": old},
+                       headers={"Idempotency-Key": "replace"})
+    assert response.status_code == 200, response.text
+    [burned] = pool(v1, product["id"], status="burned")["data"]
+    [sold] = pool(v1, product["id"], status="sold")["data"]
+    for key, status in ((burned, "burned"), (sold, "sold")):
+        refused = assert_invalid(v1.delete(f"/v1/products/{product['id']}/keys/{key['id']}"),
+                                 "key_id")
+        assert refused["errors"]["key_id"].startswith(f"the key is {status};")
+    assert [k["key"] for k in pool(v1, product["id"])["data"]] == [sold["key"], old]

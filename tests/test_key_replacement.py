@@ -260,3 +260,36 @@ def test_a_real_shop_emails_the_new_key_and_signs_the_event(tmp_path, receiver):
         assert event["data"]["object"]["delivery"]["keys"] == [fresh]
         assert event["data"]["replacement"] == {"old_key": old, "new_key": fresh,
                                                 "reason": "leaked"}
+
+
+def test_a_refund_of_everything_under_way_refuses_a_replacement(v1, app_db, clock, tick):
+    """While a full refund is processing the order is still completed; a key replaced then
+    would be spent from the pool and disabled when the refund settles."""
+    order, product, _ = delivered(v1, keys=4, qty=1)
+    [key] = order["delivery"]["keys"]
+    json_body(v1.post(f"/v1/orders/{order['id']}/refund", json={"amount_cents": 100},
+                      headers={"Idempotency-Key": "part"}))
+    json_body(replace(v1, order["id"], key, "after a part"))  # a part leaves the sale
+    order = fetch(v1, order["id"])
+    json_body(v1.post(f"/v1/orders/{order['id']}/refund", json={},
+                      headers={"Idempotency-Key": "rest"}))
+    assert fetch(v1, order["id"])["status"] == "completed"
+    before = snapshot(v1, app_db, order)
+    refused = assert_invalid(replace(v1, order["id"], order["delivery"]["keys"][0], "in flight"),
+                             "order", exact=True)
+    assert "refund of the whole amount is under way" in refused["errors"]["order"]
+    assert snapshot(v1, app_db, order) == before
+
+    tick("process_refunds")  # sends
+    clock.advance(1)
+    tick("process_refunds")  # settles the part, and the rest
+    assert fetch(v1, order["id"])["status"] == "refunded"
+    assert pool(v1, product["id"], "available") == before["pool"]["available"]
+
+
+def test_a_free_orders_key_can_be_replaced(v1):
+    """Nothing was paid, so nothing is refundable: that is no refund under way."""
+    product, _ = key_product(v1, 2, price_cents=0)
+    order = fetch(v1, place_order(v1, product["id"])["id"])
+    assert (order["status"], order["refundable_cents"]) == ("completed", 0)
+    json_body(replace(v1, order["id"], order["delivery"]["keys"][0], "free"))

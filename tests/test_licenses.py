@@ -90,16 +90,21 @@ def test_patch_changes_status_and_limit_with_one_updated_event(v1):
         assert_invalid(v1.patch(f"/v1/licenses/{lic['id']}", json=body), *body)
 
 
+def settle_refund(v1, clock, tick, order_id: str, key: str, **body) -> None:
+    """Refund (all unless told) and let the provider settle it."""
+    response = v1.post(f"/v1/orders/{order_id}/refund", json=body,
+                       headers={"Idempotency-Key": key})
+    assert response.status_code in (200, 201), response.text
+    tick("process_refunds")  # sends
+    clock.advance(1)
+    tick("process_refunds")  # settles
+
+
 def test_a_full_refund_disables_the_orders_licenses(v1, clock, tick):
     order, _ = delivered(v1, qty=2)
 
     def refund(key: str, **body) -> list[str]:
-        response = v1.post(f"/v1/orders/{order['id']}/refund", json=body,
-                           headers={"Idempotency-Key": key})
-        assert response.status_code in (200, 201), response.text
-        tick("process_refunds")  # sends
-        clock.advance(1)
-        tick("process_refunds")  # settles
+        settle_refund(v1, clock, tick, order["id"], key, **body)
         return [lic["status"] for lic in licenses(v1, order_id=order["id"])]
 
     assert refund("part", amount_cents=100) == ["active", "active"]
@@ -136,3 +141,42 @@ def test_license_events_can_be_subscribed_to(v1):
     response = v1.post("/v1/webhooks", json={
         "url": "https://example.com/hook", "events": ["license.*", "license.updated"]})
     assert response.status_code == 201, response.text
+
+
+def assert_stays_disabled(client, v1, lic: dict, word: str) -> None:
+    """Enabling is refused, naming `word`, with no event; the key still doesn't validate;
+    its limit can still be changed."""
+    updates = len(license_events(v1, "license.updated", lic["id"]))
+    refused = assert_invalid(v1.patch(f"/v1/licenses/{lic['id']}", json={"status": "active"}),
+                             "status", exact=True)
+    assert word in refused["errors"]["status"]
+    assert_invalid(v1.patch(f"/v1/licenses/{lic['id']}",
+                            json={"status": "active", "activation_limit": 2}), "status")
+    check = json_body(client.post("/v1/licenses/validate", json={"license_key": lic["key"]}))
+    assert (check["valid"], check["reason"]) == (False, "disabled")
+    assert len(license_events(v1, "license.updated", lic["id"])) == updates
+    changed = json_body(v1.patch(f"/v1/licenses/{lic['id']}", json={"activation_limit": 4}))
+    assert (changed["status"], changed["activation_limit"]) == ("disabled", 4)
+
+
+def test_a_replaced_keys_license_can_not_be_enabled_again(client, v1):
+    order, _ = delivered(v1)
+    [old] = order["delivery"]["keys"]
+    json_body(v1.post(f"/v1/orders/{order['id']}/replace", json={"key": old},
+                      headers={"Idempotency-Key": "replace"}))
+    [lic] = licenses(v1, order_id=order["id"], status="disabled")
+    assert lic["key"] == old
+    assert_stays_disabled(client, v1, lic, "replaced")
+
+
+def test_a_fully_refunded_orders_licenses_can_not_be_enabled_again(client, v1, clock, tick):
+    order, _ = delivered(v1)
+    [lic] = licenses(v1, order_id=order["id"])
+    settle_refund(v1, clock, tick, order["id"], "part", amount_cents=100)
+    for status in ("disabled", "active"):  # a partial refund leaves the merchant's word
+        assert json_body(v1.patch(f"/v1/licenses/{lic['id']}",
+                                  json={"status": status}))["status"] == status
+    settle_refund(v1, clock, tick, order["id"], "rest")
+    [lic] = licenses(v1, order_id=order["id"])
+    assert lic["status"] == "disabled"
+    assert_stays_disabled(client, v1, lic, "refunded in full")

@@ -61,6 +61,10 @@ def _replaceable_keys(db: sqlite_utils.Database, order: dict, key: str) -> list[
     if order["status"] == "refunded":
         raise Unprocessable(errors={"order": "is refunded, so its keys can't be replaced"},
                             codes={"order": "refunded"})
+    if _refund_of_everything_under_way(order):
+        raise Unprocessable(errors={"order": "a refund of the whole amount is under way, so "
+                                             "its keys can't be replaced"},
+                            codes={"order": "refunded"})
     if order["status"] != "completed" or order["delivery_state"] != "delivered":
         raise Unprocessable(errors={"order": "has no delivered keys to replace"},
                             codes={"order": "not_delivered"})
@@ -75,6 +79,12 @@ def _replaceable_keys(db: sqlite_utils.Database, order: dict, key: str) -> list[
         raise Unprocessable(errors={"key": "is not one of the order's delivered keys"},
                             codes={"key": "not_delivered"})
     return keys
+
+
+def _refund_of_everything_under_way(order: dict) -> bool:
+    """Refunds still processing and those settled cover all that was paid: the order is
+    completed until they settle, when its licenses are disabled, a fresh key's included."""
+    return order["paid_cents"] > 0 and orders.refundable_cents(order) == 0
 
 
 def _deliver_fresh_key(scope: Scope, order: dict) -> dict:

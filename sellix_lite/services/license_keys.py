@@ -68,13 +68,23 @@ def delete(scope: Scope, product_id: str, key_id: str) -> dict:
         before = _require_pool(scope, product_id, "product_id")
         row = _key_row(scope, product_id, key_id)
         if row["state"] != "available":
-            status = "sold" if row["state"] == "delivered" else row["state"]
+            status = _unavailable_status(scope, row)
             raise Unprocessable(errors={"key_id": f"the key is {status}; only available "
-                                                  "keys can be deleted"})
+                                                  "keys can be deleted"},
+                                codes={"key_id": status})
         scope.db.execute("DELETE FROM license_keys WHERE id = ?", (row["id"],))
         products.record_stock_change(scope, before)
         inventory.warn_if_low(scope.db, before, scope.config.shop.owner_email)
     return {"id": key_id, "deleted": True}
+
+
+def _unavailable_status(scope: Scope, row: dict) -> str:
+    """What the pool calls a key that is not available: reserved, sold, or burned (a
+    delivered key that was replaced), as the view `license_key_pool` has it."""
+    if row["state"] != "delivered":
+        return row["state"]
+    burned = query_one(scope.db, "SELECT 1 FROM burned_keys WHERE key_id = ?", (row["id"],))
+    return "burned" if burned else "sold"
 
 
 def _key_row(scope: Scope, product_id: str, key_id: str) -> dict:

@@ -20,7 +20,7 @@ import sqlite_utils
 
 from ..clock import now_iso
 from ..db import query_one, write_txn
-from ..errors import NotFound
+from ..errors import NotFound, Unprocessable
 from ..ids import new_id
 from ..validation import Enum, Integer, Schema, String
 from . import events
@@ -122,14 +122,44 @@ def get(scope: Scope, license_id: str) -> dict:
 
 
 def update(scope: Scope, license_id: str, body: dict) -> dict:
-    """Disable or re-enable a license, or change its activation limit."""
+    """Disable or re-enable a license, or change its activation limit; a license whose key
+    was replaced or whose order was refunded in full stays disabled (`lock_reason`)."""
     params = UPDATE.validate(body)
     with write_txn(scope.db):
         row = scope.require("licenses", license_id, "license")
         changes = {key: value for key, value in params.items() if row[key] != value}
+        if changes.get("status") == "active":
+            _refuse_if_locked(scope.db, row)
         if changes:
             row = _save(scope.db, row, changes)
     return _detail(scope.db, row)
+
+
+# Why a disabled license can't be switched back on: the message and the code of each.
+LOCKS = {
+    "replaced": "the key was replaced, so its license can't be enabled again",
+    "refunded": "the order was refunded in full, so its licenses can't be enabled again",
+}
+
+
+def lock_reason(db: sqlite_utils.Database, row: dict) -> str | None:
+    """`replaced` when the license's key was burned, `refunded` when its order was refunded
+    in full, else None: re-enabling either would give back a sale that was taken back (a
+    burned key working beside its replacement, or a key the buyer got the money for)."""
+    found = query_one(db, (
+        "SELECT EXISTS (SELECT 1 FROM burned_keys b JOIN license_keys k ON k.id = b.key_id "
+        "WHERE b.order_id = :order AND k.key = :key) AS burned, "
+        "(SELECT status FROM orders WHERE id = :order) AS order_status"),
+        {"order": row["order_id"], "key": row["key"]})
+    if found["burned"]:
+        return "replaced"
+    return "refunded" if found["order_status"] == "refunded" else None
+
+
+def _refuse_if_locked(db: sqlite_utils.Database, row: dict) -> None:
+    reason = lock_reason(db, row)
+    if reason:
+        raise Unprocessable(errors={"status": LOCKS[reason]}, codes={"status": reason})
 
 
 def delete_instance(scope: Scope, license_id: str, instance_id: str) -> dict:

@@ -16,6 +16,8 @@ from . import back_or, bp, page, query_of, scope, submit, submit_and_show
 
 POOL_SHOWN = 100  # keys listed per page of a license_key product's pool, newest first
 TEXT_FIELDS = ("name", "description", "delivery_text", "dynamic_url", "interval", "status")
+# Whole numbers whose empty field means none: no low-stock alert, unlimited activations.
+OPTIONAL_NUMBERS = ("low_stock_threshold", "activation_limit")
 
 
 @bp.get("/products")
@@ -137,10 +139,11 @@ def _product_body(form, *, creating: bool) -> dict:
         body["stock"] = form_integer(form["stock"])
     elif form.get("unlimited"):
         body["stock"] = None
-    if "low_stock_threshold" in form:  # the edit form always sends it; empty turns it off
-        threshold = form["low_stock_threshold"].strip()
-        if threshold or not creating:
-            body["low_stock_threshold"] = form_integer(threshold) if threshold else None
+    for field in OPTIONAL_NUMBERS:  # the edit form always sends them; empty turns one off
+        if field in form:
+            number = form[field].strip()
+            if number or not creating:
+                body[field] = form_integer(number) if number else None
     return body
 
 

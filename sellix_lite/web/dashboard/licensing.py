@@ -1,5 +1,5 @@
 """Licenses: the list with its search by key; disable, re-enable or limit one from any page
-that lists it."""
+that lists it, and remove an instance from its order's page."""
 
 from __future__ import annotations
 
@@ -13,8 +13,15 @@ from . import back_or, bp, page, query_of, scope, submit
 @bp.get("/licenses")
 def licenses_page():
     """Licenses, newest first, by status or buyer, and found by the start of their key."""
-    return page("licenses.html", listing=licenses.search(scope(), query_of(licenses.SEARCH)),
+    listing = licenses.search(scope(), query_of(licenses.SEARCH))
+    return page("licenses.html", listing={**listing, "data": with_locks(listing["data"])},
                 statuses=licenses.STATUSES, filters=request.args)
+
+
+def with_locks(shown: list[dict]) -> list[dict]:
+    """The licenses with `locked`: why one can't be enabled again (`replaced`,
+    `refunded`), or None; the table offers no Enable button for a locked license."""
+    return [{**lic, "locked": licenses.lock_reason(scope().db, lic)} for lic in shown]
 
 
 @bp.post("/licenses/<license_id>")
@@ -36,3 +43,13 @@ def _license_body(form) -> dict:
         limit = form["activation_limit"].strip()
         body["activation_limit"] = form_integer(limit) if limit else None
     return body
+
+
+@bp.post("/licenses/<license_id>/instances/<instance_id>/delete")
+def delete_instance(license_id, instance_id):
+    """Remove an instance, freeing its activation for the buyer's next machine; then back
+    to the page the form was on."""
+    def action():
+        licenses.delete_instance(scope(), license_id, instance_id)
+        flash(f"Instance {instance_id} removed: its activation is free again.", "info")
+    return submit(action, back_or(url_for("dashboard.licenses_page")))

@@ -9,6 +9,7 @@ from ..context import runtime
 from ..html import money
 from . import bp, page, query_of, scope, submit
 from .catalog import to_cents
+from .licensing import with_locks
 
 LICENSES_SHOWN = 100  # on an order's or a buyer's page; the licenses page has them all
 
@@ -26,8 +27,10 @@ def order_page(order_id):
     """One order with its payment, delivery, licenses and refunds."""
     order = orders.get(scope(), order_id)
     history = refunds.list_for_order(scope(), order_id, {"limit": 100})
+    listed = _licenses({"order_id": order_id})["data"]
+    shown = [licenses.get(scope(), lic["id"]) for lic in listed]  # with their instances
     return page("order.html", order=order, refunds=history["data"], reasons=refunds.REASONS,
-                licenses=_licenses({"order_id": order_id})["data"])
+                licenses=with_locks(shown))
 
 
 @bp.post("/orders/<order_id>/refund")
@@ -83,8 +86,9 @@ def customers_page():
 def customer_page(customer_id):
     """One buyer's orders and licenses."""
     customer = customers.get(scope(), customer_id)
+    listing = _licenses({"customer_email": customer["email"]})
     return page("customer.html", customer=customer,
-                licenses=_licenses({"customer_email": customer["email"]}))
+                licenses={**listing, "data": with_locks(listing["data"])})
 
 
 def _licenses(query: dict) -> dict:
