@@ -130,7 +130,7 @@ def test_the_public_view_never_shows_the_buyer_or_the_order(client, v1):
 
 
 def test_live_is_found_before_test_when_a_key_is_in_both(client, v1, app_db):
-    """A merchant may import the same keys into a test product to try them out. The live
+    """The same key text in a test product's pool and a live one's: live wins. The live
     license is written straight into the database: live orders need BlockPN."""
     key, test_license = sold_key(v1)
     live_product = make_product(client.keyed(mode="live"), type="license_key")
