@@ -27,6 +27,7 @@ class ServerConfig:
     threads: int = 8
     public_url: str = ""
     trusted_proxy: str = ""
+    country_header: str = ""  # the buyer's country, set by the trusted proxy (e.g. CF-IPCountry)
     log_format: str = "text"
 
 

@@ -504,7 +504,8 @@ def m0013_licenses(db):
         "CREATE INDEX licenses_key ON licenses (key)",
     )
     _license_delivered_keys(db)
-    _grant_to_keys_with_every_ability(db, ["licenses:read", "licenses:write"])
+    _grant_to_keys_with_every_ability(db, ABILITIES_BEFORE_LICENSES,
+                                      ["licenses:read", "licenses:write"])
 
 
 # Every ability before licenses: a key holding them all was minted with "every ability".
@@ -514,12 +515,13 @@ ABILITIES_BEFORE_LICENSES = frozenset({
     "api_keys:write"})
 
 
-def _grant_to_keys_with_every_ability(db, added: list[str]) -> None:
-    """Give `added` to each key that held every ability there was: "every ability" includes
-    the ones added later, so a merchant's all-powerful key keeps reaching everything."""
+def _grant_to_keys_with_every_ability(db, every: frozenset[str], added: list[str]) -> None:
+    """Give `added` to each key that held `every` ability there was: "every ability"
+    includes the ones added later, so a merchant's all-powerful key keeps reaching
+    everything."""
     for key_id, abilities in db.execute("SELECT id, abilities FROM api_keys").fetchall():
         held = json.loads(abilities)
-        if ABILITIES_BEFORE_LICENSES <= set(held):
+        if every <= set(held):
             db.execute("UPDATE api_keys SET abilities = ? WHERE id = ?",
                        (json.dumps(held + [a for a in added if a not in held]), key_id))
 
@@ -569,6 +571,66 @@ def m0014_license_instances_and_replacements(db):
            FROM license_keys k JOIN products p ON p.id = k.product_id
            LEFT JOIN burned_keys b ON b.key_id = k.id""",
     )
+
+
+@migration
+def m0015_coupons_fields_metadata_blacklist(db):
+    # Coupons and their redemptions (one per order; given back when the order fails
+    # unpaid), custom checkout fields and their values, metadata on products, orders,
+    # customers and coupons, and the blacklist with the checkouts it refused. An order's
+    # subtotal is its total before the discount: for every order so far, the same.
+    _run(
+        db,
+        """CREATE TABLE coupons (
+               id TEXT PRIMARY KEY, mode TEXT NOT NULL, code TEXT NOT NULL,
+               code_key TEXT NOT NULL,
+               percent_off INTEGER CHECK (percent_off BETWEEN 1 AND 100),
+               amount_off_cents INTEGER CHECK (amount_off_cents >= 1), currency TEXT,
+               product_ids TEXT, max_redemptions INTEGER CHECK (max_redemptions >= 1),
+               redemptions INTEGER NOT NULL DEFAULT 0 CHECK (redemptions >= 0),
+               once_per_customer INTEGER NOT NULL DEFAULT 0,
+               starts_at TEXT, expires_at TEXT,
+               status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+               metadata TEXT NOT NULL DEFAULT '{}',
+               created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+               UNIQUE (mode, code_key),
+               CHECK ((percent_off IS NULL) != (amount_off_cents IS NULL)),
+               CHECK ((amount_off_cents IS NULL) = (currency IS NULL)),
+               CHECK (max_redemptions IS NULL OR redemptions <= max_redemptions))""",
+        "CREATE INDEX coupons_list ON coupons (mode, id)",
+        """CREATE TABLE coupon_redemptions (
+               order_id TEXT PRIMARY KEY REFERENCES orders (id),
+               coupon_id TEXT NOT NULL REFERENCES coupons (id),
+               customer_email TEXT NOT NULL, created_at TEXT NOT NULL)""",
+        "CREATE INDEX coupon_redemptions_by_buyer ON coupon_redemptions "
+        "(coupon_id, customer_email)",
+        "ALTER TABLE orders ADD COLUMN subtotal_cents INTEGER CHECK (subtotal_cents >= 0)",
+        "UPDATE orders SET subtotal_cents = total_cents",
+        "ALTER TABLE orders ADD COLUMN discount_cents INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (discount_cents >= 0)",
+        "ALTER TABLE orders ADD COLUMN coupon TEXT",
+        "ALTER TABLE orders ADD COLUMN custom_fields TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE orders ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE orders ADD COLUMN customer_ip TEXT",
+        "ALTER TABLE products ADD COLUMN custom_fields TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE products ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE customers ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'",
+        """CREATE TABLE blacklist (
+               id TEXT PRIMARY KEY, mode TEXT NOT NULL,
+               type TEXT NOT NULL CHECK (type IN ('email', 'email_domain', 'ip', 'country')),
+               value TEXT NOT NULL, note TEXT, created_at TEXT NOT NULL)""",
+        "CREATE INDEX blacklist_list ON blacklist (mode, id)",
+        """CREATE TABLE blacklist_refusals (
+               id TEXT PRIMARY KEY, mode TEXT NOT NULL,
+               rule_id TEXT NOT NULL REFERENCES blacklist (id) ON DELETE CASCADE,
+               customer_email TEXT, customer_ip TEXT, country TEXT, product_id TEXT,
+               surface TEXT NOT NULL, created_at TEXT NOT NULL)""",
+        "CREATE INDEX blacklist_refusals_by_rule ON blacklist_refusals (rule_id, id)",
+    )
+    _grant_to_keys_with_every_ability(
+        db, ABILITIES_BEFORE_LICENSES | {"licenses:read", "licenses:write"},
+        ["customers:write", "coupons:read", "coupons:write", "blacklist:read",
+         "blacklist:write"])
 
 
 def migrate(db: sqlite_utils.Database) -> int:

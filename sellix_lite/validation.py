@@ -368,6 +368,60 @@ class Object(Field):
         return self.schema.json_schema()
 
 
+class Metadata(Field):
+    """Free-form key-value pairs the merchant keeps on an object: at most 20 keys of 1 to 40
+    characters, each value a string of at most 500. In a change (`patch=True`) a null value
+    removes its key; `merge_metadata` applies a change to what is kept."""
+
+    json_type = "object"
+    MAX_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 20, 40, 500
+
+    def __init__(self, *, patch: bool = False, **kwargs):
+        kwargs.setdefault("description", "Your own key-value pairs: up to 20 keys of 1-40 "
+                          "characters, string values up to 500 characters"
+                          + ("; a null value removes its key." if patch else "."))
+        kwargs.setdefault("example", {"crm_id": "C-1042"})
+        super().__init__(**kwargs)
+        self.patch = patch
+
+    def check(self, value, from_query):
+        if not isinstance(value, dict):
+            raise FieldError(self.expects())
+        if len(value) > self.MAX_KEYS:
+            raise FieldError(f"has {len(value)} keys; {self.expects()}")
+        for key, item in value.items():
+            if not 1 <= len(key) <= self.MAX_KEY_LENGTH:
+                raise FieldError(f"has a key of {len(key)} characters; {self.expects()}")
+            removal = item is None and self.patch
+            if not removal and not (isinstance(item, str)
+                                    and len(item) <= self.MAX_VALUE_LENGTH):
+                raise FieldError(f"has a bad value for {key!r}; {self.expects()}")
+        return dict(value)
+
+    def expects(self):
+        return (f"must be an object of at most {self.MAX_KEYS} keys of 1 to "
+                f"{self.MAX_KEY_LENGTH} characters, each value a string of at most "
+                f"{self.MAX_VALUE_LENGTH} characters" + (" or null" if self.patch else ""))
+
+    def schema_fragment(self):
+        value = {"type": ["string", "null"] if self.patch else "string",
+                 "maxLength": self.MAX_VALUE_LENGTH}
+        return {"type": "object", "maxProperties": self.MAX_KEYS,
+                "propertyNames": {"minLength": 1, "maxLength": self.MAX_KEY_LENGTH},
+                "additionalProperties": value}
+
+
+def merge_metadata(kept: dict, change: dict) -> dict:
+    """`kept` with `change` applied (a null value removes its key); 422 on `metadata` when
+    the result has more keys than allowed."""
+    merged = {**kept, **change}
+    merged = {key: value for key, value in merged.items() if value is not None}
+    if len(merged) > Metadata.MAX_KEYS:
+        raise Unprocessable(errors={"metadata": f"would have {len(merged)} keys; at most "
+                                                f"{Metadata.MAX_KEYS} are kept"})
+    return merged
+
+
 class Schema:
     """A set of named fields: a JSON object body or a query string."""
 

@@ -22,9 +22,11 @@ from .scope import MODES, Scope, list_query
 ABILITIES = (
     "products:read", "products:write",
     "orders:read", "orders:write",
-    "customers:read",
+    "customers:read", "customers:write",
     "payouts:read", "payouts:write",
     "licenses:read", "licenses:write",
+    "coupons:read", "coupons:write",
+    "blacklist:read", "blacklist:write",
     "webhooks:read", "webhooks:write",
     "api_keys:read", "api_keys:write",
 )
