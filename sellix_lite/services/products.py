@@ -7,6 +7,7 @@ the number of available keys in its pool.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import unicodedata
@@ -19,7 +20,7 @@ from ..currencies import CODES
 from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
-from ..validation import HTTP_URL, Boolean, Enum, Integer, Schema, String
+from ..validation import HTTP_URL, Boolean, Enum, Integer, Metadata, Schema, String, merge_metadata
 from . import events, files, licenses
 from .scope import Scope, list_query
 from .urls import Targets, UrlRefused
@@ -86,9 +87,10 @@ CREATE = Schema(
                                example=12900),
         "currency": Enum(CODES, required=True, description="ISO 4217 code.", example="USD"),
         "requires_shipping": Boolean(description="Physical products always ship."),
+        "metadata": Metadata(),
     }
 )
-UPDATE = Schema(**_editable_fields())
+UPDATE = Schema(**_editable_fields(), metadata=Metadata(patch=True))
 LIST = list_query(status=Enum(STATUSES, description="Only products with this status."),
                   type=Enum(TYPES, description="Only products of this type."))
 
@@ -106,6 +108,7 @@ def render(row: dict) -> dict:
         "delivery_text": row["delivery_text"], "dynamic_url": row["dynamic_url"],
         "interval": row["interval"], "requires_shipping": row["type"] == "physical",
         "file": _render_file(row),
+        "metadata": json.loads(row["metadata"]),
     }
 
 
@@ -183,6 +186,7 @@ def create(scope: Scope, body: dict) -> dict:
         "created_at": now, "updated_at": now,
         "archived_at": now if params.get("status") == "archived" else None,
         "dynamic_secret": webhook_signatures.new_secret() if product_type == "dynamic" else None,
+        "metadata": json.dumps(params.get("metadata", {})),
     }
     with write_txn(scope.db):
         # The name's own slug is usually free: try it, and look for a free one if not.
@@ -209,12 +213,16 @@ def rotate_dynamic_secret(scope: Scope, product_id: str) -> dict:
 
 
 def update(scope: Scope, product_id: str, body: dict) -> dict:
-    """Apply any subset of the editable fields; archiving through `status` archives."""
+    """Apply any subset of the editable fields; archiving through `status` archives, and
+    `metadata` is merged into what the product keeps."""
     params = UPDATE.validate(body)
     with write_txn(scope.db):
         row = require(scope, product_id)
         _check_type_fields(row["type"], params, Targets(scope.mode, scope.config.webhooks),
                            creating=False)
+        if "metadata" in params:
+            params["metadata"] = json.dumps(merge_metadata(json.loads(row["metadata"]),
+                                                           params["metadata"]))
         changes = {k: v for k, v in params.items() if row[k] != v}
         if not changes:
             return render(row)
