@@ -26,7 +26,7 @@ from ..db import write_txn
 from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
-from ..validation import Email, Enum, Integer, Object, Schema, String
+from ..validation import Email, Enum, Integer, Metadata, Object, Schema, String
 from . import customers, fulfilment, inventory, orders
 from .payments import provider_for
 from .scope import Scope
@@ -57,6 +57,7 @@ CREATE = Schema(
                  example="USDT"),
     shipping_address=Object(SHIPPING_ADDRESS, description="Where a physical product ships "
                             "(required for physical products, refused for others)."),
+    metadata=Metadata(),
 )
 
 
@@ -168,6 +169,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
         "shipping_address": json.dumps(params["shipping_address"])
         if "shipping_address" in params else None,
         "subscription_id": subscription_id,
+        "metadata": json.dumps(params.get("metadata", {})),
     }
     storage.insert(scope.db, "orders", row)
     return scope.get("orders", order_id)

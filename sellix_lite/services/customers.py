@@ -7,13 +7,15 @@ and a refunded overpayment can't drive them below zero.
 
 from __future__ import annotations
 
+import json
+
 import sqlite_utils
 
 from ..clock import now_iso
-from ..db import query_one
+from ..db import query_one, write_txn
 from ..ids import new_id
 from ..validation import String
-from . import events
+from . import events, metadata
 from .scope import Scope, list_query
 
 LIST = list_query(email=String(min_length=1, max_length=254,
@@ -30,7 +32,8 @@ def render(row: dict) -> dict:
     """The public customer object."""
     return {"id": row["id"], "email": row["email"], "mode": row["mode"],
             "orders_count": row["orders_count"], "lifetime_cents": row["lifetime_cents"],
-            "first_seen_at": row["first_seen_at"], "last_seen_at": row["last_seen_at"]}
+            "first_seen_at": row["first_seen_at"], "last_seen_at": row["last_seen_at"],
+            "metadata": json.loads(row["metadata"])}
 
 
 def record_order(db: sqlite_utils.Database, mode: str, email: str) -> str:
@@ -68,6 +71,19 @@ def get(scope: Scope, customer_id: str) -> dict:
         for o in scope.db.query("SELECT * FROM orders WHERE customer_id = ? ORDER BY id DESC",
                                 (customer_id,))]
     return customer
+
+
+def update(scope: Scope, customer_id: str, body: dict) -> dict:
+    """Merge `metadata` into what the customer keeps, with `customer.updated` when it
+    changed; returns the customer as `get` does."""
+    change = metadata.UPDATE.validate(body).get("metadata", {})
+    with write_txn(scope.db):
+        row = scope.require("customers", customer_id, "customer")
+        previous = metadata.update(scope, "customers", row, change)
+        if previous is not None:
+            events.emit(scope.db, scope.mode, "customer.updated",
+                        _fetch(scope.db, customer_id), {"metadata": previous})
+    return get(scope, customer_id)
 
 
 def _fetch(db: sqlite_utils.Database, customer_id: str) -> dict:

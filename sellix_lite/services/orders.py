@@ -14,10 +14,10 @@ import sqlite_utils
 
 from .. import db as storage
 from ..clock import iso, now_iso
-from ..db import query_one
+from ..db import query_one, write_txn
 from ..errors import Unprocessable
 from ..validation import DATE_OR_DATE_TIME, Enum, String
-from . import events, inventory
+from . import events, inventory, metadata
 from .links import Links
 from .scope import Scope, list_query
 
@@ -71,6 +71,7 @@ def render(row: dict, links: Links, subscription: dict | None = None) -> dict:
                    "subtotal_cents": row["total_cents"]}],
         "delivery": _delivery(row, links),
         "failure_reason": row["failure_reason"],
+        "metadata": json.loads(row["metadata"]),
     }
     if row["total_cents"] == 0:
         shown["payment"] = None  # a free order opens no invoice
@@ -99,6 +100,18 @@ def _delivery(row: dict, links: Links) -> dict:
 
 def get(scope: Scope, order_id: str) -> dict:
     return present(scope.db, scope.require("orders", order_id, "order"), scope.links)
+
+
+def update(scope: Scope, order_id: str, body: dict) -> dict:
+    """Merge `metadata` into what the order keeps, with `order.updated` when it changed."""
+    change = metadata.UPDATE.validate(body).get("metadata", {})
+    with write_txn(scope.db):
+        row = scope.require("orders", order_id, "order")
+        previous = metadata.update(scope, "orders", row, change, updated_at=now_iso())
+        order = get(scope, order_id)
+        if previous is not None:
+            events.emit(scope.db, scope.mode, "order.updated", order, {"metadata": previous})
+    return order
 
 
 def list_page(scope: Scope, query: dict) -> dict:

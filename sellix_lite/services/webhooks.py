@@ -23,10 +23,10 @@ from .urls import Targets, UrlRefused
 
 EVENT_TYPES = (
     "order.created", "order.paid", "order.delivered", "order.failed", "order.refunded",
-    "order.key_replaced",
+    "order.key_replaced", "order.updated",
     "product.created", "product.updated", "product.archived", "product.stock_low",
     "payout.queued", "payout.broadcast", "payout.confirmed", "payout.failed",
-    "customer.created",
+    "customer.created", "customer.updated",
     "license.created", "license.updated", "license.activated", "license.deactivated",
 )
 # `*` and a wildcard for each family of EVENT_TYPES.

@@ -7,7 +7,7 @@ function without its schema fails the build.
 
 from __future__ import annotations
 
-from ... import chains, currencies
+from ... import chains, currencies, validation
 from ...services import (
     api_keys,
     checkout,
@@ -45,6 +45,7 @@ MODE = enum(("live", "test"))
 CURRENCY = {"$ref": "#/components/schemas/Currency"}
 # Payouts and the balance are in `[shop] currency`, which the configuration takes as written.
 SHOP_CURRENCY = {**STRING, "description": "The shop's currency."}
+METADATA = {"$ref": "#/components/schemas/Metadata"}
 CHAIN = enum(chains.CHAINS)
 ASSET = enum(sorted({asset for assets in chains.CHAINS.values() for asset in assets}))
 
@@ -73,6 +74,7 @@ _PRODUCT = {
     "interval": nullable(enum(products.INTERVALS)), "requires_shipping": {"type": "boolean"},
     "file": nullable(obj({"name": STRING, "size_bytes": INTEGER, "sha256": STRING,
                           "updated_at": TIME})),
+    "metadata": METADATA,
 }
 _SUBSCRIPTION_ON_ORDER = nullable(obj({"id": STRING, "interval": enum(products.INTERVALS),
                                        "current_period_end": TIME,
@@ -136,6 +138,7 @@ _ORDER = {
         "subtotal_cents": INTEGER})},
     "delivery": _DELIVERY,
     "failure_reason": nullable(STRING),
+    "metadata": METADATA,
 }
 _WEBHOOK = {"id": STRING, "url": STRING, "events": {"type": "array", "items": STRING},
             "description": STRING, "status": enum(("active", "disabled")), "mode": MODE,
@@ -169,7 +172,8 @@ OBJECTS = {
     "Resent": obj({"sent_at": TIME, "recipient": STRING,
                    "delivery_kind": enum(products.TYPES)}),
     "Customer": obj({"id": STRING, "email": STRING, "mode": MODE, "orders_count": INTEGER,
-                     "lifetime_cents": INTEGER, "first_seen_at": TIME, "last_seen_at": TIME},
+                     "lifetime_cents": INTEGER, "first_seen_at": TIME, "last_seen_at": TIME,
+                     "metadata": METADATA},
                     {"orders": {"type": "array", "items": obj({
                         "id": STRING, "status": enum(orders.STATUSES), "total_cents": INTEGER,
                         "currency": CURRENCY, "paid_at": nullable(TIME),
@@ -261,6 +265,8 @@ def _event_schemas() -> dict:
 
 
 OBJECTS["Currency"] = enum(currencies.CODES)
+OBJECTS["Metadata"] = {**validation.Metadata().schema_fragment(),
+                       "description": "Your own key-value pairs (empty when none are set)."}
 OBJECTS["ProductStatus"] = enum(products.STATUSES)
 OBJECTS.update(DELIVERIES)
 OBJECTS.update(_event_schemas())

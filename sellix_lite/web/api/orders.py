@@ -7,6 +7,7 @@ from ...services import (
     customers,
     fulfilment,
     key_replacements,
+    metadata,
     orders,
     refunds,
     sandbox_helpers,
@@ -43,6 +44,15 @@ def get_order(order_id, query):
     return orders.get(scope(), order_id)
 
 
+@operation(bp, "PATCH", "/orders/<order_id>", summary="Update an order's metadata", tag=TAG,
+           ability="orders:write", body=metadata.UPDATE,
+           response="Order")
+def update_order(order_id, query, body):
+    """Merges `metadata` into the order's (a null value removes its key); nothing else of
+    an order is changed this way."""
+    return orders.update(scope(), order_id, body)
+
+
 @operation(bp, "GET", "/customers", summary="List customers", tag="Customers",
            ability="customers:read", query=customers.LIST,
            response="list:Customer")
@@ -57,6 +67,15 @@ def list_customers(query):
 def get_customer(customer_id, query):
     """Returns one customer with their orders, newest first."""
     return customers.get(scope(), customer_id)
+
+
+@operation(bp, "PATCH", "/customers/<customer_id>", summary="Update a customer's metadata",
+           tag="Customers", ability="customers:write", body=metadata.UPDATE,
+           response="Customer")
+def update_customer(customer_id, query, body):
+    """Merges `metadata` into the customer's (a null value removes its key) and returns the
+    customer with their orders."""
+    return customers.update(scope(), customer_id, body)
 
 
 @operation(bp, "POST", "/test_helpers/orders/<order_id>/pay", summary="Pay a test order",
