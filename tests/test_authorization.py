@@ -17,8 +17,8 @@ limit → ability → idempotency → validation → lookup. Hence:
   1. **By id** (the rule has a path parameter): the other mode's key is sent the ids of
      real objects of the first mode, with a body that passes validation (and an
      Idempotency-Key where one is required), so the answer depends on the lookup alone:
-     404. Today: `DELETE /api-keys/{key_id}`, `GET /orders/{order_id}`,
-     `GET /customers/{customer_id}`, `POST /test_helpers/orders/{order_id}/pay|expire`,
+     404. Today: `DELETE /api-keys/{key_id}`, `GET|PATCH /orders/{order_id}`,
+     `GET|PATCH /customers/{customer_id}`, `POST /test_helpers/orders/{order_id}/pay|expire`,
      `POST /orders/{order_id}/refund|resend|fulfill`, `GET /orders/{order_id}/refunds`,
      `GET /subscriptions/{subscription_id}`, `GET /payouts/{payout_id}`,
      `POST /test_helpers/payouts/{payout_id}/fail`, `GET|PATCH|DELETE /products/{product_id}`,
@@ -83,6 +83,8 @@ VALID_BODIES = {
     ("PATCH", "/products/<product_id>"): {"description": "changed by the other mode"},
     ("POST", "/products/<product_id>/keys"): {"keys": ["OTHER-MODE-KEY"]},
     ("POST", "/orders/<order_id>/replace"): {"key": "OTHER-MODE-KEY"},
+    ("PATCH", "/orders/<order_id>"): {"metadata": {"changed_by": "the other mode"}},
+    ("PATCH", "/customers/<customer_id>"): {"metadata": {"changed_by": "the other mode"}},
     ("PATCH", "/webhooks/<endpoint_id>"): {"description": "changed by the other mode"},
 }
 
