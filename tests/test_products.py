@@ -115,7 +115,7 @@ def test_create_returns_the_full_object(api, product_type, extra, expected):
         "id": product["id"], "name": "Adobe Creative Cloud Key", "slug": product["slug"],
         "type": product_type, "price_cents": 12900, "currency": "USD", "description": "",
         "status": "active", "mode": "test", "created_at": product["created_at"],
-        "updated_at": product["created_at"], "archived_at": None,
+        "updated_at": product["created_at"], "archived_at": None, "metadata": {},
         "delivery_text": None, "dynamic_url": None, "interval": None,
         "requires_shipping": False, "file": None, "low_stock_threshold": None,
         "activation_limit": None, **expected,
