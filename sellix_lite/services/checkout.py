@@ -27,7 +27,7 @@ from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
 from ..validation import Email, Enum, Integer, Object, Schema, String
-from . import customers, fulfilment, inventory, orders
+from . import coupons, customers, fulfilment, inventory, orders
 from .payments import provider_for
 from .scope import Scope
 
@@ -57,6 +57,8 @@ CREATE = Schema(
                  example="USDT"),
     shipping_address=Object(SHIPPING_ADDRESS, description="Where a physical product ships "
                             "(required for physical products, refused for others)."),
+    coupon=String(**coupons.CODE, description="A coupon code (any letter case).",
+                  example="SPRING25"),
 )
 
 
@@ -152,6 +154,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
     transaction)."""
     product = scope.get("products", params["product_id"])
     _check_product(product, params)
+    price = _price(scope, product, params)
     now, order_id = now_iso(), new_id("ord")
     inventory.reserve(scope.db, order_id, product, params["qty"],
                       owner_email=scope.config.shop.owner_email)
@@ -160,8 +163,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
         "id": order_id, "mode": scope.mode, "status": "pending",
         "product_id": product["id"], "product_name": product["name"],
         "product_type": product["type"], "qty": params["qty"],
-        "unit_price_cents": product["price_cents"],
-        "total_cents": product["price_cents"] * params["qty"],
+        "unit_price_cents": product["price_cents"], **price.order_fields(),
         "currency": product["currency"], "customer_id": customer_id,
         "customer_email": params["customer_email"], "chain": params["chain"],
         "asset": params["asset"], "created_at": now, "updated_at": now,
@@ -170,4 +172,21 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
         "subscription_id": subscription_id,
     }
     storage.insert(scope.db, "orders", row)
+    coupons.redeem(scope.db, price.coupon, row)
     return scope.get("orders", order_id)
+
+
+def _price(scope: Scope, product: dict, params: dict) -> coupons.Price:
+    return coupons.price(scope, product, params["qty"], params.get("coupon"),
+                         params["customer_email"])
+
+
+def quote(scope: Scope, body: dict) -> dict:
+    """What `create_order` would charge for `body`, refused as it would refuse it; reserves
+    nothing."""
+    params = _validate(body, scope.config)
+    product = scope.get("products", params["product_id"])
+    _check_product(product, params)
+    price = _price(scope, product, params)
+    inventory.check_available(product, params["qty"])
+    return price.quote()
