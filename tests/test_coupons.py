@@ -438,6 +438,10 @@ def test_the_dashboard_creates_lists_and_disables_a_coupon_with_its_redemptions(
     page = dashboard.get(created.headers["Location"]).text
     assert order["id"] in page and order["customer_email"] in page
     assert "1 of 3" in page and product["name"] in page
+    shown = page_text(dashboard.get(f"/dashboard/orders/{order['id']}").text)
+    assert "49.00 USD less 5.00 USD with coupon DASH5" in shown
+    filtered = dashboard.get("/dashboard/coupons", params={"code": "dash5"}).text
+    assert f"/dashboard/coupons/{coupon['id']}" in filtered
     status_form = {**hidden_fields(page, f"/dashboard/coupons/{coupon['id']}/status"),
                    "status": "disabled"}
     assert dashboard.post(f"/dashboard/coupons/{coupon['id']}/status",
