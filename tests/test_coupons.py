@@ -121,10 +121,19 @@ def test_create_fetch_list_update_and_disable(v1, clock):
       "expires_at": "2026-06-01"}, "expires_at"),
     ({"code": "NOMAX", "percent_off": 10, "max_redemptions": 0}, "max_redemptions"),
     ({"code": "WHEN", "percent_off": 10, "starts_at": "tomorrow"}, "starts_at"),
+    ({"code": "EARLY", "percent_off": 10, "starts_at": "0148-08-17"}, "starts_at"),
+    ({"code": "LATE", "percent_off": 10, "expires_at": "9999-12-31T23:00:00-05:00"},
+     "expires_at"),
 ])
 def test_invalid_coupons_are_422_naming_the_field(v1, body, field):
     assert_invalid(v1.post("/v1/coupons", json=body), field, exact=True)
     assert json_body(v1.get("/v1/coupons"))["data"] == []
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"])
+def test_a_moment_outside_the_calendar_in_utc_is_422_not_500(v1, moment):
+    """Coupons read their dates as the order list reads its bounds."""
+    assert_invalid(v1.get("/v1/orders", params={"from": moment}), "from", exact=True)
 
 
 def test_a_code_is_unique_per_mode_whatever_its_letter_case(client, v1):
@@ -372,6 +381,17 @@ def test_a_test_coupon_is_unknown_to_live_orders(client, v1):
     product = make_product(live, type="account", delivery_text="x")
     refused = live.post("/v1/orders/quote", json=order_body(product, coupon["code"]))
     assert "no coupon" in assert_invalid(refused, "coupon")["errors"]["coupon"]
+
+
+def test_a_live_shop_without_blockpn_quotes_only_free_orders(client):
+    """As it creates only free ones."""
+    live = client.keyed(mode="live")
+    product = make_product(live, type="account", delivery_text="x")
+    assert_invalid(live.post("/v1/orders/quote", json=order_body(product, None)), "payment",
+                   exact=True)
+    free = make_coupon(live, percent_off=100)["code"]
+    quote = json_body(live.post("/v1/orders/quote", json=order_body(product, free)))
+    assert quote["total_cents"] == 0
 
 
 # --- the storefront, in process ----------------------------------------------------------------

@@ -189,4 +189,6 @@ def quote(scope: Scope, body: dict) -> dict:
     _check_product(product, params)
     price = _price(scope, product, params)
     inventory.check_available(product, params["qty"])
+    if price.total_cents:
+        provider_for(scope.db, scope.mode, scope.config)  # refuses when live payments are off
     return price.quote()

@@ -81,7 +81,8 @@ CREATE = Schema(
 )
 UPDATE = Schema(**_limits(), metadata=Metadata(patch=True))
 LIST = list_query(status=Enum(STATUSES, description="Only coupons in this status."),
-                  code=String(**CODE, description="The coupon with this code (any case)."))
+                  code=String(**CODE, description="The coupon with this code (any case).",
+                              example="spring25"))
 
 
 def render(row: dict) -> dict:
@@ -188,8 +189,14 @@ def redemptions(scope: Scope, coupon_id: str, limit: int = 100) -> list[dict]:
 
 
 def _moment(params: dict, name: str, *, end_of_day: bool) -> str | None:
+    """The date or date-time as the API writes it, in UTC. Years from 2000 to 9998 only:
+    the text keeps four digits of year and so sorts as time does, whatever the offset."""
     value = params.get(name)
-    return None if value is None else orders.parse_bound(name, value, end_of_day=end_of_day)
+    if value is None:
+        return None
+    if not "2000" <= value[:4] <= "9998":
+        raise Unprocessable(errors={name: "must be in the years 2000 to 9998"})
+    return orders.parse_bound(name, value, end_of_day=end_of_day)
 
 
 def _check_discount(params: dict) -> None:

@@ -129,9 +129,9 @@ def parse_bound(name: str, value: str, *, end_of_day: bool) -> str:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-    except ValueError:
+        return iso(moment)  # OverflowError past the years 1 to 9999 in UTC
+    except (ValueError, OverflowError):
         raise Unprocessable(errors={name: "must be an ISO-8601 date or date-time"}) from None
-    return iso(moment)
 
 
 def fail(db: sqlite_utils.Database, order: dict, reason: str, links: Links) -> dict:
