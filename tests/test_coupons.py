@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 from test_dashboard import hidden_fields
 from test_late_payments import assert_given_back
-from test_storefront import DEVICES, ORDER_PATH, form_token, page_text, product_url
+from test_storefront import DEVICES, ORDER_PATH, form_token, page_text, product_url, snapshot
 
 from sellix_lite.clock import iso, utcnow
 
@@ -157,6 +157,15 @@ def test_patch_takes_only_its_fields_and_never_a_limit_below_the_redemptions(v1)
     assert coupon_of(v1, coupon["id"]) == {**coupon, "redemptions": 2}
     assert json_body(v1.patch(f"/v1/coupons/{coupon['id']}",
                               json={"max_redemptions": 2}))["max_redemptions"] == 2
+
+
+def test_a_create_sent_twice_with_one_idempotency_key_makes_one_coupon(v1):
+    headers = {"Idempotency-Key": "coupon-once"}
+    first = v1.post("/v1/coupons", json={"code": "ONCE", "percent_off": 5}, headers=headers)
+    again = v1.post("/v1/coupons", json={"code": "ONCE", "percent_off": 5}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    assert len(json_body(v1.get("/v1/coupons"))["data"]) == 1
 
 
 def test_unknown_and_other_mode_coupons_are_404(client, v1):
@@ -454,10 +463,12 @@ def test_the_dashboard_creates_lists_and_disables_a_coupon_with_its_redemptions(
             coupon["expires_at"]) == ("DASH5", 500, "USD", [product["id"]], 3, True,
                                       "2099-12-31T23:59:59Z")
 
+    json_body(v1.patch(f"/v1/coupons/{coupon['id']}", json={"metadata": {"team": "<b>"}}))
     order = place_order(v1, product["id"], coupon="dash5")
     page = dashboard.get(created.headers["Location"]).text
     assert order["id"] in page and order["customer_email"] in page
     assert "1 of 3" in page and product["name"] in page
+    assert "<code>team</code>: &lt;b&gt;" in page
     shown = page_text(dashboard.get(f"/dashboard/orders/{order['id']}").text)
     assert "49.00 USD less 5.00 USD with coupon DASH5" in shown
     filtered = dashboard.get("/dashboard/coupons", params={"code": "dash5"}).text
@@ -511,7 +522,7 @@ def test_max_redemptions_holds_in_a_50_way_race(server, api, test_key):
                         (coupon["id"],)) == [(LIMIT,)]
 
 
-def test_a_coupon_in_the_browser(server, api, browser):
+def test_a_coupon_in_the_browser(server, api, browser, artifacts):
     product, _ = key_product(api, 3, name="Coupon Game")
     make_coupon(api, code="BROWSER20", percent_off=20)
     context = browser.new_context(**DEVICES["phone"])
@@ -522,11 +533,13 @@ def test_a_coupon_in_the_browser(server, api, browser):
         page.get_by_label("Coupon code").fill("nope-nope")
         page.get_by_role("button", name="Check out").click()
         assert page.get_by_role("alert").inner_text() == "There is no coupon with this code."
+        snapshot(page, artifacts, "phone", "coupon-refused")
         page.get_by_label("Coupon code").fill("browser20")
         page.get_by_role("button", name="Check out").click()
         page.wait_for_url(re.compile(r"/test/order/ord_\w+\?t="))
         text = page.locator("main").inner_text()
         assert "39.20 USD" in text and "with coupon BROWSER20" in text
+        snapshot(page, artifacts, "phone", "coupon-order")
         order = fetch(api, ORDER_PATH.search(page.url).group(2))
         assert (order["total_cents"], order["coupon"]) == (3920, "BROWSER20")
     finally:

@@ -10,6 +10,10 @@ order that the payment job fails and releases after a few minutes.
 
 An order whose total is 0 opens no invoice: the transaction that reserves its stock also
 marks it paid and delivers it, with the events of a paid order.
+
+A coupon is priced in (`coupons.price`) and its redemption counted in the transaction that
+reserves the stock. `quote` prices the same body, refused as `create_order` would refuse
+it, without reserving anything.
 """
 
 from __future__ import annotations
