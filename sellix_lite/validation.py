@@ -71,6 +71,10 @@ def _spelled_out(escape: str, in_class: bool) -> str | None:
 # ASCII digits only: Python's `\d` takes any script's.
 DATE_OR_DATE_TIME = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}:[0-9]{2}"
                      r"(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2}))?")
+# Keyword arguments of a `String` taking such a date or date-time.
+DATE_OR_DATE_TIME_FIELD = dict(pattern=DATE_OR_DATE_TIME, formats=("date", "date-time"),
+                               pattern_hint="must be a date (2026-05-26) or a date-time with "
+                                            "an offset (2026-05-26T07:18:03Z)")
 # An http(s) URL of RFC 3986 characters (what `format: uri` allows), with a host part.
 HTTP_URL = (r"https?://(?:[A-Za-z0-9\-._~!$&'()*+,;=:@\[\]]|%[0-9A-Fa-f]{2})+"
             r"(?:[/?#](?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?#\[\]]|%[0-9A-Fa-f]{2})*)?")

@@ -86,6 +86,7 @@ VALID_BODIES = {
     ("PATCH", "/orders/<order_id>"): {"metadata": {"changed_by": "the other mode"}},
     ("PATCH", "/customers/<customer_id>"): {"metadata": {"changed_by": "the other mode"}},
     ("PATCH", "/webhooks/<endpoint_id>"): {"description": "changed by the other mode"},
+    ("PATCH", "/coupons/<coupon_id>"): {"metadata": {"changed_by": "the other mode"}},
 }
 
 
@@ -157,6 +158,8 @@ def _populate(shop, mode: str, receiver: Receiver) -> dict:
         headers={"Idempotency-Key": secrets.token_hex(8)}), 201)
     minted = json_body(client.post("/v1/api-keys", json={
         "name": f"{mode} object", "abilities": ["products:read"]}), 201)
+    coupon = json_body(client.post("/v1/coupons", json={"code": f"{mode}-coupon",
+                                                        "percent_off": 10}), 201)
     subscriptions = json_body(client.get("/v1/subscriptions"))["data"]
     deliveries = wait_until(
         lambda: json_body(client.get(f"/v1/webhooks/{endpoint['id']}/deliveries"))["data"],
@@ -170,7 +173,8 @@ def _populate(shop, mode: str, receiver: Receiver) -> dict:
             "customer_id": order["customer_id"], "subscription_id": subscriptions[0]["id"],
             "payout_id": payout["id"], "product_id": product["id"],
             "endpoint_id": endpoint["id"], "delivery_id": deliveries[0]["id"],
-            "event_id": events[0]["id"], "license_id": licenses[0]["id"]}
+            "event_id": events[0]["id"], "license_id": licenses[0]["id"],
+            "coupon_id": coupon["id"]}
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +300,7 @@ def test_the_ids_are_real_in_their_own_mode(shop):
     reads = {"key_id": None, "order_id": "/v1/orders/{}", "customer_id": "/v1/customers/{}",
              "subscription_id": "/v1/subscriptions/{}", "payout_id": "/v1/payouts/{}",
              "product_id": "/v1/products/{}", "endpoint_id": "/v1/webhooks/{}",
-             "event_id": "/v1/events/{}", "delivery_id": None}
+             "event_id": "/v1/events/{}", "delivery_id": None, "coupon_id": "/v1/coupons/{}"}
     for mode in MODES:
         client, ids = shop.keys[mode], shop.ids[mode]
         for name, template in reads.items():
@@ -348,6 +352,8 @@ def _create_bodies(shop, mode: str) -> dict:
         "/payouts": ({"chain": "tron", "asset": "USDT", "amount_cents": 1,
                       "destination_address": TRON_ADDRESS}, "/v1/payouts/{}"),
         "/api-keys": ({"name": "made by mode", "abilities": ["orders:read"]}, None),
+        "/coupons": ({"code": f"MADE-{secrets.token_hex(4)}", "percent_off": 5},
+                     "/v1/coupons/{}"),
     }
 
 

@@ -10,6 +10,10 @@ order that the payment job fails and releases after a few minutes.
 
 An order whose total is 0 opens no invoice: the transaction that reserves its stock also
 marks it paid and delivers it, with the events of a paid order.
+
+A coupon is priced in (`coupons.price`) and its redemption counted in the transaction that
+reserves the stock. `quote` prices the same body, refused as `create_order` would refuse
+it, without reserving anything.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
 from ..validation import Email, Enum, Integer, Metadata, Object, Schema, String
-from . import customers, fulfilment, inventory, orders
+from . import coupons, customers, fulfilment, inventory, orders
 from .payments import provider_for
 from .scope import Scope
 
@@ -57,6 +61,8 @@ CREATE = Schema(
                  example="USDT"),
     shipping_address=Object(SHIPPING_ADDRESS, description="Where a physical product ships "
                             "(required for physical products, refused for others)."),
+    coupon=String(**coupons.CODE, description="A coupon code (any letter case).",
+                  example="SPRING25"),
     metadata=Metadata(),
 )
 
@@ -153,6 +159,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
     transaction)."""
     product = scope.get("products", params["product_id"])
     _check_product(product, params)
+    price = _price(scope, product, params)
     now, order_id = now_iso(), new_id("ord")
     inventory.reserve(scope.db, order_id, product, params["qty"],
                       owner_email=scope.config.shop.owner_email)
@@ -161,8 +168,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
         "id": order_id, "mode": scope.mode, "status": "pending",
         "product_id": product["id"], "product_name": product["name"],
         "product_type": product["type"], "qty": params["qty"],
-        "unit_price_cents": product["price_cents"],
-        "total_cents": product["price_cents"] * params["qty"],
+        "unit_price_cents": product["price_cents"], **price.order_fields(),
         "currency": product["currency"], "customer_id": customer_id,
         "customer_email": params["customer_email"], "chain": params["chain"],
         "asset": params["asset"], "created_at": now, "updated_at": now,
@@ -172,4 +178,23 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
         "metadata": json.dumps(params.get("metadata", {})),
     }
     storage.insert(scope.db, "orders", row)
+    coupons.redeem(scope.db, price.coupon, row)
     return scope.get("orders", order_id)
+
+
+def _price(scope: Scope, product: dict, params: dict) -> coupons.Price:
+    return coupons.price(scope, product, params["qty"], params.get("coupon"),
+                         params["customer_email"])
+
+
+def quote(scope: Scope, body: dict) -> dict:
+    """What `create_order` would charge for `body`, refused as it would refuse it; reserves
+    nothing."""
+    params = _validate(body, scope.config)
+    product = scope.get("products", params["product_id"])
+    _check_product(product, params)
+    price = _price(scope, product, params)
+    inventory.check_available(product, params["qty"])
+    if price.total_cents:
+        provider_for(scope.db, scope.mode, scope.config)  # refuses when live payments are off
+    return price.quote()

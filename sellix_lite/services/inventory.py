@@ -35,13 +35,23 @@ def reserve(db: sqlite_utils.Database, order_id: str, product: dict, qty: int, *
     else:
         return
     if taken < qty:
-        left = product["stock"]
-        if not left:
-            raise Unprocessable(errors={"qty": "the product is sold out"},
-                                codes={"qty": "sold_out"})
-        raise Unprocessable(errors={"qty": f"only {left} left in stock"},
-                            codes={"qty": "short_of_stock"})
+        _refuse(product["stock"])
     warn_if_low(db, product, owner_email)
+
+
+def check_available(product: dict, qty: int) -> None:
+    """Refuse as `reserve` would when the product row has fewer than `qty` units in stock
+    (for a price asked before buying); takes nothing."""
+    if product["stock"] is not None and product["stock"] < qty:
+        _refuse(product["stock"])
+
+
+def _refuse(left: int) -> None:
+    if not left:
+        raise Unprocessable(errors={"qty": "the product is sold out"},
+                            codes={"qty": "sold_out"})
+    raise Unprocessable(errors={"qty": f"only {left} left in stock"},
+                        codes={"qty": "short_of_stock"})
 
 
 def warn_if_low(db: sqlite_utils.Database, before: dict, owner_email: str) -> None:

@@ -16,22 +16,19 @@ from .. import db as storage
 from ..clock import iso, now_iso
 from ..db import query_one, write_txn
 from ..errors import Unprocessable
-from ..validation import DATE_OR_DATE_TIME, Enum, String
-from . import events, inventory, metadata
+from ..validation import DATE_OR_DATE_TIME_FIELD, Enum, String
+from . import coupons, events, inventory, metadata
 from .links import Links
 from .scope import Scope, list_query
 
-_DATE_OR_DATE_TIME = dict(pattern=DATE_OR_DATE_TIME, formats=("date", "date-time"),
-                          pattern_hint="must be a date (2026-05-26) or a date-time with "
-                                       "an offset (2026-05-26T07:18:03Z)")
 STATUSES = ("pending", "awaiting_payment", "paid", "delivering", "completed", "failed",
             "refunded")
 LIST = list_query(
     status=Enum(STATUSES, description="Only orders in this status."),
     **{"from": String(description="Created at or after this date or date-time.",
-                      **_DATE_OR_DATE_TIME)},
+                      **DATE_OR_DATE_TIME_FIELD)},
     to=String(description="Created at or before this date or date-time (a date includes "
-                          "the whole day).", **_DATE_OR_DATE_TIME),
+                          "the whole day).", **DATE_OR_DATE_TIME_FIELD),
     customer_email=String(min_length=1, max_length=254,
                           description="Only orders of this email."),
 )
@@ -51,6 +48,8 @@ def render(row: dict, links: Links, subscription: dict | None = None) -> dict:
     paid = row["paid_at"] is not None
     shown = {
         "id": row["id"], "mode": row["mode"], "status": row["status"],
+        "subtotal_cents": row["subtotal_cents"], "discount_cents": row["discount_cents"],
+        "coupon": row["coupon"],
         "total_cents": row["total_cents"], "refunded_cents": row["refunded_cents"],
         "refundable_cents": refundable_cents(row),
         "currency": row["currency"], "customer_email": row["customer_email"],
@@ -68,7 +67,7 @@ def render(row: dict, links: Links, subscription: dict | None = None) -> dict:
         },
         "items": [{"product_id": row["product_id"], "product": row["product_name"],
                    "qty": row["qty"], "unit_price_cents": row["unit_price_cents"],
-                   "subtotal_cents": row["total_cents"]}],
+                   "subtotal_cents": row["subtotal_cents"]}],
         "delivery": _delivery(row, links),
         "failure_reason": row["failure_reason"],
         "metadata": json.loads(row["metadata"]),
@@ -143,18 +142,20 @@ def parse_bound(name: str, value: str, *, end_of_day: bool) -> str:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-    except ValueError:
+        return iso(moment)  # OverflowError past the years 1 to 9999 in UTC
+    except (ValueError, OverflowError):
         raise Unprocessable(errors={name: "must be an ISO-8601 date or date-time"}) from None
-    return iso(moment)
 
 
 def fail(db: sqlite_utils.Database, order: dict, reason: str, links: Links) -> dict:
-    """Mark an unpaid or undeliverable order failed, release its stock, emit order.failed.
+    """Mark an unpaid or undeliverable order failed, release its stock (and coupon
+    redemption) when unpaid, emit order.failed.
 
     Runs inside the caller's write transaction; returns the updated row.
     """
     if order["paid_at"] is None:
         inventory.release(db, order)
+        coupons.release(db, order["id"])
     changes = {"status": "failed", "failure_reason": reason, "updated_at": now_iso()}
     if order["paid_at"] is not None:
         changes["delivery_state"] = "failed"

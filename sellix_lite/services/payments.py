@@ -21,7 +21,7 @@ from ..currencies import MAX_AMOUNT_CENTS
 from ..db import query_one, write_txn
 from ..errors import Unprocessable
 from ..providers.blockpn import BlockPN, Invoice, ProviderError
-from . import fulfilment, inventory, orders, refunds
+from . import coupons, fulfilment, inventory, orders, refunds
 from .links import Links
 
 # A `pending` order older than this was cut off between its two checkout transactions.
@@ -122,7 +122,8 @@ def _late_payment(db, order: dict, invoice: Invoice, config: Config, links: Link
 
 
 def _reserve_again(db, order: dict, config: Config) -> bool:
-    """Take the failed order's stock back, or change nothing when it is gone."""
+    """Take the failed order's stock (and coupon redemption) back, or change nothing when
+    either is gone."""
     product = query_one(db, "SELECT * FROM products WHERE id = ?", (order["product_id"],))
     if product is None:
         return False
@@ -130,6 +131,7 @@ def _reserve_again(db, order: dict, config: Config) -> bool:
     try:
         inventory.reserve(db, order["id"], product, order["qty"],
                           owner_email=config.shop.owner_email)
+        coupons.redeem_again(db, order)
     except Unprocessable:
         db.execute("ROLLBACK TO reserve_again")
         return False

@@ -23,6 +23,17 @@ SHIPPING_FIELDS = ("name", "line1", "line2", "city", "state", "postal_code", "co
 FIELD_LABELS = {"customer_email": "Email", "qty": "Quantity", "asset": "Coin",
                 "shipping_address": "Shipping address", "product_id": "Product",
                 "payment": "Payment"}
+# What the buyer reads when the coupon is refused, by the refusal's code.
+COUPON_MESSAGES = {
+    "unknown": "There is no coupon with this code.",
+    "disabled": "This coupon is no longer valid.",
+    "not_started": "This coupon isn't valid yet.",
+    "expired": "This coupon has expired.",
+    "used_up": "This coupon has been used up.",
+    "wrong_product": "This coupon doesn't apply to this product.",
+    "wrong_currency": "This coupon doesn't apply to prices in this currency.",
+    "already_used": "You've already used this coupon.",
+}
 
 
 def _route(rule: str, view, methods=("GET",)) -> None:
@@ -114,6 +125,8 @@ def _order_body(product: dict) -> dict:
     body["qty"] = form_integer(form.get("qty", "").strip() or "1")
     if form.get("coin"):
         body["chain"], _, body["asset"] = form["coin"].partition(":")
+    if form.get("coupon", "").strip():
+        body["coupon"] = form["coupon"].strip()
     if product["type"] == "physical":
         body["shipping_address"] = {field: form[field].strip() for field in SHIPPING_FIELDS
                                     if form.get(field, "").strip()}
@@ -140,6 +153,8 @@ def _messages(error: ApiError) -> dict:
             messages[field] = "Country: use a two-letter code such as DE or US."
         elif field == "qty" and code == "sold_out":
             messages["qty"] = "Sorry, this product is sold out."
+        elif field == "coupon":
+            messages["coupon"] = COUPON_MESSAGES.get(code, "Please check the coupon code.")
         elif field == "payment":
             messages["form"] = "This shop isn't taking payments right now."
         else:

@@ -11,6 +11,7 @@ from ... import chains, currencies, validation
 from ...services import (
     api_keys,
     checkout,
+    coupons,
     license_checks,
     license_keys,
     licenses,
@@ -114,8 +115,20 @@ _DELIVERY = {
         kind: f"#/components/schemas/{_delivery_name(kind)}" for kind in products.TYPES}},
     "description": "The goods, typed by `kind` (the product type).",
 }
+# An order's price and the quote's, as `coupons.Price` makes them.
+_PRICE = {
+    "subtotal_cents": {**INTEGER, "description": "The units' price before any discount.",
+                       "examples": [9800]},
+    "discount_cents": {**INTEGER, "description": "What the coupon took off (at most the "
+                                                 "subtotal).", "examples": [2450]},
+    "total_cents": {**INTEGER, "description": "What the buyer pays: subtotal less "
+                                              "discount (0: a free order).",
+                    "examples": [7350]},
+    "coupon": {**nullable(STRING), "description": "The coupon's code, or null.",
+               "examples": ["SPRING25"]},
+}
 _ORDER = {
-    "id": STRING, "mode": MODE, "status": enum(orders.STATUSES), "total_cents": INTEGER,
+    "id": STRING, "mode": MODE, "status": enum(orders.STATUSES), **_PRICE,
     "refunded_cents": INTEGER, "refundable_cents": {
         **INTEGER, "description": "What was received (`payment.paid_cents`) and not yet "
                                   "refunded: at most this can still be refunded."},
@@ -164,6 +177,20 @@ OBJECTS = {
                        "order_id": nullable(STRING), "created_at": TIME}),
     "DeletedLicenseKey": obj({"id": STRING, "deleted": {"const": True}}),
     "Order": obj(_ORDER, {"subscription": _SUBSCRIPTION_ON_ORDER}),
+    "Quote": obj({**_PRICE, "currency": CURRENCY}),
+    "Coupon": obj({
+        "id": STRING, "code": {**STRING, "examples": ["SPRING25"]},
+        "percent_off": {**nullable(INTEGER), "examples": [25]},
+        "amount_off_cents": nullable(INTEGER),
+        "currency": {**nullable(CURRENCY), "description": "With `amount_off_cents`: the "
+                                                          "currency of orders it applies to."},
+        "product_ids": {**nullable({"type": "array", "items": STRING}),
+                        "description": "The products it applies to; null: every product."},
+        "max_redemptions": nullable(INTEGER), "redemptions": INTEGER,
+        "once_per_customer": {"type": "boolean"}, "starts_at": nullable(TIME),
+        "expires_at": nullable(TIME), "status": enum(coupons.STATUSES), "mode": MODE,
+        "created_at": TIME,
+        "metadata": {"type": "object", "additionalProperties": STRING}}),
     "Refund": obj({"id": STRING, "order_id": STRING, "status": enum(refunds.STATUSES),
                    "amount_cents": INTEGER, "reason": nullable(enum(refunds.REASONS)),
                    "note": nullable(STRING), "destination_tx": nullable(STRING),

@@ -36,6 +36,14 @@ def create_order(query, body):
     return checkout.create_order(scope(), body)
 
 
+@operation(bp, "POST", "/orders/quote", summary="Price an order", tag=TAG,
+           ability="orders:write", body=checkout.CREATE, response="Quote")
+def quote_order(query, body):
+    """Prices the order this body would create, coupon included, with the same checks and
+    refusals as creating it; reserves nothing."""
+    return checkout.quote(scope(), body)
+
+
 @operation(bp, "GET", "/orders/<order_id>", summary="Fetch an order", tag=TAG,
            ability="orders:read",
            response="Order")
