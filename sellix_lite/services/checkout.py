@@ -27,7 +27,7 @@ from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
 from ..validation import Email, Enum, Integer, Object, Schema, String
-from . import customers, fulfilment, inventory, orders
+from . import custom_fields, customers, fulfilment, inventory, orders
 from .payments import provider_for
 from .scope import Scope
 
@@ -57,6 +57,7 @@ CREATE = Schema(
                  example="USDT"),
     shipping_address=Object(SHIPPING_ADDRESS, description="Where a physical product ships "
                             "(required for physical products, refused for others)."),
+    custom_fields=custom_fields.Values(),
 )
 
 
@@ -152,6 +153,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
     transaction)."""
     product = scope.get("products", params["product_id"])
     _check_product(product, params)
+    values = custom_fields.values_for(product, params.get("custom_fields", {}))
     now, order_id = now_iso(), new_id("ord")
     inventory.reserve(scope.db, order_id, product, params["qty"],
                       owner_email=scope.config.shop.owner_email)
@@ -167,7 +169,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
         "asset": params["asset"], "created_at": now, "updated_at": now,
         "shipping_address": json.dumps(params["shipping_address"])
         if "shipping_address" in params else None,
-        "subscription_id": subscription_id,
+        "subscription_id": subscription_id, "custom_fields": json.dumps(values),
     }
     storage.insert(scope.db, "orders", row)
     return scope.get("orders", order_id)

@@ -7,6 +7,7 @@ the number of available keys in its pool.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import unicodedata
@@ -20,7 +21,7 @@ from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
 from ..validation import HTTP_URL, Boolean, Enum, Integer, Schema, String
-from . import events, files, licenses
+from . import custom_fields, events, files, licenses
 from .scope import Scope, list_query
 from .urls import Targets, UrlRefused
 
@@ -70,6 +71,7 @@ def _editable_fields() -> dict:
                               pattern_hint="must be a valid http(s) URL",
                               description="URL called on payment (dynamic)."),
         "interval": Enum(INTERVALS, description="Billing interval (subscription)."),
+        "custom_fields": custom_fields.Definitions(),
     }
 
 
@@ -105,7 +107,7 @@ def render(row: dict) -> dict:
         "archived_at": row["archived_at"],
         "delivery_text": row["delivery_text"], "dynamic_url": row["dynamic_url"],
         "interval": row["interval"], "requires_shipping": row["type"] == "physical",
-        "file": _render_file(row),
+        "file": _render_file(row), "custom_fields": json.loads(row["custom_fields"]),
     }
 
 
@@ -183,6 +185,7 @@ def create(scope: Scope, body: dict) -> dict:
         "created_at": now, "updated_at": now,
         "archived_at": now if params.get("status") == "archived" else None,
         "dynamic_secret": webhook_signatures.new_secret() if product_type == "dynamic" else None,
+        "custom_fields": custom_fields.stored(params.get("custom_fields", [])),
     }
     with write_txn(scope.db):
         # The name's own slug is usually free: try it, and look for a free one if not.
@@ -211,6 +214,8 @@ def rotate_dynamic_secret(scope: Scope, product_id: str) -> dict:
 def update(scope: Scope, product_id: str, body: dict) -> dict:
     """Apply any subset of the editable fields; archiving through `status` archives."""
     params = UPDATE.validate(body)
+    if "custom_fields" in params:
+        params["custom_fields"] = custom_fields.stored(params["custom_fields"])
     with write_txn(scope.db):
         row = require(scope, product_id)
         _check_type_fields(row["type"], params, Targets(scope.mode, scope.config.webhooks),

@@ -11,6 +11,7 @@ from ... import chains, currencies
 from ...services import (
     api_keys,
     checkout,
+    custom_fields,
     license_checks,
     license_keys,
     licenses,
@@ -73,6 +74,8 @@ _PRODUCT = {
     "interval": nullable(enum(products.INTERVALS)), "requires_shipping": {"type": "boolean"},
     "file": nullable(obj({"name": STRING, "size_bytes": INTEGER, "sha256": STRING,
                           "updated_at": TIME})),
+    "custom_fields": {"type": "array", "items": {"$ref": "#/components/schemas/CustomField"},
+                      "description": "What the buyer is asked at checkout."},
 }
 _SUBSCRIPTION_ON_ORDER = nullable(obj({"id": STRING, "interval": enum(products.INTERVALS),
                                        "current_period_end": TIME,
@@ -136,6 +139,9 @@ _ORDER = {
         "subtotal_cents": INTEGER})},
     "delivery": _DELIVERY,
     "failure_reason": nullable(STRING),
+    "custom_fields": {**custom_fields.Values().schema_fragment(),
+                      "description": "What the buyer gave for the product's custom fields, "
+                                     "by name."},
 }
 _WEBHOOK = {"id": STRING, "url": STRING, "events": {"type": "array", "items": STRING},
             "description": STRING, "status": enum(("active", "disabled")), "mode": MODE,
@@ -150,6 +156,11 @@ OBJECTS = {
     "NewApiKey": obj({**_API_KEY, "secret": nullable(STRING)}),
     "RevokedApiKey": obj({"id": STRING, "revoked": {"const": True}}),
     "Product": obj(_PRODUCT),
+    "CustomField": obj({"name": STRING, "label": STRING, "type": enum(custom_fields.TYPES),
+                        "required": {"type": "boolean"}},
+                       {"options": {"type": "array", "items": STRING,
+                                    "description": "`select` only."},
+                        "max_length": {**INTEGER, "description": "`text` only."}}),
     # Only a dynamic product's create response has the secret (null in a replay).
     "NewProduct": obj(_PRODUCT, {"dynamic_signing_secret": nullable(STRING)}),
     "DynamicSigningSecret": obj({"dynamic_signing_secret": nullable(STRING)}),

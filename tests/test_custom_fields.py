@@ -1,0 +1,292 @@
+"""Custom checkout fields (docs/api.md, Custom fields): the definitions a product takes, the
+values an order keeps and every error of both, the values in events, in the dynamic
+delivery request and in `delivery_text`; the storefront form (plain posts and Chromium) and
+the dashboard's product form and order page."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+
+import pytest
+from playwright.sync_api import expect
+
+from sellix_lite.services import custom_fields
+
+from conftest import assert_problem
+from support import (
+    Reply,
+    assert_invalid,
+    buyer,
+    fetch,
+    get_product,
+    json_body,
+    make_product,
+    pay,
+    place_order,
+    signed_in_dashboard,
+)
+
+DISCORD = {"name": "discord", "label": "Discord username", "type": "text", "required": True,
+           "max_length": 32}
+SIZE = {"name": "size", "label": "T-shirt size", "type": "select", "required": False,
+        "options": ["S", "M", "L"]}
+SEATS = {"name": "seats", "label": "Seats", "type": "number", "required": False}
+BILLING = {"name": "billing", "label": "Billing email", "type": "email", "required": False}
+TERMS = {"name": "terms", "label": "I accept the terms", "type": "checkbox", "required": True}
+EVERY_KIND = [DISCORD, SIZE, SEATS, BILLING, TERMS]
+GOOD = {"discord": "ada#1815", "size": "M", "seats": 2.5, "billing": "ap@example.com",
+        "terms": True}
+
+
+def fielded(v1, fields=EVERY_KIND, **extra) -> dict:
+    """An account product asking `fields`, delivering a text that uses one."""
+    return make_product(v1, type="account", custom_fields=fields,
+                        delivery_text=extra.pop("delivery_text", "invite for {{ custom.discord }}"),
+                        **extra)
+
+
+def order_with(v1, product: dict, values: dict):
+    return v1.post("/v1/orders", json={"product_id": product["id"], "customer_email": buyer(),
+                                       "custom_fields": values})
+
+
+# --- definitions ----------------------------------------------------------------------------
+
+def test_definitions_are_kept_shown_and_replaced_on_patch(v1):
+    plain = make_product(v1, type="account", delivery_text="x")
+    assert plain["custom_fields"] == [] and get_product(v1, plain["id"])["custom_fields"] == []
+    product = fielded(v1, [{"name": "discord", "label": " Discord ", "type": "text"}, SIZE])
+    expected = [{"name": "discord", "label": "Discord", "type": "text", "required": False,
+                 "max_length": 500}, SIZE]
+    assert product["custom_fields"] == expected
+    assert get_product(v1, product["id"])["custom_fields"] == expected
+    patched = json_body(v1.patch(f"/v1/products/{product['id']}",
+                                 json={"custom_fields": [TERMS]}))
+    assert patched["custom_fields"] == [TERMS]
+    assert get_product(v1, product["id"])["custom_fields"] == [TERMS]
+    cleared = json_body(v1.patch(f"/v1/products/{product['id']}", json={"custom_fields": []}))
+    assert cleared["custom_fields"] == []
+
+
+@pytest.mark.parametrize("fields, says", [
+    ([{**DISCORD, "name": "Discord"}], "item 0: name must be 1 to 40 lowercase"),
+    ([{**DISCORD, "name": "d" * 41}], "item 0: name must be 1 to 40"),
+    ([{**DISCORD, "name": ""}], "item 0: name must be 1 to 40"),
+    ([{**DISCORD, "label": ""}], "item 0: label must be a string of 1 to 100"),
+    ([{**DISCORD, "label": "x" * 101}], "item 0: label must be a string of 1 to 100"),
+    ([{**DISCORD, "type": "date"}], "item 0: type must be one of: text, number"),
+    ([{**DISCORD, "required": "yes"}], "item 0: required must be true or false"),
+    ([{"label": "x", "type": "text"}], "item 0: name is required"),
+    ([{**DISCORD, "colour": "red"}], "item 0: colour is not a known parameter"),
+    ([DISCORD, {**SIZE, "options": []}], "item 1: options must be a list of 1 to 50"),
+    ([{**SIZE, "options": [str(n) for n in range(51)]}], "item 0: options must be a list"),
+    ([{**SIZE, "options": [""]}], "item 0: options item 0: must be a string of 1 to 100"),
+    ([{**SIZE, "options": None}], "options must not be null"),
+    ([{k: v for k, v in SIZE.items() if k != "options"}], "item 0 (size): a select field "
+                                                         "needs options"),
+    ([SIZE, {**DISCORD, "options": ["a"]}], "item 1 (discord): options is only for select fields"),
+    ([{**SEATS, "max_length": 5}], "item 0 (seats): max_length is only for text fields"),
+    ([{**DISCORD, "max_length": 501}], "item 0: max_length must be an integer from 1 to 500"),
+    ([{**DISCORD, "max_length": 0}], "item 0: max_length must be an integer from 1 to 500"),
+    ([DISCORD, SIZE, {**TERMS, "name": "size"}], "item 2 (size): its name is used by an "
+                                                 "earlier field"),
+    ([{**DISCORD, "name": f"f{n}"} for n in range(11)], "must be a list of 0 to 10 items"),
+    ({"discord": DISCORD}, "must be a list"),
+    (["discord"], "item 0: must be an object"),
+])
+def test_each_definition_rule_is_a_422_naming_the_item(v1, fields, says):
+    for response in (v1.post("/v1/products", json={
+            "name": "Fielded", "type": "account", "price_cents": 100, "currency": "USD",
+            "custom_fields": fields}),
+            v1.patch(f"/v1/products/{make_product(v1)['id']}",
+                     json={"custom_fields": fields})):
+        body = assert_invalid(response, "custom_fields", exact=True)
+        assert says in body["errors"]["custom_fields"], body
+
+
+def test_ten_fields_and_fifty_options_are_the_limits(v1):
+    ten = [{**DISCORD, "name": f"f{n}"} for n in range(9)] + \
+        [{**SIZE, "options": [f"o{n}" for n in range(50)]}]
+    assert len(fielded(v1, ten)["custom_fields"]) == 10
+
+
+# --- order values ------------------------------------------------------------------------------
+
+def test_values_are_kept_on_the_order_in_the_api_and_events(v1, app_db):
+    product = fielded(v1)
+    order = json_body(order_with(v1, product, {**GOOD, "billing": " AP@example.com "}), 201)
+    kept = {**GOOD, "billing": "AP@example.com"}
+    assert order["custom_fields"] == kept
+    assert fetch(v1, order["id"])["custom_fields"] == kept
+    assert list(order["custom_fields"]) == ["discord", "size", "seats", "billing", "terms"]
+    pay(v1, order["id"])
+    events = {kind: json.loads(data)["object"] for kind, data in app_db.query(
+        "SELECT type, data FROM events WHERE json_extract(data, '$.object.id') = ?",
+        (order["id"],))}
+    assert {"order.created", "order.paid"} <= set(events)
+    for kind in ("order.created", "order.paid"):
+        assert events[kind]["custom_fields"] == kept, kind
+    listed = json_body(v1.get("/v1/orders", params={"customer_email": order["customer_email"]}))
+    assert listed["data"][0]["custom_fields"] == kept
+
+
+def test_an_order_without_fields_shows_an_empty_object(v1):
+    product = make_product(v1, type="account", delivery_text="x")
+    assert place_order(v1, product["id"])["custom_fields"] == {}
+    optional = fielded(v1, [SIZE, SEATS])
+    assert place_order(v1, optional["id"])["custom_fields"] == {}
+
+
+def test_unknown_names_are_one_error_on_custom_fields(v1):
+    product = fielded(v1)
+    body = assert_invalid(order_with(v1, product, {**GOOD, "twitter": "@ada", "x": 1}),
+                          "custom_fields", exact=True)
+    assert "'twitter', 'x'" in body["errors"]["custom_fields"]
+    assert "it takes: discord, size, seats, billing, terms" in body["errors"]["custom_fields"]
+    plain = make_product(v1, type="account", delivery_text="x")
+    body = assert_invalid(order_with(v1, plain, {"discord": "ada"}), "custom_fields",
+                          exact=True)
+    assert "(it takes: none)" in body["errors"]["custom_fields"]
+
+
+@pytest.mark.parametrize("name, value", [
+    ("discord", 42), ("discord", ""), ("discord", "x" * 33), ("discord", "tab\there"),
+    ("discord", None), ("discord", ["ada"]),
+    ("seats", "2"), ("seats", True), ("seats", None), ("seats", {"n": 2}),
+    ("billing", "not-an-email"), ("billing", "ada@localhost"), ("billing", "Ada <a@b.co>"),
+    ("billing", 7),
+    ("size", "XL"), ("size", "m"), ("size", 1),
+    ("terms", "true"), ("terms", 1), ("terms", False),
+])
+def test_a_value_of_the_wrong_kind_is_an_error_on_its_field(v1, name, value):
+    product = fielded(v1)
+    response = order_with(v1, product, {**GOOD, name: value})
+    body = assert_invalid(response, f"custom_fields.{name}", exact=True)
+    assert not body["errors"][f"custom_fields.{name}"].startswith("custom_fields")
+
+
+@pytest.mark.parametrize("name", ["discord", "terms"])
+def test_a_required_value_missing_is_an_error_on_its_field(v1, name):
+    values = {key: value for key, value in GOOD.items() if key != name}
+    body = assert_invalid(order_with(v1, fielded(v1), values), f"custom_fields.{name}",
+                          exact=True)
+    assert body["errors"][f"custom_fields.{name}"] == "is required"
+
+
+def test_every_error_of_an_order_is_reported_at_once_and_nothing_is_reserved(v1):
+    product = fielded(v1, stock=1)
+    body = assert_invalid(order_with(v1, product, {"seats": "2", "nick": "x"}),
+                          "custom_fields", "custom_fields.discord", "custom_fields.seats",
+                          "custom_fields.terms", exact=True)
+    assert body["errors"]["custom_fields.seats"] == "must be a number"
+    assert get_product(v1, product["id"])["stock"] == 1
+
+
+def test_values_are_an_object(v1):
+    response = order_with(v1, fielded(v1), ["ada"])
+    assert assert_invalid(response, "custom_fields", exact=True)["errors"][
+        "custom_fields"] == "must be an object of values by field name"
+
+
+def test_not_a_number_is_not_a_number(v1):
+    response = v1.post("/v1/orders", data='{"product_id": "%s", "customer_email": "a@b.co", '
+                       '"custom_fields": {"discord": "ada", "terms": true, "seats": NaN}}'
+                       % fielded(v1)["id"], headers={"Content-Type": "application/json"})
+    assert_invalid(response, "custom_fields.seats", exact=True)
+
+
+def test_values_for_codes_say_required_or_invalid():
+    product = {"custom_fields": json.dumps(EVERY_KIND)}
+    with pytest.raises(Exception) as caught:
+        custom_fields.values_for(product, {"terms": False, "seats": "x"})
+    assert caught.value.codes == {"custom_fields.discord": "required",
+                                  "custom_fields.terms": "required",
+                                  "custom_fields.seats": "invalid"}
+
+
+# --- where the values go --------------------------------------------------------------------
+
+def test_delivery_text_takes_the_values_as_plain_text(v1):
+    product = fielded(v1, [DISCORD, SIZE, SEATS, TERMS, {**BILLING, "name": "other"}],
+                      delivery_text="Hi {{ custom.discord }} ({{custom.size}}, "
+                                    "{{ custom.seats }}, {{ custom.terms }}, "
+                                    "[{{ custom.other }}] {{ custom.unknown }}) {{ other }}")
+    order = json_body(order_with(v1, product, {
+        "discord": "{{ custom.size }}<b>", "size": "L", "seats": 3, "terms": True}), 201)
+    delivered = pay(v1, order["id"])
+    assert delivered["delivery"]["text"] == \
+        "Hi {{ custom.size }}<b> (L, 3, yes, [] ) {{ other }}"
+
+
+def test_a_script_in_a_value_stays_text_on_the_buyers_page(v1, client):
+    product = fielded(v1, [DISCORD], delivery_text="user: {{ custom.discord }}")
+    order = json_body(order_with(v1, product, {"discord": "<script>alert(1)</script>"}), 201)
+    pay(v1, order["id"])
+    path = order["payment"]["checkout_url"].split("://", 1)[1].split("/", 1)[1]
+    html = client.get("/" + path).get_data(as_text=True)
+    assert "user: &lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert" not in html
+
+
+def test_the_dynamic_delivery_request_carries_the_values(v1, tick, receiver):
+    receiver.plan("goods", Reply(200, b"KEY-1"))
+    product = make_product(v1, type="dynamic", dynamic_url=receiver.url("goods"),
+                           custom_fields=[DISCORD, SEATS])
+    order = json_body(order_with(v1, product, {"discord": "ada", "seats": 4}), 201)
+    pay(v1, order["id"])
+    tick("deliver_dynamic")
+    (request,) = receiver.requests("goods")
+    assert json.loads(request.body)["custom_fields"] == {"discord": "ada", "seats": 4}
+    assert fetch(v1, order["id"])["delivery"]["text"] == "KEY-1"
+
+
+def test_a_dynamic_fallback_text_takes_the_values(v1, tick, receiver, clock):
+    receiver.plan("down", Reply(500, b"down"))
+    product = make_product(v1, type="dynamic", dynamic_url=receiver.url("down"),
+                           custom_fields=[DISCORD], delivery_text="for {{ custom.discord }}")
+    order = json_body(order_with(v1, product, {"discord": "grace"}), 201)
+    pay(v1, order["id"])
+    for _ in range(20):
+        tick("deliver_dynamic")
+        clock.advance(86400)
+    assert fetch(v1, order["id"])["delivery"]["text"] == "for grace"
+
+
+def test_a_renewal_keeps_the_values_the_product_still_defines(v1, clock, tick):
+    product = make_product(v1, type="subscription", custom_fields=[DISCORD, SIZE],
+                           delivery_text="seat of {{ custom.discord }}")
+    first = pay(v1, json_body(order_with(v1, product, {"discord": "ada", "size": "S"}),
+                              201)["id"])
+    json_body(v1.patch(f"/v1/products/{product['id']}", json={"custom_fields": [DISCORD]}))
+    end = first["subscription"]["current_period_end"]
+    clock.set(_moment(end) - timedelta(days=1))
+    tick("renew_subscriptions")
+    renewal_id = json_body(v1.get(f"/v1/subscriptions/{first['subscription']['id']}"))[
+        "renewal_order_id"]
+    renewal = fetch(v1, renewal_id)
+    assert renewal["custom_fields"] == {"discord": "ada"}
+    assert pay(v1, renewal_id)["delivery"]["text"] == "seat of ada"
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_the_document_describes_definitions_and_values(client):
+    spec = json_body(client.get("/v1/openapi.json"))
+    schemas = spec["components"]["schemas"]
+    assert "custom_fields" in schemas["Product"]["required"]
+    assert "custom_fields" in schemas["Order"]["required"]
+    created = schemas["AccountProductCreate"]["properties"]["custom_fields"]
+    variants = created["items"]["oneOf"]
+    assert [v["properties"]["type"]["enum"] for v in variants] == \
+        [["text"], ["select"], ["number", "email", "checkbox"]]
+    assert "options" in variants[1]["required"] and "options" not in variants[0]["properties"]
+    body = spec["paths"]["/v1/orders"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["properties"]["custom_fields"]["type"] == "object"
+
+
+def test_a_problem_for_a_bad_value_is_a_422_problem(v1):
+    assert_problem(order_with(v1, fielded(v1), {}), 422, "unprocessable")
