@@ -290,3 +290,180 @@ def test_the_document_describes_definitions_and_values(client):
 
 def test_a_problem_for_a_bad_value_is_a_422_problem(v1):
     assert_problem(order_with(v1, fielded(v1), {}), 422, "unprocessable")
+
+
+# --- the storefront form ----------------------------------------------------------------------
+
+def form_of(client, path: str) -> tuple[str, str]:
+    """The page's HTML and the first form's CSRF token."""
+    html = client.get(path).get_data(as_text=True)
+    return html, re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def inputs(html: str) -> dict:
+    """Each `custom.NAME` control's opening tag, by name."""
+    return {match.group(2): match.group(0) for match in re.finditer(
+        r'<(input|select)[^>]*name="custom\.(\w+)"[^>]*>', html)}
+
+
+def test_the_product_page_has_one_plain_input_per_field(v1, client):
+    product = fielded(v1)
+    html, _ = form_of(client, f"/test/product/{product['slug']}")
+    tags = inputs(html)
+    assert list(tags) == ["discord", "size", "seats", "billing", "terms"]
+    assert 'type="text"' in tags["discord"] and "required" in tags["discord"] \
+        and 'maxlength="32"' in tags["discord"]
+    assert tags["size"].startswith("<select") and "required" not in tags["size"]
+    assert re.findall(r'<option value="([^"]*)"', html.split('name="custom.size"')[1]
+                      .split("</select>")[0]) == ["", "S", "M", "L"]
+    assert 'type="number"' in tags["seats"] and 'step="any"' in tags["seats"]
+    assert 'type="email"' in tags["billing"] and "required" not in tags["billing"]
+    assert 'type="checkbox"' in tags["terms"] and "required" in tags["terms"]
+    assert "Discord username" in html and "T-shirt size <span class=\"muted\">(optional)" in html
+    assert "<script" not in html.split('class="checkout"')[1].split("</form>")[0]
+
+
+@pytest.mark.parametrize("typed, kept", [("3", 3), ("-2.5", -2.5), ("", None)])
+def test_a_plain_form_post_gives_json_values(v1, client, typed, kept):
+    product = fielded(v1)
+    path = f"/test/product/{product['slug']}"
+    _, token = form_of(client, path)
+    answer = client.post(path + "/checkout", data={
+        "csrf_token": token, "email": buyer(), "custom.discord": " ada ",
+        "custom.size": "L", "custom.seats": typed, "custom.billing": "",
+        "custom.terms": "true"})
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    order_id = re.search(r"/order/(ord_\w+)", answer.headers["Location"]).group(1)
+    expected = {"discord": "ada", "size": "L", "terms": True}
+    if kept is not None:
+        expected["seats"] = kept
+    assert fetch(v1, order_id)["custom_fields"] == expected
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert re.search(r"<dt>Discord username</dt><dd>ada</dd>.*<dt>I accept the terms</dt>"
+                     r"<dd>yes</dd>", page, re.S)
+
+
+def test_refused_values_are_shown_by_their_inputs_and_kept(v1, client):
+    product = fielded(v1)
+    path = f"/test/product/{product['slug']}"
+    _, token = form_of(client, path)
+    answer = client.post(path + "/checkout", data={
+        "csrf_token": token, "email": "kept@example.com", "custom.discord": "  ",
+        "custom.size": "XL", "custom.seats": "lots", "custom.billing": "nope"})
+    assert answer.status_code == 422
+    html = answer.get_data(as_text=True)
+    after = {name: html.split(f'name="custom.{name}"', 1)[1] for name in inputs(html)}
+    shown = {name: re.search(r'<p class="error" role="alert">([^<]+)</p>', rest).group(1)
+             for name, rest in after.items()}
+    assert shown == {"discord": "Please fill in this field.",
+                     "size": "Please choose one of the options.",
+                     "seats": "Please enter a number.",
+                     "billing": "Please enter a valid email address.",
+                     "terms": "Please tick this box."}
+    tags = inputs(html)
+    assert 'value="lots"' in tags["seats"] and 'value="nope"' in tags["billing"]
+    assert "checked" not in tags["terms"] and 'value="kept@example.com"' in html
+    _, token = form_of(client, path)
+    too_long = client.post(path + "/checkout", data={
+        "csrf_token": token, "email": buyer(), "custom.discord": "x" * 33,
+        "custom.terms": "true"}).get_data(as_text=True)
+    assert "Please use plain text of at most 32 characters." in too_long
+    assert 'value="' + "x" * 33 + '"' in too_long
+
+
+# --- the dashboard ------------------------------------------------------------------------------
+
+def dashboard_form(dashboard, path: str, action: str) -> dict:
+    """The hidden fields (CSRF token, form id) of the form posting to `action`."""
+    html = dashboard.get(path).get_data(as_text=True)
+    token, form_id = re.search(r'action="' + re.escape(action) + r'".*?name="csrf_token" '
+                               r'value="([^"]+)".*?name="form_id" value="([^"]+)"',
+                               html, re.S).groups()
+    return {"csrf_token": token, "form_id": form_id}
+
+
+def test_the_dashboard_defines_edits_and_removes_fields(app, client, v1):
+    dashboard = signed_in_dashboard(app, client)
+    created = dashboard.post("/dashboard/products", data={
+        **dashboard_form(dashboard, "/dashboard/products", "/dashboard/products"),
+        "name": "Fielded account", "type": "account", "price": "5", "currency": "USD",
+        "delivery_text": "hi {{ custom.discord }}",
+        "field-0-name": "discord", "field-0-label": "Discord username", "field-0-type": "text",
+        "field-0-required": "on", "field-0-max_length": "32",
+        "field-1-name": "size", "field-1-label": "Size", "field-1-type": "select",
+        "field-1-options": "S\r\nM\r\n\r\n L \r\n", "field-2-name": "", "field-2-label": ""})
+    assert created.status_code == 303, created.get_data(as_text=True)
+    product_id = created.headers["Location"].rsplit("/", 1)[1]
+    assert get_product(v1, product_id)["custom_fields"] == [
+        DISCORD, {**SIZE, "label": "Size", "options": ["S", "M", "L"]}]
+
+    path = f"/dashboard/products/{product_id}"
+    html = dashboard.get(path).get_data(as_text=True)
+    assert 'name="field-0-name" aria-label="Field 0 name" value="discord"' in html
+    assert ">S\nM\nL</textarea>" in html and 'name="field-4-name"' in html
+    assert "<code>{{ custom.name }}</code>" in html
+    edited = {**dashboard_form(dashboard, path, path), "name": "Fielded account",
+              "field-0-name": "", "field-0-label": "", "field-0-type": "text",
+              "field-1-name": "size", "field-1-label": "Size", "field-1-type": "select",
+              "field-1-options": "S\nM", "field-1-required": "on",
+              "field-2-name": "terms", "field-2-label": "I accept the terms",
+              "field-2-type": "checkbox", "field-2-required": "on"}
+    assert dashboard.post(path, data=edited).status_code == 303
+    assert get_product(v1, product_id)["custom_fields"] == [
+        {**SIZE, "label": "Size", "options": ["S", "M"], "required": True}, TERMS]
+
+    refused = {**edited, **dashboard_form(dashboard, path, path), "field-1-type": "text"}
+    followed = dashboard.post(path, data=refused, follow_redirects=True).get_data(as_text=True)
+    assert "item 0 (size): options is only for text fields" not in followed
+    assert "custom_fields: item 0 (size): options is only for select fields" in followed
+    cleared = {**dashboard_form(dashboard, path, path), "name": "Fielded account",
+               "field-0-name": "", "field-0-label": ""}
+    assert dashboard.post(path, data=cleared).status_code == 303
+    assert get_product(v1, product_id)["custom_fields"] == []
+
+
+def test_the_dashboard_order_page_shows_the_values_as_text(app, client, v1):
+    product = fielded(v1, [DISCORD, SEATS, TERMS])
+    order = json_body(order_with(v1, product, {"discord": "<b>ada</b>", "seats": 2,
+                                               "terms": True}), 201)
+    json_body(v1.patch(f"/v1/products/{product['id']}", json={"custom_fields": [TERMS]}))
+    html = signed_in_dashboard(app, client).get(
+        f"/dashboard/orders/{order['id']}").get_data(as_text=True)
+    assert "<h2>Custom fields</h2>" in html
+    assert "<dt>discord</dt><dd>&lt;b&gt;ada&lt;/b&gt;</dd>" in html
+    assert "<dt>seats</dt><dd>2</dd><dt>I accept the terms</dt><dd>yes</dd>" in html
+    plain = place_order(v1, make_product(v1, type="account", delivery_text="x")["id"])
+    assert "Custom fields" not in signed_in_dashboard(app, client).get(
+        f"/dashboard/orders/{plain['id']}").get_data(as_text=True)
+
+
+# --- the storefront in Chromium, without JavaScript ----------------------------------------
+
+def test_a_buyer_fills_the_fields_in_the_browser(server, api, browser):
+    product = fielded(api, [DISCORD, SIZE, TERMS])
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        assert page.goto(f"{server.url}/test/product/{product['slug']}").status == 200
+        email = buyer("fields")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Discord username").fill("   ")  # passes `required`, trims to none
+        page.get_by_label("T-shirt size").select_option("M")
+        page.get_by_label("I accept the terms").check()
+        page.get_by_role("button", name="Check out").click()
+        expect(page.locator("p.error")).to_have_text(["Please fill in this field."])
+        expect(page.get_by_label("Email")).to_have_value(email)
+        expect(page.get_by_label("T-shirt size")).to_have_value("M")
+        expect(page.get_by_label("I accept the terms")).to_be_checked()
+
+        page.get_by_label("Discord username").fill("<b>ada</b>#1815")
+        page.get_by_role("button", name="Check out").click()
+        page.wait_for_url(re.compile(r"/test/order/ord_\w+\?t="))
+        details = page.locator(".custom-values")
+        expect(details).to_contain_text("Discord username")
+        expect(details.locator("dd")).to_have_text(["<b>ada</b>#1815", "M", "yes"])
+        order_id = re.search(r"/order/(ord_\w+)", page.url).group(1)
+        assert fetch(api, order_id)["custom_fields"] == {
+            "discord": "<b>ada</b>#1815", "size": "M", "terms": True}
+    finally:
+        context.close()

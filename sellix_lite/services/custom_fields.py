@@ -27,6 +27,7 @@ from ..validation import (
     Schema,
     String,
 )
+from .scope import Scope
 
 TYPES = ("text", "number", "email", "checkbox", "select")
 MAX_FIELDS, MAX_OPTIONS, MAX_TEXT_LENGTH = 10, 50, 500
@@ -201,6 +202,13 @@ def values_for(product: dict, submitted: dict) -> dict:
     if errors:
         raise Unprocessable(errors=errors, codes=codes)
     return values
+
+
+def labels(scope: Scope, order: dict) -> dict:
+    """The labels of the fields of an order's product, by name."""
+    product = scope.get("products", order["items"][0]["product_id"])
+    return {definition["name"]: definition["label"]
+            for definition in definitions_of(product)} if product else {}
 
 
 def carried_to_renewal(db, subscription: dict) -> dict:
