@@ -439,7 +439,7 @@ def test_the_dashboard_order_page_shows_the_values_as_text(app, client, v1):
 
 # --- the storefront in Chromium, without JavaScript ----------------------------------------
 
-def test_a_buyer_fills_the_fields_in_the_browser(server, api, browser):
+def test_a_buyer_fills_the_fields_in_the_browser(server, api, browser, artifacts):
     product = fielded(api, [DISCORD, SIZE, TERMS])
     context = browser.new_context(java_script_enabled=False)
     try:
@@ -455,6 +455,7 @@ def test_a_buyer_fills_the_fields_in_the_browser(server, api, browser):
         expect(page.get_by_label("Email")).to_have_value(email)
         expect(page.get_by_label("T-shirt size")).to_have_value("M")
         expect(page.get_by_label("I accept the terms")).to_be_checked()
+        page.screenshot(path=str(artifacts / "custom-fields-refused.png"), full_page=True)
 
         page.get_by_label("Discord username").fill("<b>ada</b>#1815")
         page.get_by_role("button", name="Check out").click()
@@ -462,6 +463,7 @@ def test_a_buyer_fills_the_fields_in_the_browser(server, api, browser):
         details = page.locator(".custom-values")
         expect(details).to_contain_text("Discord username")
         expect(details.locator("dd")).to_have_text(["<b>ada</b>#1815", "M", "yes"])
+        page.screenshot(path=str(artifacts / "custom-fields-order.png"), full_page=True)
         order_id = re.search(r"/order/(ord_\w+)", page.url).group(1)
         assert fetch(api, order_id)["custom_fields"] == {
             "discord": "<b>ada</b>#1815", "size": "M", "terms": True}
