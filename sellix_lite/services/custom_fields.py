@@ -62,6 +62,11 @@ class Definitions(Array):
         kwargs.setdefault("description", "Fields the buyer fills in at checkout, up to 10 "
                                          "with unique names; the list replaces the "
                                          "product's fields.")
+        kwargs.setdefault("example", [
+            {"name": "discord", "label": "Discord username", "type": "text",
+             "required": True, "max_length": 32},
+            {"name": "size", "label": "T-shirt size", "type": "select",
+             "options": ["S", "M", "L"]}])
         super().__init__(Object(DEFINITION), max_items=MAX_FIELDS, **kwargs)
 
     def check(self, value, from_query):
@@ -169,9 +174,8 @@ def _value_field(definition: dict) -> Field:
 
 
 def definitions_of(product: dict) -> list[dict]:
-    """A product row's (or object's) field definitions."""
-    kept = product["custom_fields"]
-    return json.loads(kept) if isinstance(kept, str) else kept
+    """A product row's field definitions."""
+    return json.loads(product["custom_fields"])
 
 
 def values_for(product: dict, submitted: dict) -> dict:

@@ -158,18 +158,17 @@ def _custom_fields_of(form) -> list:
     label is empty. Options are one per line."""
     definitions = []
     for index in range(custom_fields.MAX_FIELDS):
-        def typed(part: str, index=index) -> str:
-            return form.get(f"field-{index}-{part}", "").strip()
-
-        if not (typed("name") or typed("label")):
+        row = {part: form.get(f"field-{index}-{part}", "").strip()
+               for part in ("name", "label", "type", "options", "max_length")}
+        if not (row["name"] or row["label"]):
             continue
-        definition = {"name": typed("name"), "label": typed("label"), "type": typed("type"),
+        definition = {"name": row["name"], "label": row["label"], "type": row["type"],
                       "required": f"field-{index}-required" in form}
-        options = [line.strip() for line in typed("options").splitlines() if line.strip()]
+        options = [line.strip() for line in row["options"].splitlines() if line.strip()]
         if options:
             definition["options"] = options
-        if typed("max_length"):
-            definition["max_length"] = form_integer(typed("max_length"))
+        if row["max_length"]:
+            definition["max_length"] = form_integer(row["max_length"])
         definitions.append(definition)
     return definitions
 
