@@ -31,7 +31,7 @@ from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
 from ..validation import Email, Enum, Integer, Metadata, Object, Schema, String
-from . import coupons, customers, fulfilment, inventory, orders
+from . import coupons, custom_fields, customers, fulfilment, inventory, orders
 from .payments import provider_for
 from .scope import Scope
 
@@ -64,6 +64,7 @@ CREATE = Schema(
     coupon=String(**coupons.CODE, description="A coupon code (any letter case).",
                   example="SPRING25"),
     metadata=Metadata(),
+    custom_fields=custom_fields.Values(),
 )
 
 
@@ -160,6 +161,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
     product = scope.get("products", params["product_id"])
     _check_product(product, params)
     price = _price(scope, product, params)
+    values = custom_fields.values_for(product, params.get("custom_fields", {}))
     now, order_id = now_iso(), new_id("ord")
     inventory.reserve(scope.db, order_id, product, params["qty"],
                       owner_email=scope.config.shop.owner_email)
@@ -176,6 +178,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
         if "shipping_address" in params else None,
         "subscription_id": subscription_id,
         "metadata": json.dumps(params.get("metadata", {})),
+        "custom_fields": json.dumps(values),
     }
     storage.insert(scope.db, "orders", row)
     coupons.redeem(scope.db, price.coupon, row)
@@ -194,6 +197,7 @@ def quote(scope: Scope, body: dict) -> dict:
     product = scope.get("products", params["product_id"])
     _check_product(product, params)
     price = _price(scope, product, params)
+    custom_fields.values_for(product, params.get("custom_fields", {}))
     inventory.check_available(product, params["qty"])
     if price.total_cents:
         provider_for(scope.db, scope.mode, scope.config)  # refuses when live payments are off

@@ -21,7 +21,7 @@ from ..db import query_one, write_txn
 from ..errors import Unprocessable
 from ..product_types import Outcome, strategy_for
 from ..validation import Schema, String
-from . import emails, orders, retries, subscriptions
+from . import custom_fields, emails, orders, retries, subscriptions
 from .links import Links
 from .scope import Scope
 from .urls import Targets
@@ -210,8 +210,8 @@ def _after_call(db, order: dict, product: dict, result: outbound.PostResult, con
         db.execute("UPDATE orders SET next_delivery_at = ?, failure_reason = ? WHERE id = ?",
                    (iso(retry), f"the delivery URL failed: {result.error}", order["id"]))
     elif product["delivery_text"]:
-        record(db, order, Outcome("delivered", {"text": product["delivery_text"]}), config,
-               links)
+        record(db, order, Outcome("delivered", {
+            "text": custom_fields.delivery_text(product, order)}), config, links)
     else:
         record(db, order, Outcome("failed", reason=f"the delivery URL failed "
                                                    f"{order['delivery_attempts']} times; last: "

@@ -71,6 +71,7 @@ def render(row: dict, links: Links, subscription: dict | None = None) -> dict:
         "delivery": _delivery(row, links),
         "failure_reason": row["failure_reason"],
         "metadata": json.loads(row["metadata"]),
+        "custom_fields": json.loads(row["custom_fields"]),
     }
     if row["total_cents"] == 0:
         shown["payment"] = None  # a free order opens no invoice

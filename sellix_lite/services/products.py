@@ -21,7 +21,7 @@ from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
 from ..validation import HTTP_URL, Boolean, Enum, Integer, Metadata, Schema, String, merge_metadata
-from . import events, files, licenses
+from . import custom_fields, events, files, licenses
 from .scope import Scope, list_query
 from .urls import Targets, UrlRefused
 
@@ -71,6 +71,7 @@ def _editable_fields() -> dict:
                               pattern_hint="must be a valid http(s) URL",
                               description="URL called on payment (dynamic)."),
         "interval": Enum(INTERVALS, description="Billing interval (subscription)."),
+        "custom_fields": custom_fields.Definitions(),
     }
 
 
@@ -109,6 +110,7 @@ def render(row: dict) -> dict:
         "interval": row["interval"], "requires_shipping": row["type"] == "physical",
         "file": _render_file(row),
         "metadata": json.loads(row["metadata"]),
+        "custom_fields": json.loads(row["custom_fields"]),
     }
 
 
@@ -187,6 +189,7 @@ def create(scope: Scope, body: dict) -> dict:
         "archived_at": now if params.get("status") == "archived" else None,
         "dynamic_secret": webhook_signatures.new_secret() if product_type == "dynamic" else None,
         "metadata": json.dumps(params.get("metadata", {})),
+        "custom_fields": custom_fields.stored(params.get("custom_fields", [])),
     }
     with write_txn(scope.db):
         # The name's own slug is usually free: try it, and look for a free one if not.
@@ -216,6 +219,8 @@ def update(scope: Scope, product_id: str, body: dict) -> dict:
     """Apply any subset of the editable fields; archiving through `status` archives, and
     `metadata` is merged into what the product keeps."""
     params = UPDATE.validate(body)
+    if "custom_fields" in params:
+        params["custom_fields"] = custom_fields.stored(params["custom_fields"])
     with write_txn(scope.db):
         row = require(scope, product_id)
         _check_type_fields(row["type"], params, Targets(scope.mode, scope.config.webhooks),

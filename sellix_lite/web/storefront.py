@@ -7,11 +7,13 @@ JavaScript; with it, the order page's status updates in place.
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 
 from ..errors import ApiError
 from ..ratelimit import client_of
-from ..services import checkout, orders, products, sandbox_helpers
+from ..services import checkout, custom_fields, orders, products, sandbox_helpers
 from ..services.scope import Scope
 from .context import get_db, runtime
 from .html import check_csrf, form_integer
@@ -34,6 +36,14 @@ COUPON_MESSAGES = {
     "wrong_currency": "This coupon doesn't apply to prices in this currency.",
     "already_used": "You've already used this coupon.",
 }
+# A number typed into a form: ASCII digits with an optional sign and decimal point.
+FORM_NUMBER = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
+# What a buyer is told next to a custom field whose value was refused, by its type.
+CUSTOM_FIELD_HINTS = {"text": "Please use plain text of at most {max_length} characters.",
+                      "number": "Please enter a number.",
+                      "email": "Please enter a valid email address.",
+                      "select": "Please choose one of the options.",
+                      "checkbox": "Please tick this box."}
 
 
 def _route(rule: str, view, methods=("GET",)) -> None:
@@ -71,7 +81,7 @@ def checkout_form(mode: str, slug: str):
     try:
         order = checkout.create_order(_scope(mode), _order_body(product))
     except ApiError as error:
-        return _product_form(mode, product, request.form, _messages(error),
+        return _product_form(mode, product, request.form, _messages(error, product),
                              status=error.status)
     return redirect(_order_path(order), code=303)
 
@@ -80,7 +90,8 @@ def order_page(mode: str, order_id: str):
     """The buyer's order: how to pay, then the goods. Needs the signed `t` of its link."""
     order = _buyer_order(mode, order_id)
     return render_template("shop/order.html", mode=mode, order=order,
-                           token=request.args["t"], paid_cents=_paid_cents(order))
+                           token=request.args["t"], paid_cents=_paid_cents(order),
+                           field_labels=custom_fields.labels(_scope(mode), order))
 
 
 def order_live(mode: str, order_id: str):
@@ -130,10 +141,36 @@ def _order_body(product: dict) -> dict:
     if product["type"] == "physical":
         body["shipping_address"] = {field: form[field].strip() for field in SHIPPING_FIELDS
                                     if form.get(field, "").strip()}
+    if product["custom_fields"]:
+        body["custom_fields"] = _custom_values(product["custom_fields"], form)
     return body
 
 
-def _messages(error: ApiError) -> dict:
+def _custom_values(definitions: list, form) -> dict:
+    """The custom fields' inputs as JSON values (`custom.NAME`): a checkbox is true or
+    false, a number an int or a float, an empty input no value at all."""
+    values = {}
+    for definition in definitions:
+        key = f"custom.{definition['name']}"
+        if definition["type"] == "checkbox":
+            values[definition["name"]] = key in form
+            continue
+        text = form.get(key, "").strip()
+        if text and definition["type"] == "number":
+            values[definition["name"]] = _form_number(text)
+        elif text:
+            values[definition["name"]] = text
+    return values
+
+
+def _form_number(text: str):
+    """`"3"` → 3, `"2.5"` → 2.5; anything else as typed, for the API's own message."""
+    if not FORM_NUMBER.fullmatch(text):
+        return text
+    return float(text) if "." in text else int(text)
+
+
+def _messages(error: ApiError, product: dict | None = None) -> dict:
     """Per-field messages for the form, worded for a buyer.
 
     A provider failure's detail is advice for the merchant (which setting to fix), so the
@@ -157,10 +194,20 @@ def _messages(error: ApiError) -> dict:
             messages["coupon"] = COUPON_MESSAGES.get(code, "Please check the coupon code.")
         elif field == "payment":
             messages["form"] = "This shop isn't taking payments right now."
+        elif field.startswith("custom_fields."):
+            messages[field] = _custom_field_message(product, field, code)
         else:
             messages[field if field in ("qty", "shipping_address") else "form"] = \
                 f"{FIELD_LABELS.get(field, field)}: {message}."
     return messages
+
+
+def _custom_field_message(product: dict, field: str, code: str | None) -> str:
+    definition = next(d for d in product["custom_fields"]
+                      if f"custom_fields.{d['name']}" == field)
+    if code == "required" and definition["type"] != "checkbox":
+        return "Please fill in this field."
+    return CUSTOM_FIELD_HINTS[definition["type"]].format_map(definition)
 
 
 def _product_form(mode: str, product: dict, form, errors: dict, status: int = 200):

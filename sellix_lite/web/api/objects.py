@@ -12,6 +12,7 @@ from ...services import (
     api_keys,
     checkout,
     coupons,
+    custom_fields,
     license_checks,
     license_keys,
     licenses,
@@ -76,6 +77,8 @@ _PRODUCT = {
     "file": nullable(obj({"name": STRING, "size_bytes": INTEGER, "sha256": STRING,
                           "updated_at": TIME})),
     "metadata": METADATA,
+    "custom_fields": {"type": "array", "items": {"$ref": "#/components/schemas/CustomField"},
+                      "description": "What the buyer is asked at checkout."},
 }
 _SUBSCRIPTION_ON_ORDER = nullable(obj({"id": STRING, "interval": enum(products.INTERVALS),
                                        "current_period_end": TIME,
@@ -152,6 +155,9 @@ _ORDER = {
     "delivery": _DELIVERY,
     "failure_reason": nullable(STRING),
     "metadata": METADATA,
+    "custom_fields": {**custom_fields.Values().schema_fragment(),
+                      "description": "What the buyer gave for the product's custom fields, "
+                                     "by name."},
 }
 _WEBHOOK = {"id": STRING, "url": STRING, "events": {"type": "array", "items": STRING},
             "description": STRING, "status": enum(("active", "disabled")), "mode": MODE,
@@ -166,6 +172,11 @@ OBJECTS = {
     "NewApiKey": obj({**_API_KEY, "secret": nullable(STRING)}),
     "RevokedApiKey": obj({"id": STRING, "revoked": {"const": True}}),
     "Product": obj(_PRODUCT),
+    "CustomField": obj({"name": STRING, "label": STRING, "type": enum(custom_fields.TYPES),
+                        "required": {"type": "boolean"}},
+                       {"options": {"type": "array", "items": STRING,
+                                    "description": "`select` only."},
+                        "max_length": {**INTEGER, "description": "`text` only."}}),
     # Only a dynamic product's create response has the secret (null in a replay).
     "NewProduct": obj(_PRODUCT, {"dynamic_signing_secret": nullable(STRING)}),
     "DynamicSigningSecret": obj({"dynamic_signing_secret": nullable(STRING)}),

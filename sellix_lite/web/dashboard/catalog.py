@@ -9,7 +9,7 @@ from flask import flash, request, url_for
 
 from ...currencies import MINOR_UNITS
 from ...errors import InvalidRequest
-from ...services import license_keys, products
+from ...services import custom_fields, license_keys, products
 from ..context import runtime
 from ..html import form_cents, form_integer
 from . import back_or, bp, page, query_of, scope, submit, submit_and_show
@@ -18,13 +18,15 @@ POOL_SHOWN = 100  # keys listed per page of a license_key product's pool, newest
 TEXT_FIELDS = ("name", "description", "delivery_text", "dynamic_url", "interval", "status")
 # Whole numbers whose empty field means none: no low-stock alert, unlimited activations.
 OPTIONAL_NUMBERS = ("low_stock_threshold", "activation_limit")
+# What the custom fields' rows of the product forms offer.
+FIELD_ROWS = {"field_types": custom_fields.TYPES, "most_fields": custom_fields.MAX_FIELDS}
 
 
 @bp.get("/products")
 def products_page():
     """Every product of the mode, newest first."""
     listing = products.list_page(scope(), {"limit": 100, **_cursor()})
-    return page("products.html", listing=listing, types=products.TYPES)
+    return page("products.html", listing=listing, types=products.TYPES, **FIELD_ROWS)
 
 
 @bp.post("/products")
@@ -53,7 +55,8 @@ def _product_view(product: dict) -> dict:
     if product["type"] == "license_key":
         pool = license_keys.list_page(scope(), product["id"],
                                       query_of(license_keys.LIST, POOL_SHOWN))
-    return {"product": product, "pool": pool, "pool_statuses": license_keys.STATUSES}
+    return {"product": product, "pool": pool, "pool_statuses": license_keys.STATUSES,
+            **FIELD_ROWS}
 
 
 @bp.post("/products/<product_id>")
@@ -144,7 +147,30 @@ def _product_body(form, *, creating: bool) -> dict:
             number = form[field].strip()
             if number or not creating:
                 body[field] = form_integer(number) if number else None
+    definitions = _custom_fields_of(form)
+    if definitions or ("field-0-name" in form and not creating):
+        body["custom_fields"] = definitions  # the edit form's rows replace the fields
     return body
+
+
+def _custom_fields_of(form) -> list:
+    """The definitions of the custom fields' rows, in order; a row without a name and a
+    label is empty. Options are one per line."""
+    definitions = []
+    for index in range(custom_fields.MAX_FIELDS):
+        row = {part: form.get(f"field-{index}-{part}", "").strip()
+               for part in ("name", "label", "type", "options", "max_length")}
+        if not (row["name"] or row["label"]):
+            continue
+        definition = {"name": row["name"], "label": row["label"], "type": row["type"],
+                      "required": f"field-{index}-required" in form}
+        options = [line.strip() for line in row["options"].splitlines() if line.strip()]
+        if options:
+            definition["options"] = options
+        if row["max_length"]:
+            definition["max_length"] = form_integer(row["max_length"])
+        definitions.append(definition)
+    return definitions
 
 
 def to_cents(amount: str, currency: str):

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from flask import flash, request, url_for
 
-from ...services import customers, fulfilment, key_replacements, licenses, orders, payouts, refunds
+from ...services import (
+    custom_fields,
+    customers,
+    fulfilment,
+    key_replacements,
+    licenses,
+    orders,
+    payouts,
+    refunds,
+)
 from ..context import runtime
 from ..html import money
 from . import bp, page, query_of, scope, submit
@@ -30,7 +39,7 @@ def order_page(order_id):
     listed = _licenses({"order_id": order_id})["data"]
     shown = [licenses.get(scope(), lic["id"]) for lic in listed]  # with their instances
     return page("order.html", order=order, refunds=history["data"], reasons=refunds.REASONS,
-                licenses=with_locks(shown))
+                licenses=with_locks(shown), field_labels=custom_fields.labels(scope(), order))
 
 
 @bp.post("/orders/<order_id>/refund")
