@@ -27,7 +27,7 @@ from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
 from ..validation import Email, Enum, Integer, Object, Schema, String
-from . import customers, fulfilment, inventory, orders
+from . import blacklist, customers, fulfilment, inventory, orders
 from .payments import provider_for
 from .scope import Scope
 
@@ -57,6 +57,7 @@ CREATE = Schema(
                  example="USDT"),
     shipping_address=Object(SHIPPING_ADDRESS, description="Where a physical product ships "
                             "(required for physical products, refused for others)."),
+    customer_ip=blacklist.CUSTOMER_IP,
 )
 
 
@@ -80,8 +81,8 @@ class ProviderUnavailable(ApiError):
     status, type, title = 502, "server_error", "Payment provider unavailable"
 
 
-def create_order(scope: Scope, body: dict, *, subscription_id: str | None = None,
-                 ttl_minutes: int | None = None) -> dict:
+def create_order(scope: Scope, body: dict, *, buyer: blacklist.Buyer = blacklist.API_CHECKOUT,
+                 subscription_id: str | None = None, ttl_minutes: int | None = None) -> dict:
     """Create an order awaiting payment and return it (with `payment.checkout_url`); a free
     order comes back paid, and delivered when its kind is delivered at once.
 
@@ -89,6 +90,8 @@ def create_order(scope: Scope, body: dict, *, subscription_id: str | None = None
     """
     config = scope.config
     params = _validate(body, config)
+    if subscription_id is None:  # a renewal goes on with a subscription already sold
+        blacklist.refuse_if_listed(scope, params, buyer)
     with write_txn(scope.db):
         order = _reserve(scope, params, subscription_id)
         if order["total_cents"] == 0:
@@ -167,7 +170,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
         "asset": params["asset"], "created_at": now, "updated_at": now,
         "shipping_address": json.dumps(params["shipping_address"])
         if "shipping_address" in params else None,
-        "subscription_id": subscription_id,
+        "subscription_id": subscription_id, "customer_ip": params.get("customer_ip"),
     }
     storage.insert(scope.db, "orders", row)
     return scope.get("orders", order_id)
