@@ -17,7 +17,7 @@ from ..countries import CODES as COUNTRY_CODES
 from ..db import insert, query_one, write_txn
 from ..errors import Unprocessable
 from ..ids import new_id
-from ..validation import DOMAIN_PATTERN, Email, Enum, FieldError, Schema, String
+from ..validation import DOMAIN_PATTERN, Email, Enum, Schema, String
 from .scope import Scope, list_query
 
 TYPES = ("email", "email_domain", "ip", "country")
@@ -25,25 +25,43 @@ SURFACES = ("api", "storefront")
 REFUSED = "this buyer can't check out in this shop"
 
 
+_HEX = "[0-9A-Fa-f]{1,4}"
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+
+
+def _hextets(count: int) -> str:
+    return rf"{_HEX}(?::{_HEX}){{{count - 1}}}" if count else ""
+
+
+def _ipv6_forms() -> list[str]:
+    """IPv6 as Python's `ipaddress` reads it (no zone): eight groups, or `::` standing for
+    one or more zero groups between k and at most 7 - k others; the same with the last
+    two groups written as an IPv4 address."""
+    forms = [_hextets(8), rf"(?:{_HEX}:){{6}}{_IPV4}"]
+    for k in range(8):
+        right = "" if k == 7 else rf"(?:{_HEX}(?::{_HEX}){{0,{6 - k}}})?"
+        forms.append(f"{_hextets(k)}::{right}")
+    for k in range(6):
+        forms.append(rf"{_hextets(k)}::(?:{_HEX}:){{0,{5 - k}}}{_IPV4}")
+    return forms
+
+
+IP_PATTERN = f"(?:{'|'.join([_IPV4, *_ipv6_forms()])})"
+
+
 class IpAddress(String):
     """An IPv4 or IPv6 address, kept in its canonical text (an IPv4-mapped IPv6 address as
-    the IPv4 address it carries)."""
+    the IPv4 address it carries). The pattern is exactly what `ipaddress` accepts, so the
+    OpenAPI document describes the same set of values."""
 
     def __init__(self, **kwargs):
-        super().__init__(min_length=2, max_length=45, formats=("ipv4", "ipv6"), **kwargs)
+        super().__init__(min_length=2, max_length=45, pattern=IP_PATTERN,
+                         pattern_hint="must be an IPv4 or IPv6 address",
+                         formats=("ipv4", "ipv6"), **kwargs)
 
     def check(self, value, from_query):
-        value = super().check(value, from_query)
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
-            raise FieldError(self.expects()) from None
-        if getattr(address, "scope_id", None):
-            raise FieldError(self.expects())
-        return str(_unmapped(address))
-
-    def expects(self):
-        return "must be an IPv4 or IPv6 address"
+        return str(_unmapped(ipaddress.ip_address(super().check(value, from_query))))
 
 
 CUSTOMER_IP = IpAddress(description="The buyer's IP address, for a custom storefront: "
@@ -113,7 +131,7 @@ def _canonical(kind: str, value: str) -> str:
     """The value as rules keep and match it, or 422 `errors.value`."""
     try:
         return _CANONICAL[kind](value)
-    except ValueError as exc:  # FieldError too
+    except ValueError as exc:  # a FieldError too
         raise Unprocessable(errors={"value": str(exc)}) from None
 
 
