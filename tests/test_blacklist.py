@@ -7,11 +7,16 @@ checkout in Chromium."""
 from __future__ import annotations
 
 import html
+import ipaddress
 import re
+from datetime import datetime, timedelta
 
 import pytest
 import requests
 from playwright.sync_api import expect
+
+from sellix_lite.services.blacklist import CUSTOMER_IP
+from sellix_lite.validation import FieldError
 
 from conftest import GENEROUS_LIMITS, assert_problem
 from support import (
@@ -22,6 +27,7 @@ from support import (
     json_body,
     key_product,
     make_product,
+    pay,
     place_order,
     signed_in_dashboard,
 )
@@ -192,6 +198,28 @@ def test_customer_ip_is_an_ip_address_kept_on_the_order(v1, app_db):
     assert kept == {order["id"]: "198.51.100.4", plain["id"]: None}
 
 
+@pytest.mark.parametrize("value", [
+    "0.0.0.0", "255.255.255.255", "::", "::1", "1::", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8",
+    "1:2:3:4:5:6:7:8", "FFFF::abcd", "::ffff:1.2.3.4", "1:2:3:4:5:6:1.2.3.4", "1::1.2.3.4",
+    "1:2:3:4:5::1.2.3.4", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6::7:8", "1::2::3", "01.2.3.4",
+    "1.2.3.256", "1.2.3", "::1.2.3.04", "1::2:3:4:5:6:1.2.3.4", "12345::", "fe80::1%eth0",
+    " 1.2.3.4", "1.2.3.4/32", ":::", "1:2",
+])
+def test_customer_ip_takes_exactly_the_addresses_pythons_ipaddress_reads(value):
+    """The field's pattern (which the OpenAPI document carries) and `ipaddress` agree."""
+    try:
+        ipaddress.ip_address(value)
+        readable = "%" not in value
+    except ValueError:
+        readable = False
+    try:
+        CUSTOMER_IP.clean(value)
+        accepted = True
+    except FieldError:
+        accepted = False
+    assert accepted == readable, value
+
+
 def test_the_refusal_is_the_same_whichever_rule_matched(v1):
     """Byte for byte, apart from the request id: a buyer learns nothing of the rule."""
     physical = make_product(v1, type="physical", price_cents=2500)
@@ -242,6 +270,23 @@ def test_rules_apply_only_to_checkouts_of_their_mode(client, app_db):
     add_rule(test_key, "email", "twice@example.com")  # its own rule, in test mode
     assert_refused(order_attempt(test_key, product["id"], "twice@example.com"))
     assert refusals(app_db, rule["id"]) == []
+
+
+def test_a_renewal_is_not_a_checkout_and_is_not_refused(v1, clock, tick, app_db):
+    """A subscription sold before the rule renews: cancelling it is the merchant's call."""
+    product = make_product(v1, type="subscription", interval="month",
+                           delivery_text="welcome", price_cents=999)
+    placed = place_order(v1, product["id"], customer_email="sub@late.example")
+    first = pay(v1, placed["id"])
+    rule = add_rule(v1, "email_domain", "late.example")
+    assert_refused(order_attempt(v1, product["id"], "sub@late.example"))
+    subscription = json_body(v1.get(f"/v1/subscriptions/{first['subscription']['id']}"))
+    end = datetime.fromisoformat(subscription["current_period_end"].replace("Z", "+00:00"))
+    clock.set(end - timedelta(days=1))
+    assert tick("renew_subscriptions") == 1
+    assert app_db.query("SELECT count(*) FROM orders WHERE subscription_id = ?",
+                        (subscription["id"],)) == [(2,)]
+    assert len(refusals(app_db, rule["id"])) == 1
 
 
 # --- the storefront, in process ------------------------------------------------------------

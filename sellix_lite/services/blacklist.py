@@ -21,10 +21,7 @@ from ..validation import DOMAIN_PATTERN, Email, Enum, Schema, String
 from .scope import Scope, list_query
 
 TYPES = ("email", "email_domain", "ip", "country")
-SURFACES = ("api", "storefront")
 REFUSED = "this buyer can't check out in this shop"
-
-
 _HEX = "[0-9A-Fa-f]{1,4}"
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
