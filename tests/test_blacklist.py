@@ -339,7 +339,7 @@ def test_the_proxys_country_header_counts_only_on_proxied_storefront_requests(cl
 # --- the dashboard -------------------------------------------------------------------------
 
 def test_the_dashboard_lists_rules_with_their_refusals_and_adds_and_removes_them(app, client,
-                                                                                v1):
+                                                                                v1, app_db):
     dashboard = signed_in_dashboard(app, client)
     product, _ = key_product(v1, 2)
     page = dashboard.get("/dashboard/blacklist").get_data(as_text=True)
@@ -365,6 +365,7 @@ def test_the_dashboard_lists_rules_with_their_refusals_and_adds_and_removes_them
     assert dashboard.post(f"/dashboard/blacklist/{rule['id']}/delete",
                           data=delete).status_code == 303
     assert json_body(v1.get("/v1/blacklist"))["data"] == []
+    assert refusals(app_db, rule["id"]) == []  # the rule's record went with it
     assert place_order(v1, product["id"], customer_email="eve@fraud.example")
 
 
