@@ -217,7 +217,8 @@ class String(Field):
 # any kind, backslash or control character. `\s` takes Unicode spaces and line separators.
 _ADDRESS_ATOM = r"""[^@.\s,:;"'<>()\[\]{}\\\x00-\x1f\x7f-\x9f]+"""
 _DOT_ATOMS = rf"{_ADDRESS_ATOM}(?:\.{_ADDRESS_ATOM})*"
-EMAIL_PATTERN = rf"{_DOT_ATOMS}@{_ADDRESS_ATOM}(?:\.{_ADDRESS_ATOM})+"
+DOMAIN_PATTERN = rf"{_ADDRESS_ATOM}(?:\.{_ADDRESS_ATOM})+"  # an address's domain: with a dot
+EMAIL_PATTERN = rf"{_DOT_ATOMS}@{DOMAIN_PATTERN}"
 
 
 class Email(String):

@@ -167,6 +167,8 @@ def _populate(shop, mode: str, receiver: Receiver) -> dict:
     events = json_body(client.get("/v1/events"))["data"]
     licenses = json_body(client.get("/v1/licenses", params={"order_id": order["id"]}))["data"]
     assert subscriptions and events and licenses
+    rule = json_body(client.post("/v1/blacklist", json={
+        "type": "email", "value": f"authz-{mode}@blocked.example"}), 201)
     instance = json_body(shop.client().post("/v1/licenses/activate", json={
         "license_key": licenses[0]["key"], "instance_name": mode}), 201)["instance"]
     return {"instance_id": instance["id"],"key_id": minted["id"], "order_id": order["id"],
@@ -174,7 +176,7 @@ def _populate(shop, mode: str, receiver: Receiver) -> dict:
             "payout_id": payout["id"], "product_id": product["id"],
             "endpoint_id": endpoint["id"], "delivery_id": deliveries[0]["id"],
             "event_id": events[0]["id"], "license_id": licenses[0]["id"],
-            "coupon_id": coupon["id"]}
+            "coupon_id": coupon["id"], "rule_id": rule["id"]}
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,9 @@ from conftest import mint_via_api, wait_until
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True,
          "device_scale_factor": 2}
-RESOURCE_ORDER = ["Products", "Orders", "Coupons", "Customers", "Licenses", "Payouts", "Webhooks",
-                  "API keys", "Events", "Subscriptions", "Test helpers"]
+RESOURCE_ORDER = ["Products", "Orders", "Coupons", "Customers", "Licenses", "Payouts",
+                  "Webhooks", "API keys", "Events", "Subscriptions", "Blacklist",
+                  "Test helpers"]
 # Every problem slug with its status (docs/api.md, Errors).
 ERROR_SLUGS = {"invalid_request": 400, "unauthenticated": 401, "forbidden_scope": 403,
                "not_found": 404, "method_not_allowed": 405, "conflict": 409,

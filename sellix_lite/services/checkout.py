@@ -31,7 +31,7 @@ from ..errors import ApiError, Unprocessable
 from ..ids import new_id
 from ..providers.blockpn import ProviderError
 from ..validation import Email, Enum, Integer, Metadata, Object, Schema, String
-from . import coupons, custom_fields, customers, fulfilment, inventory, orders
+from . import blacklist, coupons, custom_fields, customers, fulfilment, inventory, orders
 from .payments import provider_for
 from .scope import Scope
 
@@ -65,6 +65,7 @@ CREATE = Schema(
                   example="SPRING25"),
     metadata=Metadata(),
     custom_fields=custom_fields.Values(),
+    customer_ip=blacklist.CUSTOMER_IP,
 )
 
 
@@ -88,8 +89,8 @@ class ProviderUnavailable(ApiError):
     status, type, title = 502, "server_error", "Payment provider unavailable"
 
 
-def create_order(scope: Scope, body: dict, *, subscription_id: str | None = None,
-                 ttl_minutes: int | None = None) -> dict:
+def create_order(scope: Scope, body: dict, *, buyer: blacklist.Buyer = blacklist.API_CHECKOUT,
+                 subscription_id: str | None = None, ttl_minutes: int | None = None) -> dict:
     """Create an order awaiting payment and return it (with `payment.checkout_url`); a free
     order comes back paid, and delivered when its kind is delivered at once.
 
@@ -97,6 +98,8 @@ def create_order(scope: Scope, body: dict, *, subscription_id: str | None = None
     """
     config = scope.config
     params = _validate(body, config)
+    if subscription_id is None:  # a renewal goes on with a subscription already sold
+        blacklist.refuse_if_listed(scope, params, buyer)
     with write_txn(scope.db):
         order = _reserve(scope, params, subscription_id)
         if order["total_cents"] == 0:
@@ -179,6 +182,7 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
         "subscription_id": subscription_id,
         "metadata": json.dumps(params.get("metadata", {})),
         "custom_fields": json.dumps(values),
+        "customer_ip": params.get("customer_ip"),
     }
     storage.insert(scope.db, "orders", row)
     coupons.redeem(scope.db, price.coupon, row)
@@ -194,6 +198,7 @@ def quote(scope: Scope, body: dict) -> dict:
     """What `create_order` would charge for `body`, refused as it would refuse it; reserves
     nothing."""
     params = _validate(body, scope.config)
+    blacklist.refuse_if_listed(scope, params, blacklist.API_QUOTE)
     product = scope.get("products", params["product_id"])
     _check_product(product, params)
     price = _price(scope, product, params)

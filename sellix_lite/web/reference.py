@@ -18,12 +18,13 @@ from .context import runtime
 
 bp = Blueprint("reference", __name__)
 TAG_ORDER = ("Products", "Orders", "Coupons", "Customers", "Licenses", "Payouts", "Webhooks",
-             "API keys", "Events", "Subscriptions", "Test helpers")
+             "API keys", "Events", "Subscriptions", "Blacklist", "Test helpers")
 ID_PREFIXES = {"Product": "prod", "Order": "ord", "Customer": "cus", "Refund": "rf",
                "Payout": "po", "WebhookEndpoint": "wh", "NewWebhookEndpoint": "wh",
                "Event": "evt", "ApiKey": "apik", "NewApiKey": "apik", "Subscription": "sub",
                "WebhookDelivery": "whd", "License": "lic", "LicenseDetail": "lic",
-               "PublicLicense": "lic", "Instance": "lin", "Coupon": "cpn"}
+               "PublicLicense": "lic", "Instance": "lin", "Coupon": "cpn",
+               "BlacklistRule": "bl", "DeletedBlacklistRule": "bl"}
 # Stand-ins for common fields, so example responses read like real ones.
 FIELD_EXAMPLES = {
     "name": "Adobe Creative Cloud Key", "product": "Adobe Creative Cloud Key",

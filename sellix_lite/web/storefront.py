@@ -13,7 +13,7 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 
 from ..errors import ApiError
 from ..ratelimit import client_of
-from ..services import checkout, custom_fields, orders, products, sandbox_helpers
+from ..services import blacklist, checkout, custom_fields, orders, products, sandbox_helpers
 from ..services.scope import Scope
 from .context import get_db, runtime
 from .html import check_csrf, form_integer
@@ -79,7 +79,8 @@ def checkout_form(mode: str, slug: str):
         page, status = _product_form(mode, product, request.form, {"form": message}, 429)
         return page, status, {"Retry-After": str(decision.reset_seconds)}
     try:
-        order = checkout.create_order(_scope(mode), _order_body(product))
+        order = checkout.create_order(_scope(mode), _order_body(product), buyer=blacklist.Buyer(
+            surface="storefront", proxy_country=_proxy_country()))
     except ApiError as error:
         return _product_form(mode, product, request.form, _messages(error, product),
                              status=error.status)
@@ -130,9 +131,24 @@ def _order_path(order: dict) -> str:
                    t=runtime().links.order_token(order["id"]))
 
 
+def _proxy_country() -> str | None:
+    """The buyer's country as the trusted proxy tells it in `[server] country_header`.
+
+    Only a request that came through the proxy carries it: with `trusted_proxy` set, waitress
+    keeps `X-Forwarded-For` from the proxy alone and strips it from anyone else, so a client
+    that reaches the shop directly can't name its own country.
+    """
+    server = runtime().config.server
+    if not (server.trusted_proxy and server.country_header
+            and "X-Forwarded-For" in request.headers):
+        return None
+    return request.headers.get(server.country_header, "").strip().upper() or None
+
+
 def _order_body(product: dict) -> dict:
     form = request.form
-    body = {"product_id": product["id"], "customer_email": form.get("email", "")}
+    body = {"product_id": product["id"], "customer_email": form.get("email", ""),
+            "customer_ip": request.remote_addr}
     body["qty"] = form_integer(form.get("qty", "").strip() or "1")
     if form.get("coin"):
         body["chain"], _, body["asset"] = form["coin"].partition(":")
@@ -184,7 +200,9 @@ def _messages(error: ApiError, product: dict | None = None) -> dict:
     messages = {}
     for field, message in error.errors.items():
         code = error.codes.get(field)
-        if field == "customer_email":
+        if code == "blacklisted":
+            messages["form"] = "This buyer can't check out in this shop."
+        elif field == "customer_email":
             messages["email"] = "Please enter a valid email address."
         elif field == "shipping_address" and code == "invalid_country":
             messages[field] = "Country: use a two-letter code such as DE or US."

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ... import chains, currencies, validation
 from ...services import (
     api_keys,
+    blacklist,
     checkout,
     coupons,
     custom_fields,
@@ -251,6 +252,11 @@ OBJECTS = {
     "NewWebhookEndpoint": obj({**_WEBHOOK, "signing_secret": nullable(STRING)},
                               {"previous_secret_expires_at": TIME}),
     "DeletedWebhookEndpoint": obj({"id": STRING, "deleted": {"const": True}}),
+    "BlacklistRule": obj({"id": STRING,
+                          "type": {**enum(blacklist.TYPES), "examples": ["email_domain"]},
+                          "value": {**STRING, "examples": ["fraud.example"]},
+                          "note": nullable(STRING), "mode": MODE, "created_at": TIME}),
+    "DeletedBlacklistRule": obj({"id": STRING, "deleted": {"const": True}}),
     "TestDelivery": obj({"delivered": {"type": "boolean"}, "response_code": nullable(INTEGER),
                          "delivery_ms": INTEGER}),
     "WebhookDelivery": obj({"id": STRING, "endpoint_id": STRING, "event_id": STRING,

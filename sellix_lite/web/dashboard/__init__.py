@@ -145,6 +145,6 @@ def install(app) -> None:
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_NAME="sellix_session",
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
-    from . import catalog, coupons, developers, licensing, sales, signin  # noqa: F401  (they register routes)
+    from . import blacklist, catalog, coupons, developers, licensing, sales, signin  # noqa: F401  (they register routes)
 
     app.register_blueprint(bp)
