@@ -48,17 +48,13 @@ def an_order(v1, **extra) -> dict:
 
 
 # The objects whose metadata PATCH changes: how to make one, its path, its event.
-def _product(v1):
-    return make_product(v1)
-
-
 def _customer(v1):
     order = an_order(v1)
     return json_body(v1.get(f"/v1/customers/{order['customer_id']}"))
 
 
 OBJECTS = {
-    "product": (_product, "/v1/products/{}", "product.updated"),
+    "product": (make_product, "/v1/products/{}", "product.updated"),
     "order": (an_order, "/v1/orders/{}", "order.updated"),
     "customer": (_customer, "/v1/customers/{}", "customer.updated"),
 }
