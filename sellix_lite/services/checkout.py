@@ -164,7 +164,8 @@ def _reserve(scope: Scope, params: dict, subscription_id: str | None) -> dict:
     product = scope.get("products", params["product_id"])
     _check_product(product, params)
     price = _price(scope, product, params)
-    values = custom_fields.values_for(product, params.get("custom_fields", {}))
+    values = custom_fields.carried_to_renewal(scope.db, subscription_id, product) \
+        if subscription_id else custom_fields.values_for(product, params.get("custom_fields", {}))
     now, order_id = now_iso(), new_id("ord")
     inventory.reserve(scope.db, order_id, product, params["qty"],
                       owner_email=scope.config.shop.owner_email)

@@ -148,25 +148,31 @@ class Values(Field):
 
 
 class Number(Field):
-    """A JSON number (an integer or a finite decimal, never true/false)."""
+    """A JSON number (an integer or a finite decimal, never true/false) within ±2^53, the
+    integers every JSON reader, JavaScript's included, holds exactly."""
 
     json_type = "number"
+    LARGEST = 2 ** 53
 
     def check(self, value, from_query):
         if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value):
+                or (isinstance(value, float) and not math.isfinite(value)) \
+                or abs(value) > self.LARGEST:
             raise FieldError(self.expects())
         return value
 
     def expects(self):
-        return "must be a number"
+        return f"must be a number from -{self.LARGEST} to {self.LARGEST}"
+
+    def schema_fragment(self):
+        return {"type": "number", "minimum": -self.LARGEST, "maximum": self.LARGEST}
 
 
 def _value_field(definition: dict) -> Field:
     """The validator of one definition's value."""
     kind = definition["type"]
     if kind == "text":
-        return String(min_length=1, max_length=definition["max_length"],
+        return String(min_length=1, max_length=definition["max_length"], strip=True,
                       pattern=PLAIN_TEXT, pattern_hint=PLAIN_TEXT_HINT)
     if kind == "select":
         return Enum(definition["options"])
@@ -215,14 +221,15 @@ def labels(scope: Scope, order: dict) -> dict:
             for definition in definitions_of(product)} if product else {}
 
 
-def carried_to_renewal(db, subscription: dict) -> dict:
-    """The values of a subscription's latest paid order that its product still defines: a
-    renewal keeps what the buyer gave."""
+def carried_to_renewal(db, subscription_id: str, product: dict) -> dict:
+    """The values of a subscription's latest paid order that its product still defines.
+
+    A renewal is not a new checkout: it keeps what the buyer gave, which was valid when
+    bought, and is not checked against fields the merchant added or tightened since (that
+    would stop the subscription from ever renewing)."""
     order = query_one(db, "SELECT custom_fields FROM orders WHERE subscription_id = ? AND "
-                          "paid_at IS NOT NULL ORDER BY id DESC LIMIT 1", (subscription["id"],))
-    product = query_one(db, "SELECT custom_fields FROM products WHERE id = ?",
-                        (subscription["product_id"],))
-    if order is None or product is None:
+                          "paid_at IS NOT NULL ORDER BY id DESC LIMIT 1", (subscription_id,))
+    if order is None:
         return {}
     names = {definition["name"] for definition in definitions_of(product)}
     return {name: value for name, value in json.loads(order["custom_fields"]).items()

@@ -12,7 +12,7 @@ from ..clock import utcnow
 from ..config import Config
 from ..db import write_txn
 from ..errors import ApiError
-from . import checkout, custom_fields, emails, subscriptions
+from . import checkout, emails, subscriptions
 from .links import Links
 from .scope import Scope
 
@@ -45,8 +45,7 @@ def _open_renewal(db, subscription: dict, config: Config, links: Links) -> dict:
     return checkout.create_order(
         scope, {"product_id": subscription["product_id"],
                 "customer_email": subscription["customer_email"],
-                "chain": subscription["chain"], "asset": subscription["asset"],
-                "custom_fields": custom_fields.carried_to_renewal(db, subscription)},
+                "chain": subscription["chain"], "asset": subscription["asset"]},
         subscription_id=subscription["id"], ttl_minutes=minutes_left)
 
 
