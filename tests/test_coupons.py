@@ -192,8 +192,10 @@ def test_quote_and_order_take_the_same_discount(v1, price, qty, coupon, subtotal
     body = order_body(product, code.lower(), qty=qty)
     total = subtotal - discount
     quote = json_body(v1.post("/v1/orders/quote", json=body))
+    # A coupon that takes nothing off is not applied (and spends no redemption).
     assert quote == {"subtotal_cents": subtotal, "discount_cents": discount,
-                     "total_cents": total, "currency": "USD", "coupon": code}
+                     "total_cents": total, "currency": "USD",
+                     "coupon": code if discount else None}
     order = json_body(v1.post("/v1/orders", json=body), 201)
     assert {k: order[k] for k in quote} == quote
     assert order["items"][0]["subtotal_cents"] == subtotal
@@ -201,6 +203,22 @@ def test_quote_and_order_take_the_same_discount(v1, price, qty, coupon, subtotal
     if total:
         assert order["payment"]["asset_amount"] == f"{total / 100:.6f}"
         assert pay(v1, order["id"])["status"] == "completed"
+
+
+def test_a_coupon_that_takes_nothing_off_spends_no_redemption(v1):
+    free = make_product(v1, type="account", delivery_text="x", price_cents=0)
+    coupon = make_coupon(v1, percent_off=50, max_redemptions=1, once_per_customer=True)
+    for _ in range(2):
+        order = json_body(v1.post("/v1/orders", json=order_body(free, coupon["code"])), 201)
+        assert (order["coupon"], order["discount_cents"], order["total_cents"]) == (None, 0, 0)
+    assert json_body(v1.get(f"/v1/coupons/{coupon['id']}"))["redemptions"] == 0
+
+
+def test_a_null_coupon_is_no_coupon(v1):
+    product, _ = key_product(v1, 2)
+    body = {**order_body(product, None), "coupon": None}
+    assert json_body(v1.post("/v1/orders/quote", json=body))["coupon"] is None
+    assert json_body(v1.post("/v1/orders", json=body), 201)["discount_cents"] == 0
 
 
 def test_an_order_without_a_coupon_has_no_discount(v1):

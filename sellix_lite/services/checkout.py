@@ -61,7 +61,8 @@ CREATE = Schema(
                  example="USDT"),
     shipping_address=Object(SHIPPING_ADDRESS, description="Where a physical product ships "
                             "(required for physical products, refused for others)."),
-    coupon=String(**coupons.CODE, description="A coupon code (any letter case).",
+    coupon=String(**coupons.CODE, nullable=True,
+                  description="A coupon code (any letter case); `null`: none.",
                   example="SPRING25"),
     metadata=Metadata(),
     custom_fields=custom_fields.Values(),

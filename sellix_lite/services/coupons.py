@@ -271,7 +271,9 @@ def price(scope: Scope, product: dict, qty: int, code: str | None,
         discount = subtotal * coupon["percent_off"] // 100
     else:
         discount = min(coupon["amount_off_cents"], subtotal)
-    return Price(subtotal, discount, product["currency"], coupon)
+    # A coupon that takes nothing off (a free product, 1 % of a few cents) is not applied,
+    # so it spends no redemption and no once-per-customer use.
+    return Price(subtotal, discount, product["currency"], coupon if discount else None)
 
 
 def _check_usable(db, coupon: dict | None, product: dict, customer_email: str) -> None:
