@@ -84,10 +84,13 @@ class Buyer:
 
     surface: str = "api"
     proxy_country: str | None = None
+    # Whether a refusal is kept for the dashboard: checkouts are, quotes (which a bot may
+    # ask for in a loop, and which reserve nothing) are not.
+    recorded: bool = True
 
 
 API_CHECKOUT = Buyer()
-API_QUOTE = Buyer("quote")  # a price asked for through the API: refused as its checkout would be
+API_QUOTE = Buyer("quote", recorded=False)  # refused as its checkout would be
 
 
 def render(row: dict) -> dict:
@@ -186,6 +189,14 @@ def refuse_if_listed(scope: Scope, params: dict, buyer: Buyer) -> None:
     rule = _first_match(scope, facts)
     if rule is None:
         return
+    if buyer.recorded:
+        _record(scope, params, buyer, facts, rule)
+    raise Unprocessable(errors={"customer_email": REFUSED}, codes={"customer_email": "blacklisted"})
+
+
+def _record(scope: Scope, params: dict, buyer: Buyer, facts: dict, rule: dict) -> None:
+    """Keep the refusal against its rule, in a transaction of its own (the checkout's is
+    never opened)."""
     country = facts["countries"][0] if facts["countries"] else None
     if rule["type"] == "country":
         country = rule["value"]
@@ -195,7 +206,6 @@ def refuse_if_listed(scope: Scope, params: dict, buyer: Buyer) -> None:
             "customer_email": facts["email"], "customer_ip": facts["ip"], "country": country,
             "product_id": params.get("product_id"), "surface": buyer.surface,
             "created_at": now_iso()})
-    raise Unprocessable(errors={"customer_email": REFUSED}, codes={"customer_email": "blacklisted"})
 
 
 def _facts(params: dict, buyer: Buyer) -> dict:
