@@ -633,6 +633,44 @@ def m0015_coupons_fields_metadata_blacklist(db):
          "blacklist:write"])
 
 
+@migration
+def m0016_subscription_cancelling(db):
+    # A subscription can be cancelled: at its period end (no renewal is opened, it expires
+    # then) or at once (`canceled`). SQLite can't change a CHECK, so the table is rebuilt;
+    # no other table refers to it.
+    _run(
+        db,
+        """CREATE TABLE subscriptions_new (
+            id TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+            product_id TEXT NOT NULL REFERENCES products (id),
+            customer_id TEXT NOT NULL REFERENCES customers (id),
+            customer_email TEXT NOT NULL,
+            interval TEXT NOT NULL CHECK (interval IN ('month', 'year')),
+            status TEXT NOT NULL CHECK (status IN ('active', 'canceled', 'expired')),
+            chain TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            current_period_end TEXT NOT NULL,
+            renewal_order_id TEXT,
+            cancel_at_period_end INTEGER NOT NULL DEFAULT 0,
+            canceled_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """INSERT INTO subscriptions_new (id, mode, product_id, customer_id, customer_email,
+               interval, status, chain, asset, current_period_end, renewal_order_id,
+               created_at, updated_at)
+           SELECT id, mode, product_id, customer_id, customer_email, interval, status, chain,
+                  asset, current_period_end, renewal_order_id, created_at, updated_at
+           FROM subscriptions""",
+        "DROP TABLE subscriptions",
+        "ALTER TABLE subscriptions_new RENAME TO subscriptions",
+        "CREATE INDEX subscriptions_list ON subscriptions (mode, id)",
+        "CREATE INDEX subscriptions_due ON subscriptions (status, current_period_end)",
+        "CREATE INDEX subscriptions_by_email ON subscriptions (mode, customer_email, id)",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]
