@@ -78,7 +78,8 @@ def queue_delivery_email(db, order: dict, config: Config, links: Links) -> str:
                   f"link before then.")
     body = (f"Thank you for your order {order['id']} at {config.shop.name}.\n\n"
             f"{order['qty']} x {order['product_name']}\n\n{goods}\n\n"
-            f"Your order page: {links.order_url(order['id'], order['mode'])}\n")
+            f"Your order page: {links.order_url(order['id'], order['mode'])}\n"
+            f"All your orders, keys and licenses: {links.portal_url(order['mode'])}\n")
     return emails.queue(db, mode=order["mode"], kind="order_delivered",
                         to=order["customer_email"], related_id=order["id"],
                         subject=f"Your order from {config.shop.name}: {order['product_name']}",

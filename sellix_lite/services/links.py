@@ -52,5 +52,11 @@ class Links:
 
     def order_url(self, order_id: str, mode: str) -> str:
         """The buyer's order page: `/order/<id>?t=…`, under `/test` in test mode."""
-        prefix = "/test" if mode == "test" else ""
-        return f"{self.public_url}{prefix}/order/{order_id}?t={self.order_token(order_id)}"
+        return f"{self._shop_url(mode)}/order/{order_id}?t={self.order_token(order_id)}"
+
+    def portal_url(self, mode: str) -> str:
+        """The buyer's portal, where an email address asks for a sign-in link."""
+        return f"{self._shop_url(mode)}/portal"
+
+    def _shop_url(self, mode: str) -> str:
+        return f"{self.public_url}/test" if mode == "test" else self.public_url

@@ -17,7 +17,7 @@ from werkzeug.routing import Rule
 from .. import __version__
 from ..config import Config
 from ..security import Signer
-from . import dashboard, downloads, html, ipn, reference, requestlog, responses, storefront
+from . import dashboard, downloads, html, ipn, portal, reference, requestlog, responses, storefront
 from .api import bp as api_bp
 from .bodylimits import JSON_BODY_BYTES
 from .context import Runtime, get_db, release_db
@@ -104,6 +104,7 @@ def create_app(config: Config, secret_key: str, boot_id: str | None = None) -> F
     app.register_blueprint(ipn.bp)
     app.register_blueprint(downloads.bp)
     app.register_blueprint(storefront.bp)
+    app.register_blueprint(portal.bp)
     app.register_blueprint(reference.bp)
     app.register_blueprint(wellknown_bp)
     dashboard.install(app)

@@ -28,6 +28,9 @@ class Runtime:
     signer: Signer
     boot_id: str = field(default_factory=lambda: secrets.token_hex(8))
     limiter: SlidingWindowLimiter = field(default_factory=SlidingWindowLimiter)
+    # Limits counted over an hour (the portal's sign-in links per email).
+    hourly_limiter: SlidingWindowLimiter = field(
+        default_factory=lambda: SlidingWindowLimiter(window_seconds=3600))
     connections: storage.ThreadConnections = field(init=False)
     test_sends: TestSendSlots = field(init=False)
     links: Links = field(init=False)
