@@ -8,13 +8,27 @@ read from an SMTP server."""
 from __future__ import annotations
 
 import re
+from email import message_from_bytes, policy
 from urllib.parse import urlsplit
 
 import pytest
+import requests
+from playwright.sync_api import expect
 
 from sellix_lite.web.portal import COOKIES
 
-from support import buyer, fetch, json_body, pay, place_order, product_of_kind
+from conftest import GENEROUS_LIMITS, running_server, wait_until
+from support import (
+    Mailbox,
+    buyer,
+    fetch,
+    json_body,
+    key_product,
+    pay,
+    place_order,
+    product_of_kind,
+    smtp_config,
+)
 
 LINK = re.compile(r"(https?://[^/\s]+)?(/(?:test/)?portal/sign-in\?t=[\w.\-]+)")
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -336,3 +350,80 @@ def test_the_form_is_served_in_both_modes(client, mode):
     assert page.status_code == 200
     assert ("TEST MODE" in text_of(page)) == (mode == "test")
     assert f'action="{PREFIXES[mode]}"' in text_of(page)
+
+
+# --- the whole journey, against the real server -------------------------------------------
+
+PHONE = {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True,
+         "device_scale_factor": 2}
+
+
+def message_to(mailbox, email: str, subject: str):
+    """The newest message the SMTP server received for `email` with `subject` in its
+    subject, parsed; None before it arrives."""
+    for envelope in reversed(mailbox.envelopes):
+        message = message_from_bytes(envelope.original_content or envelope.content,
+                                     policy=policy.default)
+        if envelope.rcpt_tos == [email] and subject in message["Subject"]:
+            return message
+    return None
+
+
+def assert_fits_the_phone(page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["viewport"]["width"], f"{page.url} scrolls sideways: {width}px"
+
+
+def test_a_buyer_signs_in_from_the_email_and_deactivates_an_instance_in_chromium(
+        tmp_path, browser, artifacts):
+    """Buy a key through the API, activate it, ask the portal for a link on a phone with
+    JavaScript off, read the link from the SMTP server, open it, see the key, deactivate
+    the instance, and find the API agreeing."""
+    with Mailbox() as mailbox, running_server(
+            tmp_path, GENEROUS_LIMITS + "[jobs]\ntick_seconds = 1\n"
+            + smtp_config(mailbox.port, "shop@example.org")) as shop:
+        v1, email = shop.admin, buyer("journey")
+        product, _ = key_product(v1, 2, name="Editor Pro", activation_limit=2)
+        order = pay(v1, place_order(v1, product["id"], customer_email=email)["id"])
+        (key,) = order["delivery"]["keys"]
+        activated = json_body(requests.post(shop.url + "/v1/licenses/activate", timeout=30,
+                                            json={"license_key": key,
+                                                  "instance_name": "laptop"}), 201)
+        delivered = wait_until(lambda: message_to(mailbox, email, "Your order"),
+                               what="the order email")
+        assert f"licenses: {shop.url}/test/portal\r\n" in delivered.get_content()
+
+        context = browser.new_context(java_script_enabled=False, **PHONE)
+        try:
+            page = context.new_page()
+            assert page.goto(shop.url + "/test/portal").status == 200
+            expect(page.get_by_text("TEST MODE")).to_be_visible()
+            assert_fits_the_phone(page)
+            page.get_by_label("Email").fill(email)
+            page.get_by_role("button", name="Email me a link").click()
+            expect(page.locator("h1")).to_have_text("Check your email")
+            page.screenshot(path=str(artifacts / "portal-phone-sent.png"), full_page=True)
+
+            sign_in = wait_until(lambda: message_to(mailbox, email, "sign-in link"),
+                                 what="the sign-in email")
+            link = LINK.search(sign_in.get_content()).group(0)
+            assert link.startswith(shop.url + "/test/portal/sign-in?t=")
+            page.goto(link)
+            assert urlsplit(page.url).path == "/test/portal"
+            main = page.locator("main")
+            expect(main).to_contain_text(f"Signed in as {email}")
+            expect(main.locator("code", has_text=key)).to_have_count(2)  # order and license
+            expect(main).to_contain_text("1 of 2 activations")
+            expect(main).to_contain_text("laptop")
+            assert_fits_the_phone(page)
+            page.screenshot(path=str(artifacts / "portal-phone-account.png"), full_page=True)
+
+            page.get_by_role("button", name="Deactivate laptop").click()
+            expect(page.get_by_text("The instance was deactivated.")).to_be_visible()
+            expect(main).to_contain_text("0 of 2 activations")
+            expect(page.get_by_role("button", name="Deactivate laptop")).to_have_count(0)
+        finally:
+            context.close()
+
+        licensed = json_body(v1.get(f"/v1/licenses/{activated['license']['id']}"))
+        assert (licensed["activations"], licensed["instances"]) == (0, [])
