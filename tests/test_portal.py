@@ -427,3 +427,5 @@ def test_a_buyer_signs_in_from_the_email_and_deactivates_an_instance_in_chromium
 
         licensed = json_body(v1.get(f"/v1/licenses/{activated['license']['id']}"))
         assert (licensed["activations"], licensed["instances"]) == (0, [])
+        log = shop.logged("/test/portal/sign-in")
+        assert "t=[redacted]" in log and link.partition("t=")[2] not in log
