@@ -97,10 +97,13 @@ def without_tokens(html: str) -> str:
 
 def test_the_answer_is_the_same_for_a_buyer_and_for_anyone_else(client, v1, app_db):
     email = buyer("known")
+    before = ask(client, email)
+    assert links_sent(app_db) == []
     bought(v1, email)
     known, unknown = ask(client, email), ask(client, "nobody@example.com")
-    assert known.status_code == unknown.status_code == 200
+    assert before.status_code == known.status_code == unknown.status_code == 200
     assert SENT in text_of(known)
+    assert known.get_data() == before.get_data()  # byte for byte
     assert without_tokens(text_of(known)).replace(email, "EMAIL") == \
         without_tokens(text_of(unknown)).replace("nobody@example.com", "EMAIL")
     assert known.headers.get("Set-Cookie") == unknown.headers.get("Set-Cookie")
@@ -277,6 +280,18 @@ def test_the_page_shows_licenses_and_their_instances(client, v1, app_db):
     assert "1 of unlimited activations" in page
     assert (f'/test/portal/licenses/{licensed["id"]}/instances/'
             f'{licensed["instances"][0]["id"]}/deactivate') in page
+
+
+def test_the_page_shows_subscriptions_and_when_they_renew(client, v1, app_db):
+    email = buyer("subscriber")
+    order = bought(v1, email, "subscription")
+    signed_in(client, app_db, v1, email)
+    page = text_of(client.get("/test/portal"))
+    subscription = order["subscription"]
+    assert f'id="{subscription["id"]}"' in page
+    assert order["items"][0]["product"] in page and "every month" in page
+    assert "Active: renews" in page
+    assert subscription["current_period_end"].replace("T", " ").replace("Z", " UTC") in page
 
 
 def test_a_buyer_deactivates_an_instance_of_their_own_license(client, v1, app_db):
