@@ -129,6 +129,17 @@ def test_cancelling_now_ends_it_and_its_licenses_and_fails_the_open_renewal(
     assert get_subscription(v1, subscription["id"])["status"] == "canceled"
 
 
+def test_a_failed_renewal_paid_after_all_resumes_the_subscription(v1, clock, tick):
+    _, subscription = subscribe(v1)
+    renewal_id = open_renewal(v1, clock, tick, subscription)
+    cancel(v1, subscription["id"])
+    assert pay(v1, renewal_id)["status"] == "completed"  # late payments are delivered
+    resumed = get_subscription(v1, subscription["id"])
+    assert (resumed["status"], resumed["cancel_at_period_end"], resumed["canceled_at"]) == (
+        "active", False, None)
+    assert moment(resumed["current_period_end"]) > moment(subscription["current_period_end"])
+
+
 def test_a_subscriptions_licenses_expire_at_its_period_end_and_a_renewal_moves_it(
         v1, clock, tick, app_db):
     _, subscription = subscribe(v1)
