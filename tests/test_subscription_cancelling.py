@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from standardwebhooks.webhooks import Webhook
 
 from sellix_lite.clock import now_iso
+from sellix_lite.services import renewals
 
 from conftest import assert_problem
 from support import (
@@ -106,6 +107,25 @@ def test_cancelling_at_the_period_end_fails_the_open_renewal_and_releases_its_st
                                                               "the subscription was canceled")
     assert get_product(v1, product["id"])["stock"] == STOCK - 1
     assert events_of(v1, "order.failed", renewal_id)
+
+
+def test_a_cancel_while_the_renewal_opens_fails_it(v1, clock, tick, monkeypatch):
+    """The job opens the renewal, then records it: a cancel between the two wins."""
+    product, subscription = subscribe(v1)
+    opened = []
+
+    def open_then_cancel(*args):
+        opened.append(open_renewal_order(*args))
+        cancel(v1, subscription["id"])
+        return opened[0]
+
+    open_renewal_order = renewals._open_renewal
+    monkeypatch.setattr(renewals, "_open_renewal", open_then_cancel)
+    clock.set(moment(subscription["current_period_end"]) - timedelta(days=1))
+    tick("renew_subscriptions")
+    assert fetch(v1, opened[0]["id"])["status"] == "failed"
+    assert get_subscription(v1, subscription["id"])["renewal_order_id"] is None
+    assert get_product(v1, product["id"])["stock"] == STOCK - 1
 
 
 def test_cancelling_now_ends_it_and_its_licenses_and_fails_the_open_renewal(

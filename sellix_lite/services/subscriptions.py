@@ -18,12 +18,14 @@ from datetime import datetime, timedelta
 
 import sqlite_utils
 
+from .. import db as storage
 from ..clock import iso, now_iso, utcnow
 from ..db import query_one, write_txn
 from ..errors import Unprocessable
 from ..ids import new_id
 from ..validation import Boolean, Schema
 from . import events, licenses, orders
+from .links import Links
 from .scope import Scope, list_query
 
 LIST = list_query()
@@ -116,7 +118,7 @@ def cancel(scope: Scope, subscription_id: str, body: dict) -> dict:
         _fail_open_renewal(scope, row)
         changes = {"cancel_at_period_end": 1} if at_period_end \
             else {"cancel_at_period_end": 0, "status": "canceled"}
-        scope.db["subscriptions"].update(row["id"], {
+        storage.update(scope.db, "subscriptions", row["id"], {
             **changes, "canceled_at": now_iso(), "renewal_order_id": None,
             "updated_at": now_iso()})
         if not at_period_end:
@@ -127,12 +129,21 @@ def cancel(scope: Scope, subscription_id: str, body: dict) -> dict:
 
 
 def _fail_open_renewal(scope: Scope, row: dict) -> None:
-    """No more charges: a renewal still awaiting payment fails and releases its stock."""
-    if row["renewal_order_id"] is None:
-        return
-    order = query_one(scope.db, "SELECT * FROM orders WHERE id = ?", (row["renewal_order_id"],))
+    if row["renewal_order_id"] is not None:
+        fail_renewal(scope.db, row["renewal_order_id"], scope.links)
+
+
+def fail_renewal(db: sqlite_utils.Database, order_id: str, links: Links) -> None:
+    """No more charges: a renewal still awaiting payment fails, releasing its stock (inside
+    the caller's transaction)."""
+    order = query_one(db, "SELECT * FROM orders WHERE id = ?", (order_id,))
     if order["status"] in ("pending", "awaiting_payment"):
-        orders.fail(scope.db, order, "the subscription was canceled", scope.links)
+        orders.fail(db, order, "the subscription was canceled", links)
+
+
+def renews(row: dict) -> bool:
+    """Whether the subscription still wants its next period."""
+    return row["status"] == "active" and not row["cancel_at_period_end"]
 
 
 def due_for_renewal(db: sqlite_utils.Database, notice_days: int) -> list[dict]:
