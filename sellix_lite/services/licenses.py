@@ -243,3 +243,14 @@ def search(scope: Scope, query: dict) -> dict:
         params.append(_GLOB_SPECIAL.sub(r"[\1]", query["key"]) + "*")
     return scope.page("licenses", query, render, where=" AND ".join(conditions),
                       params=tuple(params))
+
+
+def expire_with_subscription(db: sqlite_utils.Database, subscription_id: str,
+                             expires_at: str) -> None:
+    """The licenses of a subscription's orders expire when it ends: at its period end, moved
+    on by each renewal, or now when it is canceled now; with `license.updated` (inside the
+    caller's transaction)."""
+    for row in db.query("SELECT l.* FROM licenses l JOIN orders o ON o.id = l.order_id "
+                        "WHERE o.subscription_id = ? AND l.expires_at IS NOT ? ORDER BY l.id",
+                        (subscription_id, expires_at)):
+        _save(db, row, {"expires_at": expires_at})

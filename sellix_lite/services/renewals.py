@@ -10,7 +10,7 @@ import sqlite_utils
 
 from ..clock import utcnow
 from ..config import Config
-from ..db import write_txn
+from ..db import query_one, write_txn
 from ..errors import ApiError
 from . import checkout, emails, subscriptions
 from .links import Links
@@ -30,12 +30,24 @@ def run(db: sqlite_utils.Database, config: Config, links: Links) -> int:
             continue
         if order["paid_at"] is None:  # a free renewal was paid and delivered as it opened
             with write_txn(db):
+                if not _still_renews(db, subscription["id"], order["id"], links):
+                    continue
                 db.execute("UPDATE subscriptions SET renewal_order_id = ? WHERE id = ?",
                            (order["id"], subscription["id"]))
                 _email_renewal(db, subscription, order, config)
         opened += 1
     subscriptions.expire_ended(db)
     return opened
+
+
+def _still_renews(db, subscription_id: str, order_id: str, links: Links) -> bool:
+    """A cancel that came while the renewal was being opened fails it: nothing is charged
+    after a cancel."""
+    current = query_one(db, "SELECT * FROM subscriptions WHERE id = ?", (subscription_id,))
+    if subscriptions.renews(current):
+        return True
+    subscriptions.fail_renewal(db, order_id, links)
+    return False
 
 
 def _open_renewal(db, subscription: dict, config: Config, links: Links) -> dict:

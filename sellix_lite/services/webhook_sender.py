@@ -264,5 +264,5 @@ def _sample_object(event_type: str) -> dict:
     """A small object of the event's kind, clearly marked as a test."""
     kind = event_type.split(".")[0]
     prefix = {"order": "ord", "product": "prod", "payout": "po", "customer": "cus",
-              "license": "lic"}[kind]
+              "license": "lic", "subscription": "sub"}[kind]
     return {"id": f"{prefix}_test", "object": kind, "test": True}

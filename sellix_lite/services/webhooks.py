@@ -28,9 +28,11 @@ EVENT_TYPES = (
     "payout.queued", "payout.broadcast", "payout.confirmed", "payout.failed",
     "customer.created", "customer.updated",
     "license.created", "license.updated", "license.activated", "license.deactivated",
+    "subscription.canceled",
 )
 # `*` and a wildcard for each family of EVENT_TYPES.
-PATTERNS = ("*", "order.*", "product.*", "payout.*", "customer.*", "license.*")
+PATTERNS = ("*", "order.*", "product.*", "payout.*", "customer.*", "license.*",
+            "subscription.*")
 DELIVERY_STATUSES = ("pending", "succeeded", "failed", "cancelled")
 ROTATION_OVERLAP = timedelta(hours=24)
 
@@ -39,7 +41,8 @@ _url = dict(min_length=1, max_length=2048, pattern=HTTP_URL, formats=("uri",),
             description="URL the events are POSTed to.", example="https://your.app/sellix/webhook")
 _events = dict(min_items=1, max_items=len(EVENT_TYPES) + len(PATTERNS), unique=True,
                description="Event types to receive; `*` for all, `order.*`, `product.*`, "
-                           "`payout.*`, `customer.*` or `license.*` for a family.",
+                           "`payout.*`, `customer.*`, `license.*` or `subscription.*` for a "
+                           "family.",
                example=["order.paid", "order.refunded"])
 _description = dict(max_length=500, description="A note for people, shown in the dashboard.")
 

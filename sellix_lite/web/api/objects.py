@@ -83,7 +83,7 @@ _PRODUCT = {
 }
 _SUBSCRIPTION_ON_ORDER = nullable(obj({"id": STRING, "interval": enum(products.INTERVALS),
                                        "current_period_end": TIME,
-                                       "status": enum(("active", "expired"))}))
+                                       "status": enum(("active", "canceled", "expired"))}))
 # What `delivery.state` can be (the orders table allows exactly these).
 DELIVERY_STATES = ("pending", "delivered", "failed", "awaiting_shipment", "shipped")
 _ADDRESS = obj({name: STRING for name, field in checkout.SHIPPING_ADDRESS.fields.items()
@@ -217,10 +217,13 @@ OBJECTS = {
                         "id": STRING, "status": enum(orders.STATUSES), "total_cents": INTEGER,
                         "currency": CURRENCY, "paid_at": nullable(TIME),
                         "created_at": TIME})}}),
-    "Subscription": obj({"id": STRING, "mode": MODE, "status": enum(("active", "expired")),
+    "Subscription": obj({"id": STRING, "mode": MODE,
+                         "status": enum(("active", "canceled", "expired")),
                          "interval": enum(products.INTERVALS), "current_period_end": TIME,
                          "product_id": STRING, "customer_id": STRING, "customer_email": STRING,
-                         "renewal_order_id": nullable(STRING), "created_at": TIME,
+                         "renewal_order_id": nullable(STRING),
+                         "cancel_at_period_end": {"type": "boolean"},
+                         "canceled_at": nullable(TIME), "created_at": TIME,
                          "updated_at": TIME}),
     "Payout": obj({"id": STRING, "mode": MODE, "status": enum(payouts.STATUSES),
                    "chain": CHAIN, "asset": ASSET, "amount_cents": INTEGER,

@@ -159,3 +159,13 @@ def list_subscriptions(query):
 def get_subscription(subscription_id, query):
     """Returns one subscription."""
     return subscriptions.get(scope(), subscription_id)
+
+
+@operation(bp, "POST", "/subscriptions/<subscription_id>/cancel",
+           summary="Cancel a subscription", tag="Subscriptions", ability="orders:write",
+           body=subscriptions.CANCEL, response="Subscription")
+def cancel_subscription(subscription_id, query, body):
+    """Stops the renewals: at the period end by default (no renewal is opened, an open one
+    fails, and the subscription expires at the end), or now (`canceled`, its licenses
+    expire)."""
+    return subscriptions.cancel(scope(), subscription_id, body)

@@ -145,6 +145,15 @@ def install(app) -> None:
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_NAME="sellix_session",
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
-    from . import blacklist, catalog, coupons, developers, licensing, sales, signin  # noqa: F401  (they register routes)
+    from . import (  # noqa: F401  (they register routes)
+        blacklist,
+        catalog,
+        coupons,
+        developers,
+        licensing,
+        sales,
+        signin,
+        subscriptions,
+    )
 
     app.register_blueprint(bp)
