@@ -24,6 +24,7 @@ from support import (
     fetch,
     json_body,
     key_product,
+    make_product,
     pay,
     place_order,
     product_of_kind,
@@ -294,6 +295,32 @@ def test_the_page_shows_subscriptions_and_when_they_renew(client, v1, app_db):
     assert subscription["current_period_end"].replace("T", " ").replace("Z", " UTC") in page
 
 
+def test_a_buyer_cancels_the_renewal_of_their_own_subscription(client, v1, app_db):
+    email = buyer("leaving")
+    subscription = bought(v1, email, "subscription")["subscription"]
+    other = bought(v1, buyer("staying"), "subscription")["subscription"]
+    signed_in(client, app_db, v1, email)
+    action = f"/test/portal/subscriptions/{subscription['id']}/cancel"
+    assert f'action="{action}"' in text_of(client.get("/test/portal"))
+
+    assert client.post(action, data={}).status_code == 400
+    token = csrf_of(client, "/test/portal")
+    refused = client.post(f"/test/portal/subscriptions/{other['id']}/cancel",
+                          data={"csrf_token": token})
+    assert refused.status_code == 404
+    assert json_body(v1.get(f"/v1/subscriptions/{other['id']}"))["cancel_at_period_end"] is False
+    assert json_body(v1.get(f"/v1/subscriptions/{subscription['id']}"))["canceled_at"] is None
+
+    done = client.post(action, data={"csrf_token": token})
+    assert done.status_code == 303
+    page = text_of(client.get(done.headers["Location"]))
+    assert "The subscription won&#39;t renew" in page and "Canceled: ends" in page
+    assert f'action="{action}"' not in page
+    after = json_body(v1.get(f"/v1/subscriptions/{subscription['id']}"))
+    assert (after["status"], after["cancel_at_period_end"]) == ("active", True)
+    assert after["canceled_at"] is not None
+
+
 def test_a_buyer_deactivates_an_instance_of_their_own_license(client, v1, app_db):
     _, email, order = signed_in(client, app_db, v1)
     activate(client, order["delivery"]["keys"][0], "desktop")
@@ -389,11 +416,10 @@ def assert_fits_the_phone(page) -> None:
     assert width <= PHONE["viewport"]["width"], f"{page.url} scrolls sideways: {width}px"
 
 
-def test_a_buyer_signs_in_from_the_email_and_deactivates_an_instance_in_chromium(
-        tmp_path, browser, artifacts):
-    """Buy a key through the API, activate it, ask the portal for a link on a phone with
-    JavaScript off, read the link from the SMTP server, open it, see the key, deactivate
-    the instance, and find the API agreeing."""
+def test_the_whole_journey_in_chromium(tmp_path, browser, artifacts):
+    """Buy a key and a subscription through the API, activate the key, ask the portal for
+    a link on a phone with JavaScript off, read the link from the SMTP server, open it, see
+    the key, deactivate the instance, cancel the renewal, and find the API agreeing."""
     with Mailbox() as mailbox, running_server(
             tmp_path, GENEROUS_LIMITS + "[jobs]\ntick_seconds = 1\n"
             + smtp_config(mailbox.port, "shop@example.org")) as shop:
@@ -401,6 +427,10 @@ def test_a_buyer_signs_in_from_the_email_and_deactivates_an_instance_in_chromium
         product, _ = key_product(v1, 2, name="Editor Pro", activation_limit=2)
         order = pay(v1, place_order(v1, product["id"], customer_email=email)["id"])
         (key,) = order["delivery"]["keys"]
+        plan = make_product(v1, name="Cloud Plan", type="subscription", interval="month",
+                            price_cents=900, delivery_text="welcome aboard")
+        subscription = pay(v1, place_order(v1, plan["id"], customer_email=email)["id"])[
+            "subscription"]
         activated = json_body(requests.post(shop.url + "/v1/licenses/activate", timeout=30,
                                             json={"license_key": key,
                                                   "instance_name": "laptop"}), 201)
@@ -437,10 +467,19 @@ def test_a_buyer_signs_in_from_the_email_and_deactivates_an_instance_in_chromium
             expect(page.get_by_text("The instance was deactivated.")).to_be_visible()
             expect(main).to_contain_text("0 of 2 activations")
             expect(page.get_by_role("button", name="Deactivate laptop")).to_have_count(0)
+
+            page.get_by_role("button", name="Cancel the renewal of Cloud Plan").click()
+            expect(page.get_by_text("The subscription won't renew")).to_be_visible()
+            expect(main.locator(f'[id="{subscription["id"]}"]')).to_contain_text(
+                "Canceled: ends")
+            assert_fits_the_phone(page)
+            page.screenshot(path=str(artifacts / "portal-phone-after.png"), full_page=True)
         finally:
             context.close()
 
         licensed = json_body(v1.get(f"/v1/licenses/{activated['license']['id']}"))
         assert (licensed["activations"], licensed["instances"]) == (0, [])
+        canceled = json_body(v1.get(f"/v1/subscriptions/{subscription['id']}"))
+        assert (canceled["status"], canceled["cancel_at_period_end"]) == ("active", True)
         log = shop.logged("/test/portal/sign-in")
         assert "t=[redacted]" in log and link.partition("t=")[2] not in log

@@ -120,14 +120,20 @@ def _subscriptions(scope: Scope, email: str) -> list[dict]:
         "JOIN products p ON p.id = s.product_id "
         "WHERE s.mode = ? AND s.customer_email = ? ORDER BY s.id DESC LIMIT ?",
         (scope.mode, email, SHOWN))
-    return [{**subscriptions.render(row), "product_name": row["product_name"],
-             "cancel_at_period_end": bool(row["cancel_at_period_end"])} for row in rows]
+    return [{**subscriptions.render(row), "product_name": row["product_name"]} for row in rows]
 
 
 def deactivate_instance(scope: Scope, email: str, license_id: str, instance_id: str) -> dict:
     """Remove an instance of one of `email`'s licenses; 404 for anyone else's."""
     _owned(scope, "licenses", license_id, email, "license")
     return licenses.delete_instance(scope, license_id, instance_id)
+
+
+def cancel_renewal(scope: Scope, email: str, subscription_id: str) -> dict:
+    """Stop one of `email`'s subscriptions from renewing: it ends with its current period
+    (404 for anyone else's)."""
+    _owned(scope, "subscriptions", subscription_id, email, "subscription")
+    return subscriptions.cancel(scope, subscription_id, {"at_period_end": True})
 
 
 def _owned(scope: Scope, table: str, object_id: str, email: str, what: str) -> dict:

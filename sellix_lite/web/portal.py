@@ -106,6 +106,12 @@ def deactivate_instance(mode: str, license_id: str, instance_id: str):
     return _done(mode, "deactivated")
 
 
+def cancel_renewal(mode: str, subscription_id: str):
+    """Cancel one of the buyer's subscriptions at the end of its period."""
+    portal.cancel_renewal(_scope(mode), _require_session(mode), subscription_id)
+    return _done(mode, "canceled")
+
+
 def _require_session(mode: str) -> str:
     """The signed-in email of a form post (its CSRF token checked); 403 without one."""
     check_csrf()
@@ -134,3 +140,4 @@ _route("/sign-in", sign_in)
 _route("/sign-out", sign_out, methods=("POST",))
 _route("/licenses/<license_id>/instances/<instance_id>/deactivate", deactivate_instance,
        methods=("POST",))
+_route("/subscriptions/<subscription_id>/cancel", cancel_renewal, methods=("POST",))
