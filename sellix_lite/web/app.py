@@ -31,9 +31,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # sellix_lite/
 class LazyBuilderRule(Rule):
     """A URL rule that compiles its URL builder the first time it builds a URL.
 
-    Werkzeug compiles two builder functions for each rule as it is added: for our 88 rules
-    that took about two thirds of `create_app`, and so of every start, while most rules
-    (the API's) never build a URL.
+    Werkzeug compiles two builder functions for each rule as it is added: for the 88 rules
+    the app had when this was measured, that took about two thirds of `create_app`, and so
+    of every start, while most rules (the API's) never build a URL.
     """
 
     def _compile_builder(self, append_unknown: bool = True):
