@@ -135,10 +135,33 @@ def get(scope: Scope, product_id: str) -> dict:
 
 
 def for_sale(scope: Scope, limit: int = 200) -> list[dict]:
-    """Active products of this mode, newest first (the shop's home page)."""
+    """Active products of this mode, newest first (a coupon form's product choice)."""
     return [render(row) for row in scope.db.query(
         "SELECT * FROM products WHERE mode = ? AND status = 'active' ORDER BY id DESC LIMIT ?",
         (scope.mode, limit))]
+
+
+SHOP_PAGE_SIZE = 24
+
+
+def shop_page(scope: Scope, search: str = "", cursor: str | None = None) -> dict:
+    """A page of the shop: active products of this mode, newest first, in the list envelope.
+
+    `search` keeps the products whose name contains it (SQLite's LIKE: letter case is
+    ignored for ASCII letters only; `%`, `_` and `\\` in it are matched literally).
+    `cursor` is a page's `next_cursor`, so a page costs the same however deep it is.
+    """
+    where, params = "status = 'active'", ()
+    if search:
+        where += " AND name LIKE ? ESCAPE '\\'"
+        params = (f"%{_like_literal(search)}%",)
+    query = {"limit": SHOP_PAGE_SIZE, **({"cursor": cursor} if cursor else {})}
+    return scope.page("products", query, render, where=where, params=params)
+
+
+def _like_literal(text: str) -> str:
+    """`text` with LIKE's wildcards escaped, so that it matches only itself."""
+    return re.sub(r"([\\%_])", r"\\\1", text)
 
 
 def for_sale_by_slug(scope: Scope, slug: str) -> dict:

@@ -11,7 +11,7 @@ import re
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 
-from ..errors import ApiError
+from ..errors import ApiError, Unprocessable
 from ..ratelimit import client_of
 from ..services import blacklist, checkout, custom_fields, orders, products, sandbox_helpers
 from ..services.scope import Scope
@@ -36,6 +36,8 @@ COUPON_MESSAGES = {
     "wrong_currency": "This coupon doesn't apply to prices in this currency.",
     "already_used": "You've already used this coupon.",
 }
+# The longest search of the shop's names that is used; the rest is ignored.
+MAX_SEARCH = 100
 # A number typed into a form: ASCII digits with an optional sign and decimal point.
 FORM_NUMBER = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
 # What a buyer is told next to a custom field whose value was refused, by its type.
@@ -57,8 +59,14 @@ def _scope(mode: str) -> Scope:
 
 
 def home(mode: str):
-    """The shop: every active product with its price and stock."""
-    return render_template("shop/home.html", mode=mode, products=products.for_sale(_scope(mode)))
+    """The shop: active products a page at a time, with their price and stock; `q` searches
+    their names, `cursor` is the next page's."""
+    search = request.args.get("q", "").strip()[:MAX_SEARCH]
+    try:
+        page = products.shop_page(_scope(mode), search, request.args.get("cursor") or None)
+    except Unprocessable:
+        abort(404, "This page of the shop doesn't exist. Start again from the shop's home.")
+    return render_template("shop/home.html", mode=mode, page=page, search=search)
 
 
 def product_page(mode: str, slug: str):
