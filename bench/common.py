@@ -163,6 +163,14 @@ def load(port: int, secret: str, paths: list[str], seconds: float = 10,
     }
 
 
+def record(section: str, figures: dict) -> None:
+    """Put the figures under `section` in bench/results.json, keeping the rest."""
+    results_file = REPO / "bench" / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    results[section] = figures
+    results_file.write_text(json.dumps(results, indent=1) + "\n")
+
+
 def median(values) -> float:
     return statistics.median(values)
 

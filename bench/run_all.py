@@ -8,8 +8,8 @@ Machines are shared and absolute figures swing between runs, so each scenario ru
 alternating rounds (sellix-lite, ceiling, sellix-lite, ...) and reports the median of the
 per-round ratios. A second shop of 1,000,000 products (`--large-products 0` leaves it out) is
 served beside the first and read in rounds alternating with it for the scale figure. Orders,
-webhooks, the license checks and the memory soak come from the per-area scripts, which also
-run alone.
+webhooks, the license checks, the shop's pages and the memory soak come from the per-area
+scripts, which also run alone.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from bench import (  # noqa: E402
     bench_licenses,
     bench_orders,
     bench_soak,
+    bench_storefront,
     bench_webhooks,
 )
 from bench.common import REPO, BenchServer, cpu_seconds, free_port, load, request, rss_mib  # noqa: E402
@@ -279,6 +280,10 @@ parsing it costs more than signing). It has no key to look up and no write to ma
 runs about as fast as a list page, signature included; `activate` writes, as a product
 create does.
 
+**The shop's pages.** The home page is a keyset page of the active products on the
+`(mode, status, id)` index, 24 of them rendered through a template, so it costs about what a
+list page does and does not grow with the catalog; a product page is one lookup by slug.
+
 **Start-up** imports some sixty modules of ours and APScheduler on top of the three
 libraries the baseline imports, and registers 88 URL rules, whose URL builders compile on
 first use (compiling them all took two thirds of building the app). It is timed with our
@@ -288,7 +293,7 @@ the baseline's libraries are installed compiled.
 
 
 def report(runs: list[dict], scaled: dict | None, starts: dict, orders: dict, groups: dict,
-           hooks: dict, checks: dict, soak: dict | None, args) -> str:
+           hooks: dict, checks: dict, shop: dict, soak: dict | None, args) -> str:
     out = ["# Performance", "",
            "Written by `python bench/run_all.py`: the real server (waitress, 8 threads) on "
            "loopback, loaded from a second process with 8 keep-alive connections, against the "
@@ -315,6 +320,7 @@ def report(runs: list[dict], scaled: dict | None, starts: dict, orders: dict, gr
     out.append(f"| POST /v1/licenses/validate, no key, lease signed: req/s | "
                f"{median(checks['validate'], 'rps'):.0f} | GET /v1/products, 25 per page: "
                f"{median(checks['list'], 'rps'):.0f} | {against(checks['ratio'], '≥ 0.5')} |")
+    out += bench_storefront.rows(shop)
     if soak:
         out.append(f"| RSS growth over {soak['minutes']:g} min of mixed load | "
                    f"{soak['growth']:+.1f} MiB | | (< 10 MB) |")
@@ -393,12 +399,15 @@ def main() -> None:
     groups = bench_group_commit.compare(rounds=args.rounds)
     hooks = webhooks(args)
     checks = bench_licenses.compare(args.rounds, args.seconds)
+    shop = bench_storefront.compare(args.products, args.rounds, args.seconds)
     soak = bench_soak.soak(args.soak_minutes, 4) if args.soak_minutes else None
     RESULTS.write_text(json.dumps({"catalog": runs, "scale": scaled, "startup": starts,
                                    "orders": orders, "group_commit": groups,
-                                   "webhooks": hooks, "licenses": checks, "soak": soak},
+                                   "webhooks": hooks, "licenses": checks, "storefront": shop,
+                                   "soak": soak},
                                   indent=1) + "\n")
-    OUTPUT.write_text(report(runs, scaled, starts, orders, groups, hooks, checks, soak, args))
+    OUTPUT.write_text(report(runs, scaled, starts, orders, groups, hooks, checks, shop, soak,
+                             args))
     print(OUTPUT.read_text())
 
 
