@@ -101,3 +101,66 @@ def test_each_mode_shows_its_own_products(client, v1):
 def test_a_forged_cursor_is_not_found(client, v1):
     stock(v1, 1)
     assert client.get("/test/", params={"cursor": "forged"}).status_code == 404
+
+
+class Head(HTMLParser):
+    """A page's <title>, and its meta tags by name or property."""
+
+    def __init__(self):
+        super().__init__()
+        self.title, self.meta, self.canonical, self._in_title = "", {}, None, False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "meta" and (attrs.get("name") or attrs.get("property")):
+            self.meta[attrs.get("name") or attrs["property"]] = attrs["content"]
+        elif tag == "link" and attrs.get("rel") == "canonical":
+            self.canonical = attrs["href"]
+        self._in_title = tag == "title"
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+
+    def handle_endtag(self, tag):
+        self._in_title = False
+
+
+def public_url(client) -> str:
+    return client.application.extensions["sellix"].config.public_url
+
+
+def head_of(client, path: str) -> Head:
+    response = client.get(path)
+    assert response.status_code == 200
+    head = Head()
+    head.feed(response.get_data(as_text=True))
+    return head
+
+
+def test_a_product_page_carries_its_title_description_and_open_graph_tags(client, v1):
+    product = make_product(v1, name='Tom & "Jerry" <Box>', type="account", delivery_text="x",
+                           description="**Bold** claim & <script>x</script> [a link](https://e.x)")
+    head = head_of(client, f"/test/product/{product['slug']}")
+    text = "Bold claim & <script>x</script> a link"
+    assert head.title == 'Tom & "Jerry" <Box> · sellix-lite shop'
+    assert {name: head.meta[name] for name in head.meta if name != "viewport"} == {
+        "description": text, "og:type": "product",
+                         "og:site_name": "sellix-lite shop", "og:title": 'Tom & "Jerry" <Box>',
+                         "og:description": text,
+                         "og:url": f"{public_url(client)}/test/product/{product['slug']}"}
+    assert head.canonical == head.meta["og:url"]
+
+
+def test_a_long_description_is_cut_at_a_word_under_160_characters(client, v1):
+    words = " ".join(f"word{index}" for index in range(60))
+    product = make_product(v1, type="account", delivery_text="x", description=words)
+    description = head_of(client, f"/test/product/{product['slug']}").meta["description"]
+    assert len(description) <= 160 and description.endswith("…")
+    assert words.startswith(description[:-1]) and words[len(description) - 1] == " "
+
+
+def test_the_live_page_url_has_no_test_prefix(client):
+    product = make_product(client.keyed(mode="live"), type="account", delivery_text="x")
+    head = head_of(client, f"/product/{product['slug']}")
+    assert head.meta["og:url"] == f"{public_url(client)}/product/{product['slug']}"

@@ -16,7 +16,7 @@ from ..ratelimit import client_of
 from ..services import blacklist, checkout, custom_fields, orders, products, sandbox_helpers
 from ..services.scope import Scope
 from .context import get_db, runtime
-from .html import check_csrf, form_integer
+from .html import check_csrf, form_integer, render_markdown
 
 bp = Blueprint("storefront", __name__)
 PREFIXES = {"live": "", "test": "/test"}
@@ -38,6 +38,8 @@ COUPON_MESSAGES = {
 }
 # The longest search of the shop's names that is used; the rest is ignored.
 MAX_SEARCH = 100
+# The longest description a product page's meta tags carry, in characters.
+SUMMARY_LENGTH = 160
 # A number typed into a form: ASCII digits with an optional sign and decimal point.
 FORM_NUMBER = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
 # What a buyer is told next to a custom field whose value was refused, by its type.
@@ -240,7 +242,24 @@ def _product_form(mode: str, product: dict, form, errors: dict, status: int = 20
     accepted = runtime().config.blockpn.accepted
     return render_template("shop/product.html", mode=mode, product=product, form=form,
                            errors=errors, coins=accepted,
-                           max_qty=runtime().config.limits.max_qty_per_order), status
+                           max_qty=runtime().config.limits.max_qty_per_order,
+                           summary=summary(product["description"]),
+                           page_url=_absolute(url_for("storefront.product_page", mode=mode,
+                                                      slug=product["slug"]))), status
+
+
+def summary(description: str) -> str:
+    """The description's plain text in at most `SUMMARY_LENGTH` characters, cut at a word:
+    what a search result or a shared link's preview shows."""
+    text = render_markdown(description).striptags()
+    if len(text) <= SUMMARY_LENGTH:
+        return text
+    return text[:SUMMARY_LENGTH - 1].rsplit(" ", 1)[0].rstrip(" ,.;:") + "…"
+
+
+def _absolute(path: str) -> str:
+    """The path as a URL that works outside this server (a shared link, a preview)."""
+    return runtime().config.public_url + path
 
 
 _route("/", home)
