@@ -283,6 +283,8 @@ create does.
 **The shop's pages.** The home page is a keyset page of the active products on the
 `(mode, status, id)` index, 24 of them rendered through a template, so it costs about what a
 list page does and does not grow with the catalog; a product page is one lookup by slug.
+A name search (`?q=`) is a `LIKE '%…%'`, which no index serves: it reads the active products
+newest first until it has a page, so a search that matches nothing reads every name.
 
 **Start-up** imports some sixty modules of ours and APScheduler on top of the three
 libraries the baseline imports, and registers 88 URL rules, whose URL builders compile on
