@@ -164,3 +164,9 @@ def test_the_live_page_url_has_no_test_prefix(client):
     product = make_product(client.keyed(mode="live"), type="account", delivery_text="x")
     head = head_of(client, f"/product/{product['slug']}")
     assert head.meta["og:url"] == f"{public_url(client)}/product/{product['slug']}"
+
+
+def test_a_product_without_a_description_is_described_by_its_name(client, v1):
+    product = make_product(v1, name="Plain key", type="account", delivery_text="x")
+    head = head_of(client, f"/test/product/{product['slug']}")
+    assert head.meta["description"] == head.meta["og:description"] == "Plain key"

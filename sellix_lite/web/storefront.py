@@ -243,7 +243,7 @@ def _product_form(mode: str, product: dict, form, errors: dict, status: int = 20
     return render_template("shop/product.html", mode=mode, product=product, form=form,
                            errors=errors, coins=accepted,
                            max_qty=runtime().config.limits.max_qty_per_order,
-                           summary=summary(product["description"]),
+                           summary=summary(product["description"]) or product["name"],
                            page_url=_absolute(url_for("storefront.product_page", mode=mode,
                                                       slug=product["slug"]))), status
 
