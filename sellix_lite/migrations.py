@@ -671,6 +671,20 @@ def m0016_subscription_cancelling(db):
     )
 
 
+@migration
+def m0017_product_images(db):
+    # A product's image is stored content-addressed (media/<sha256>); the index finds
+    # whether any product still shows an image before its file is removed.
+    _run(
+        db,
+        "ALTER TABLE products ADD COLUMN image_sha256 TEXT",
+        "ALTER TABLE products ADD COLUMN image_type TEXT "
+        "CHECK (image_type IN ('png', 'jpeg', 'webp'))",
+        "CREATE INDEX products_by_image ON products (image_sha256) "
+        "WHERE image_sha256 IS NOT NULL",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply every pending migration and return the schema version."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in _NAMES]

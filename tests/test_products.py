@@ -117,8 +117,8 @@ def test_create_returns_the_full_object(api, product_type, extra, expected):
         "status": "active", "mode": "test", "created_at": product["created_at"],
         "updated_at": product["created_at"], "archived_at": None, "metadata": {},
         "delivery_text": None, "dynamic_url": None, "interval": None,
-        "requires_shipping": False, "file": None, "low_stock_threshold": None, "custom_fields": [],
-        "activation_limit": None, **expected,
+        "requires_shipping": False, "file": None, "image_url": None,
+        "low_stock_threshold": None, "custom_fields": [], "activation_limit": None, **expected,
     }
     assert get_product(api, product["id"]) == product
 

@@ -21,7 +21,7 @@ from ..db import query_one, write_txn
 from ..errors import NotFound, Unprocessable
 from ..ids import new_id
 from ..validation import HTTP_URL, Boolean, Enum, Integer, Metadata, Schema, String, merge_metadata
-from . import custom_fields, events, files, licenses
+from . import custom_fields, events, files, images, licenses
 from .scope import Scope, list_query
 from .urls import Targets, UrlRefused
 
@@ -109,6 +109,8 @@ def render(row: dict) -> dict:
         "delivery_text": row["delivery_text"], "dynamic_url": row["dynamic_url"],
         "interval": row["interval"], "requires_shipping": row["type"] == "physical",
         "file": _render_file(row),
+        "image_url": row["image_sha256"] and images.url_path(row["image_sha256"],
+                                                             row["image_type"]),
         "metadata": json.loads(row["metadata"]),
         "custom_fields": json.loads(row["custom_fields"]),
     }
@@ -208,6 +210,7 @@ def create(scope: Scope, body: dict) -> dict:
         "delivery_text": params.get("delivery_text"), "dynamic_url": params.get("dynamic_url"),
         "interval": params.get("interval", "month" if product_type == "subscription" else None),
         "file_name": None, "file_size": None, "file_sha256": None, "file_updated_at": None,
+        "image_sha256": None, "image_type": None,
         "created_at": now, "updated_at": now,
         "archived_at": now if params.get("status") == "archived" else None,
         "dynamic_secret": webhook_signatures.new_secret() if product_type == "dynamic" else None,
@@ -287,6 +290,43 @@ def replace_file(scope: Scope, product_id: str, source: BinaryIO, filename: str,
             # Whatever happened, keep only the file the product points to.
             current = scope.get("products", product_id)
             files.remove_others(files_dir, product_id, current and current["file_sha256"])
+    return product
+
+
+def replace_image(scope: Scope, product_id: str, source: BinaryIO, files_dir: Path) -> dict:
+    """Store the product's image (PNG, JPEG or WebP, at most 5 MB), replacing its last one."""
+    require(scope, product_id)
+    with _upload_lock:  # so that a removal never races a new upload of the same image
+        sha256, kind = images.store(files_dir, source)
+        try:
+            return _set_image(scope, product_id, sha256, kind, files_dir)
+        except BaseException:
+            images.remove_unused(scope.db, files_dir, sha256)
+            raise
+
+
+def remove_image(scope: Scope, product_id: str, files_dir: Path) -> dict:
+    """The product without its image; its file goes once no product shows it."""
+    with _upload_lock:
+        return _set_image(scope, product_id, None, None, files_dir)
+
+
+def shows_image(db, sha256: str, kind: str) -> bool:
+    """Whether a product of either mode shows this image (only those are served)."""
+    return db.execute("SELECT 1 FROM products WHERE image_sha256 = ? AND image_type = ? "
+                      "LIMIT 1", (sha256, kind)).fetchone() is not None
+
+
+def _set_image(scope: Scope, product_id: str, sha256: str | None, kind: str | None,
+               files_dir: Path) -> dict:
+    with write_txn(scope.db):
+        row = require(scope, product_id)
+        previous = row["image_sha256"]
+        changes = {k: v for k, v in (("image_sha256", sha256), ("image_type", kind))
+                   if row[k] != v}
+        product = _save(scope, row, changes) if changes else render(row)
+    if previous and previous != sha256:
+        images.remove_unused(scope.db, files_dir, previous)
     return product
 
 

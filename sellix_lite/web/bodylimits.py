@@ -36,7 +36,8 @@ from .surfaces import is_machine_facing, surface_of
 JSON_BODY_BYTES = 1024 * 1024
 FORM_BODY_BYTES = 64 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
-UPLOAD_ENDPOINTS = frozenset({"v1.upload_product_file", "dashboard.upload_file"})
+UPLOAD_ENDPOINTS = frozenset({"v1.upload_product_file", "v1.upload_product_image",
+                              "dashboard.upload_file"})
 KEY_FILE_ENDPOINTS = frozenset({"dashboard.import_keys"})
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, send_file, url_for
 
 from ..errors import ApiError, Unprocessable
 from ..ratelimit import client_of
-from ..services import blacklist, checkout, custom_fields, orders, products, sandbox_helpers
+from ..services import blacklist, checkout, custom_fields, images, orders, products, sandbox_helpers
 from ..services.scope import Scope
 from .context import get_db, runtime
 from .html import check_csrf, form_integer, render_markdown
@@ -238,12 +238,25 @@ def _custom_field_message(product: dict, field: str, code: str | None) -> str:
     return CUSTOM_FIELD_HINTS[definition["type"]].format_map(definition)
 
 
+def media(sha256: str, kind: str):
+    """A product image, by its content's hash: cacheable for ever, never run as a page."""
+    if not images.SHA256.fullmatch(sha256) or kind not in images.CONTENT_TYPES \
+            or not products.shows_image(get_db(), sha256, kind):
+        abort(404)
+    response = send_file(images.path_of(runtime().config.files_dir, sha256),
+                         mimetype=images.CONTENT_TYPES[kind], conditional=True, etag=sha256)
+    # The pages' security headers (nosniff, a script-free policy) are added as to any page.
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
 def _product_form(mode: str, product: dict, form, errors: dict, status: int = 200):
     accepted = runtime().config.blockpn.accepted
     return render_template("shop/product.html", mode=mode, product=product, form=form,
                            errors=errors, coins=accepted,
                            max_qty=runtime().config.limits.max_qty_per_order,
                            summary=summary(product["description"]) or product["name"],
+                           image_url=product["image_url"] and _absolute(product["image_url"]),
                            page_url=_absolute(url_for("storefront.product_page", mode=mode,
                                                       slug=product["slug"]))), status
 
@@ -267,6 +280,7 @@ _route("/product/<slug>", product_page)
 _route("/product/<slug>/checkout", checkout_form, methods=("POST",))
 _route("/order/<order_id>", order_page)
 _route("/order/<order_id>/live", order_live)
+bp.add_url_rule("/media/<sha256>.<kind>", "media", media)
 bp.add_url_rule("/test/order/<order_id>/simulate-payment", "simulate_payment",
                 simulate_payment, methods=["POST"])
 

@@ -77,6 +77,8 @@ _PRODUCT = {
     "interval": nullable(enum(products.INTERVALS)), "requires_shipping": {"type": "boolean"},
     "file": nullable(obj({"name": STRING, "size_bytes": INTEGER, "sha256": STRING,
                           "updated_at": TIME})),
+    "image_url": {**nullable(STRING), "description": "Path of the product's image on this "
+                  "server (`/media/<sha256>.<png|jpeg|webp>`), cacheable for ever."},
     "metadata": METADATA,
     "custom_fields": {"type": "array", "items": {"$ref": "#/components/schemas/CustomField"},
                       "description": "What the buyer is asked at checkout."},

@@ -109,6 +109,24 @@ def upload_product_file(product_id, query):
                                  config.storage.max_upload_bytes)
 
 
+@operation(bp, "PUT", "/products/<product_id>/image", summary="Upload the product's image",
+           tag=TAG, ability="products:write", upload=True, response="Product")
+def upload_product_image(product_id, query):
+    """Stores the image the shop shows: PNG, JPEG or WebP (known by its bytes, not its name),
+    at most 5 MB, as a raw body or a multipart `file`; anything else is a 422 on `image`."""
+    config = runtime().config
+    request.max_content_length = config.storage.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+    source, _ = _upload_source(query)
+    return products.replace_image(scope(), product_id, source, config.files_dir)
+
+
+@operation(bp, "DELETE", "/products/<product_id>/image", summary="Remove the product's image",
+           tag=TAG, ability="products:write", response="Product")
+def remove_product_image(product_id, query, body):
+    """The product without its image."""
+    return products.remove_image(scope(), product_id, runtime().config.files_dir)
+
+
 def _upload_source(query: dict):
     """The uploaded stream and its file name, from a multipart form or a raw body."""
     if request.mimetype == "multipart/form-data":
