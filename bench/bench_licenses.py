@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REPO, BenchServer, cpu_seconds, load, request  # noqa: E402
+from bench.common import BenchServer, cpu_seconds, load, record, request  # noqa: E402
 
-RESULTS = REPO / "bench" / "results.json"
 CHECKS_UNLIMITED = "license_checks_per_minute_per_ip = 100000000\n"
 LIST_PAGE = "/v1/products?limit=25"
 PRODUCTS = 30  # more than a page, so the list page is full
@@ -100,13 +99,6 @@ def summary(figures: dict) -> str:
             f"{sum(run['errors'] for run in validate + listed)} errors")
 
 
-def record(figures: dict) -> None:
-    """Put the figures under "licenses" in bench/results.json, keeping the rest."""
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["licenses"] = figures
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
@@ -114,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     figures = compare(args.rounds, args.seconds)
     print(summary(figures))
-    record(figures)
+    record("licenses", figures)
 
 
 if __name__ == "__main__":
