@@ -28,21 +28,28 @@ GROUP_KEYS = {
     "product": "product_id",
     "asset": "asset",
 }
-_BOUNDS = {
-    "from": String(description=f"Paid (or, in the export, created) at or after this date or "
-                               f"date-time; {DEFAULT_DAYS} days ago if absent.",
-                   **DATE_OR_DATE_TIME_FIELD),
-    "to": String(description="At or before this date or date-time (a date includes the "
-                             "whole day); now if absent.", **DATE_OR_DATE_TIME_FIELD),
-}
-SALES = Schema(**_BOUNDS, group_by=Enum(tuple(GROUP_KEYS), default="day",
-                                        description="How rows are grouped."))
-EXPORT = Schema(**_BOUNDS, status=Enum(orders.STATUSES, description="Only orders in this "
-                                                                     "status."))
 # gross: before the discount; net: what the shop keeps of it.
 _SUMS = ("count(*) AS orders, sum(qty) AS units, sum(subtotal_cents) AS gross_cents, "
          "sum(discount_cents) AS discount_cents, sum(refunded_cents) AS refunded_cents, "
          "sum(subtotal_cents - discount_cents - refunded_cents) AS net_cents")
+
+
+def _bounds(what: str) -> dict:
+    """The `from` and `to` query fields, on the time `what` (paid or created)."""
+    return {
+        "from": String(description=f"{what} at or after this date or date-time; "
+                                   f"{DEFAULT_DAYS} days ago if absent.",
+                       **DATE_OR_DATE_TIME_FIELD),
+        "to": String(description=f"{what} at or before this date or date-time (a date "
+                                 "includes the whole day); now if absent.",
+                     **DATE_OR_DATE_TIME_FIELD),
+    }
+
+
+SALES = Schema(**_bounds("Paid"), group_by=Enum(tuple(GROUP_KEYS), default="day",
+                                                description="How rows are grouped."))
+EXPORT = Schema(**_bounds("Created"),
+                status=Enum(orders.STATUSES, description="Only orders in this status."))
 
 
 def overview(scope: Scope, currency: str) -> dict:
