@@ -11,8 +11,6 @@ from sellix_lite.services import reports
 
 from support import assert_problem, json_body, key_product, pay, place_order
 
-SUMS = ("orders", "units", "gross_cents", "discount_cents", "refunded_cents", "net_cents")
-
 
 def report(v1, **params) -> dict:
     return json_body(v1.get("/v1/reports/sales", params=params))
@@ -42,7 +40,8 @@ def test_paid_orders_are_summed_per_day_with_discounts_and_refunds(v1, clock):
     assert second["key"] == "2026-05-27" and second["net_cents"] == 4900
     total, = body["totals"]
     assert "key" not in total
-    assert total == {"currency": "USD", **{name: first[name] + second[name] for name in SUMS}}
+    assert total == {"currency": "USD",
+                     **{name: first[name] + second[name] for name in reports.SUM_FIELDS}}
 
 
 def test_weeks_months_products_and_assets_key_their_rows(v1, clock):
@@ -160,3 +159,15 @@ def test_the_export_reads_in_pages_and_is_not_taken_for_an_order_id(v1, app):
     where, params = reports.export_filter(runtime.scope(db, "test"), {})
     paged = [row[0] for row in reports.export_rows(db, where, params, page_size=2)]
     assert paged == placed
+
+
+def test_each_currency_has_its_own_rows_and_total(v1, clock):
+    dollars, _ = key_product(v1, 2)
+    euros, _ = key_product(v1, 1, currency="EUR", price_cents=1000)
+    for product in (dollars, euros, dollars):
+        paid_order(v1, clock, "2026-05-26T10:00:00", product["id"])
+    body = report(v1, **{"from": "2026-05-26", "to": "2026-05-26"})
+    assert [(row["currency"], row["orders"]) for row in body["rows"]] == [("EUR", 1),
+                                                                          ("USD", 2)]
+    assert [(total["currency"], total["net_cents"]) for total in body["totals"]] == [
+        ("EUR", 1000), ("USD", 9800)]

@@ -28,6 +28,8 @@ GROUP_KEYS = {
     "product": "product_id",
     "asset": "asset",
 }
+SUM_FIELDS = ("orders", "units", "gross_cents", "discount_cents", "refunded_cents",
+              "net_cents")
 # gross: before the discount; net: what the shop keeps of it.
 _SUMS = ("count(*) AS orders, sum(qty) AS units, sum(subtotal_cents) AS gross_cents, "
          "sum(discount_cents) AS discount_cents, sum(refunded_cents) AS refunded_cents, "
@@ -79,19 +81,25 @@ def bounds(query: dict) -> tuple[str, str]:
 
 
 def sales(scope: Scope, query: dict) -> dict:
-    """Paid orders between `from` and `to` (on `paid_at`), summed per group and currency,
-    and per currency over all groups."""
+    """Paid orders between `from` and `to` (on `paid_at`), summed per group and currency
+    in one query, and per currency over all groups."""
     start, end = bounds(query)
-    where = "mode = ? AND paid_at IS NOT NULL AND paid_at >= ? AND paid_at <= ?"
-    params = (scope.mode, start, end)
-    key = GROUP_KEYS[query["group_by"]]
-    rows = scope.db.query(
-        f"SELECT {key} AS key, currency, {_SUMS} FROM orders WHERE {where} "
-        "GROUP BY 1, 2 ORDER BY 1, 2", params)
-    totals = scope.db.query(
-        f"SELECT currency, {_SUMS} FROM orders WHERE {where} GROUP BY 1 ORDER BY 1", params)
+    rows = list(scope.db.query(
+        f"SELECT {GROUP_KEYS[query['group_by']]} AS key, currency, {_SUMS} FROM orders "
+        "WHERE mode = ? AND paid_at IS NOT NULL AND paid_at >= ? AND paid_at <= ? "
+        "GROUP BY 1, 2 ORDER BY 1, 2", (scope.mode, start, end)))
     return {"object": "report", "from": start, "to": end, "group_by": query["group_by"],
-            "rows": list(rows), "totals": list(totals)}
+            "rows": rows, "totals": _totals(rows)}
+
+
+def _totals(rows: list[dict]) -> list[dict]:
+    """The rows' sums per currency, in currency order."""
+    totals: dict[str, dict] = {}
+    for row in rows:
+        total = totals.setdefault(row["currency"], dict.fromkeys(SUM_FIELDS, 0))
+        for name in SUM_FIELDS:
+            total[name] += row[name]
+    return [{"currency": currency, **totals[currency]} for currency in sorted(totals)]
 
 
 EXPORT_COLUMNS = ("id", "created_at", "paid_at", "status", "product", "qty", "subtotal_cents",
