@@ -99,7 +99,6 @@ def summary(figures: dict) -> str:
             f"{sum(run['errors'] for run in validate + listed)} errors")
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)

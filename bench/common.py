@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results.json"
 UNLIMITED = ("[limits]\nreads_per_minute = 100000000\nwrites_per_minute = 100000000\n"
              "failed_auths_per_minute_per_ip = 100000000\n")
 
@@ -163,14 +164,6 @@ def load(port: int, secret: str, paths: list[str], seconds: float = 10,
     }
 
 
-def record(section: str, figures: dict) -> None:
-    """Put the figures under `section` in bench/results.json, keeping the rest."""
-    results_file = REPO / "bench" / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    results[section] = figures
-    results_file.write_text(json.dumps(results, indent=1) + "\n")
-
-
 def median(values) -> float:
     return statistics.median(values)
 
@@ -186,3 +179,10 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def record(name: str, figures: dict) -> None:
+    """Put the figures under `name` in bench/results.json, keeping the rest."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[name] = figures
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")

@@ -62,8 +62,9 @@ def utcnow() -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    """`2026-05-26T07:18:03Z`."""
-    return moment.astimezone(UTC).strftime(ISO_FORMAT)
+    """`2026-05-26T07:18:03Z`; years before 1000 padded to four digits as well, so that
+    timestamps compare as text."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def now_iso() -> str:

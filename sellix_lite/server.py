@@ -35,6 +35,7 @@ SERVER_BODY_HEADROOM_BYTES = 64 * 1024 * 1024
 # busy worker it waited up to that long each time. 1 ms served about 10% more writes in
 # bench/ (reads unchanged); 0.2 ms lost, to switching.
 SWITCH_INTERVAL_SECONDS = 0.001
+OUTBUF_HIGH_WATERMARK_BYTES = 1024 * 1024
 
 
 class StartupError(Exception):
@@ -154,6 +155,9 @@ def _create_server(app, config: Config, host: str, port: int):
             # waitress's default of 100 open connections lets a hundred idle keep-alive
             # clients lock everyone else out; allow more, and drop idle ones sooner.
             connection_limit=1000, channel_timeout=60,
+            # A streamed response (the orders export) waits for its client past this much
+            # unsent; waitress's default of 16 MiB held that much per slow download.
+            outbuf_high_watermark=OUTBUF_HIGH_WATERMARK_BYTES,
             ident="sellix-lite", **options)
     except OSError as exc:
         raise StartupError(f"can't listen on {host}:{port}: {exc.strerror}") from None

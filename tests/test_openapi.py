@@ -83,7 +83,8 @@ def test_every_route_is_described(tmp_path):
         assert op.summary and op.description, f"{op.endpoint} has no summary or docstring"
         assert op.ability or op.public, f"{op.endpoint} names no ability"
         name = op.response.removeprefix("list:")
-        assert name in OBJECTS, f"{op.endpoint} returns an undescribed object"
+        assert name in OBJECTS or op.media_type != "application/json", \
+            f"{op.endpoint} returns an undescribed object"
 
 
 def test_operations_carry_parameters_and_errors():

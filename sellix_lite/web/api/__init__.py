@@ -8,4 +8,15 @@ bp = Blueprint("v1", __name__, url_prefix="/v1")
 bp.before_request(authenticate_request)
 bp.after_request(add_rate_limit_headers)
 
-from . import api_keys, blacklist, coupons, licenses, openapi, orders, payouts, products, webhooks  # noqa: E402,F401  (routes)
+from . import (  # noqa: E402,F401  (routes)
+    api_keys,
+    blacklist,
+    coupons,
+    licenses,
+    openapi,
+    orders,
+    payouts,
+    products,
+    reports,
+    webhooks,
+)

@@ -21,6 +21,7 @@ from ...services import (
     payouts,
     products,
     refunds,
+    reports,
     webhooks,
 )
 
@@ -169,6 +170,9 @@ _WEBHOOK = {"id": STRING, "url": STRING, "events": {"type": "array", "items": ST
 _ATTEMPT = obj({"attempted_at": TIME, "response_code": nullable(INTEGER),
                 "duration_ms": INTEGER, "error": nullable(STRING),
                 "response_body": nullable(STRING)})
+# A report's row: paid orders' sums in one currency (docs/api.md, Reports).
+_SALES = {"currency": CURRENCY, "orders": INTEGER, "units": INTEGER, "gross_cents": INTEGER,
+          "discount_cents": INTEGER, "refunded_cents": INTEGER, "net_cents": INTEGER}
 
 OBJECTS = {
     "ApiKey": obj(_API_KEY),
@@ -192,6 +196,10 @@ OBJECTS = {
     "DeletedLicenseKey": obj({"id": STRING, "deleted": {"const": True}}),
     "Order": obj(_ORDER, {"subscription": _SUBSCRIPTION_ON_ORDER}),
     "Quote": obj({**_PRICE, "currency": CURRENCY}),
+    "Report": obj({"object": {"const": "report"}, "from": TIME, "to": TIME,
+                   "group_by": enum(reports.GROUP_KEYS),
+                   "rows": {"type": "array", "items": obj({"key": STRING, **_SALES})},
+                   "totals": {"type": "array", "items": obj(_SALES)}}),
     "Coupon": obj({
         "id": STRING, "code": {**STRING, "examples": ["SPRING25"]},
         "percent_off": {**nullable(INTEGER), "examples": [25]},

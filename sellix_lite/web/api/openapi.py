@@ -182,10 +182,14 @@ def _order_limits(schema: dict, config: Config) -> None:
 
 def _responses(op: Operation) -> dict:
     name = op.response
-    schema = list_of(name[5:]) if name.startswith("list:") \
-        else {"$ref": f"#/components/schemas/{name}"}
+    if op.media_type != "application/json":
+        schema = {"type": "string"}  # a streamed file
+    elif name.startswith("list:"):
+        schema = list_of(name[5:])
+    else:
+        schema = {"$ref": f"#/components/schemas/{name}"}
     success = {"description": "Success.", "headers": _response_headers(op, "200"),
-               "content": {"application/json": {"schema": schema}}}
+               "content": {op.media_type: {"schema": schema}}}
     links = _links(op)
     if links:
         success["links"] = links

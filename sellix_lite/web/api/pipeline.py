@@ -65,6 +65,8 @@ class Operation:
     public: bool = False
     # A second success status; the view then returns (object, status).
     alternate_status: int | None = None
+    # Another type than JSON: the view returns the whole Response (a stream) itself.
+    media_type: str = "application/json"
 
 
 OPERATIONS: list[Operation] = []
@@ -77,7 +79,8 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
               status: int = 200, idempotency_required: bool = False,
               secret_field: str | None = None, upload: bool = False,
               response: str = "", errors: tuple[int, ...] = (), public: bool = False,
-              alternate_status: int | None = None) -> Callable:
+              alternate_status: int | None = None,
+              media_type: str = "application/json") -> Callable:
     """Register `view` for `method rule` on `bp`, running it through the pipeline.
 
     The view receives the path parameters, `query` (validated) and, for writes, `body`
@@ -89,7 +92,8 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str, tag: str,
     def decorate(view: Callable) -> Callable:
         op = Operation(method, rule, view.__name__, summary, (view.__doc__ or "").strip(),
                        ability, tag, body, query or Schema(), status, idempotency_required,
-                       secret_field, upload, response, errors, public, alternate_status)
+                       secret_field, upload, response, errors, public, alternate_status,
+                       media_type)
 
         @wraps(view)
         def run(**path_args):
@@ -211,6 +215,8 @@ def _execute(op: Operation, view: Callable, path_args: dict) -> Response:
         if op.body is None:
             Schema().validate(kwargs["body"])  # this operation takes no body: no field is known
     answer = view(**kwargs)
+    if op.media_type != "application/json":
+        return answer
     if op.alternate_status is not None:
         return json_response(*answer)
     return json_response(answer, op.status)
