@@ -70,6 +70,46 @@ def overview(scope: Scope, currency: str) -> dict:
             "failing_webhooks": failing}
 
 
+TOP_PRODUCTS = 5
+
+
+def recent_sales(scope: Scope, default_currency: str, days: int = DEFAULT_DAYS) -> dict:
+    """The overview's figures for the last `days` days (today, UTC, included), in the
+    currency that made the most net sales (`default_currency` when nothing sold): net sales
+    per day with the days without sales as zero, and the products that made the most."""
+    today = utcnow().date()
+    first = today - timedelta(days=days - 1)
+    window = {"from": first.isoformat(), "to": today.isoformat()}
+    per_day = sales(scope, {**window, "group_by": "day"})
+    currency = max(per_day["totals"], key=lambda total: total["net_cents"],
+                   default={"currency": default_currency})["currency"]
+    net = {row["key"]: row["net_cents"] for row in per_day["rows"]
+           if row["currency"] == currency}
+    dates = [(first + timedelta(days=n)).isoformat() for n in range(days)]
+    return {"currency": currency, "days": [(day, net.get(day, 0)) for day in dates],
+            "top_products": _top_products(scope, sales(scope, {**window, "group_by": "product"}),
+                                          currency)}
+
+
+def _top_products(scope: Scope, per_product: dict, currency: str) -> list[dict]:
+    rows = sorted((row for row in per_product["rows"] if row["currency"] == currency),
+                  key=lambda row: (-row["net_cents"], row["key"]))[:TOP_PRODUCTS]
+    names = {row["id"]: row["name"] for row in scope.db.query(
+        f"SELECT id, name FROM products WHERE id IN ({', '.join('?' * len(rows))})",
+        [row["key"] for row in rows])} if rows else {}
+    return [{"id": row["key"], "name": names.get(row["key"], row["key"]),
+             "units": row["units"], "net_cents": row["net_cents"]} for row in rows]
+
+
+def low_stock(scope: Scope) -> list[dict]:
+    """Products not archived whose counted stock is at or below their threshold, the
+    emptiest first."""
+    return list(scope.db.query(
+        "SELECT id, name, stock, low_stock_threshold FROM products WHERE mode = ? AND "
+        "status != 'archived' AND stock IS NOT NULL AND low_stock_threshold IS NOT NULL AND "
+        "stock <= low_stock_threshold ORDER BY stock, name", (scope.mode,)))
+
+
 def bounds(query: dict) -> tuple[str, str]:
     """The `from` and `to` of a report as UTC timestamps: the last 30 days unless given."""
     now = utcnow()

@@ -151,6 +151,7 @@ def install(app) -> None:
         coupons,
         developers,
         licensing,
+        reports,
         sales,
         signin,
         subscriptions,

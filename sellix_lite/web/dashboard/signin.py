@@ -9,6 +9,7 @@ from ...services import admin, reports
 from ..context import get_db, runtime
 from ..html import check_csrf
 from . import bp, mode, page, return_to, scope
+from .charts import bar_chart
 
 SIGN_INS_PER_MINUTE = 10
 
@@ -58,7 +59,10 @@ def switch_mode():
 
 @bp.get("/")
 def overview():
-    """Today's orders and revenue, the balance, and webhooks in trouble."""
-    return page("overview.html",
-                figures=reports.overview(scope(), runtime().config.shop.currency),
-                current=mode())
+    """Today's orders and revenue, the balance, webhooks in trouble, net sales per day over
+    the last 30 days, the best-selling products and the products running out."""
+    currency = runtime().config.shop.currency
+    recent = reports.recent_sales(scope(), currency)
+    return page("overview.html", figures=reports.overview(scope(), currency), current=mode(),
+                recent=recent, chart=bar_chart(recent["days"]),
+                low_stock=reports.low_stock(scope()))
