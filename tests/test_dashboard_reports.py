@@ -10,20 +10,22 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from test_dashboard import FormCollector
+from test_reports import paid_order
 
 from sellix_lite.web.dashboard.charts import bar_chart
 
-from support import json_body, key_product, make_product, pay, place_order, signed_in_dashboard
+from support import (
+    json_body,
+    key_product,
+    make_product,
+    signed_in_dashboard,
+)
 
 
 @pytest.fixture
 def dashboard(app, client):
     return signed_in_dashboard(app, client)
-
-
-def paid_order(v1, clock, when: str, product_id: str, **extra) -> dict:
-    clock.set(datetime.fromisoformat(when).replace(tzinfo=UTC))
-    return pay(v1, place_order(v1, product_id, **extra)["id"])
 
 
 def bars_of(html: str) -> dict[str, float]:
@@ -145,3 +147,47 @@ def test_a_bad_date_shows_the_api_message(dashboard, v1):
 def test_the_reports_page_is_in_the_navigation(dashboard):
     html = dashboard.get("/dashboard/").get_data(as_text=True)
     assert 'href="/dashboard/reports">Reports</a>' in html
+
+
+# --- the product image ---------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
+
+
+def product_form(dashboard, product_id: str, action: str) -> dict:
+    collector = FormCollector()
+    collector.feed(dashboard.get(f"/dashboard/products/{product_id}").get_data(as_text=True))
+    [fields] = [fields for found, fields in collector.forms if found == action]
+    return fields
+
+
+def test_an_image_is_uploaded_shown_refused_when_not_an_image_and_removed(dashboard, v1):
+    product = make_product(v1)
+    upload = f"/dashboard/products/{product['id']}/image"
+    answer = dashboard.post(upload, data={**product_form(dashboard, product["id"], upload),
+                                          "file": (io.BytesIO(PNG), "photo.png")},
+                            content_type="multipart/form-data")
+    assert answer.status_code == 303
+    image_url = json_body(v1.get(f"/v1/products/{product['id']}"))["image_url"]
+    assert image_url and image_url.endswith(".png")
+    html = dashboard.get(f"/dashboard/products/{product['id']}").get_data(as_text=True)
+    assert f'<img src="{image_url}"' in html
+    assert dashboard.get(image_url).data == PNG
+    refused = dashboard.post(upload, data={**product_form(dashboard, product["id"], upload),
+                                           "file": (io.BytesIO(b"plain text"), "a.png")},
+                             content_type="multipart/form-data", follow_redirects=True)
+    assert "is not a PNG, JPEG or WebP image" in refused.get_data(as_text=True)
+    remove = f"{upload}/delete"
+    dashboard.post(remove, data=product_form(dashboard, product["id"], remove))
+    assert json_body(v1.get(f"/v1/products/{product['id']}"))["image_url"] is None
+
+
+def test_an_image_larger_than_a_form_may_be_is_taken(dashboard, v1):
+    product = make_product(v1)
+    upload = f"/dashboard/products/{product['id']}/image"
+    large = PNG.ljust(2 * 1024 * 1024, b"\x00")
+    answer = dashboard.post(upload, data={**product_form(dashboard, product["id"], upload),
+                                          "file": (io.BytesIO(large), "large.png")},
+                            content_type="multipart/form-data")
+    assert answer.status_code == 303
+    assert json_body(v1.get(f"/v1/products/{product['id']}"))["image_url"]

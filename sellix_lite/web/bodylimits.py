@@ -37,7 +37,7 @@ JSON_BODY_BYTES = 1024 * 1024
 FORM_BODY_BYTES = 64 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 UPLOAD_ENDPOINTS = frozenset({"v1.upload_product_file", "v1.upload_product_image",
-                              "dashboard.upload_file"})
+                              "dashboard.upload_file", "dashboard.upload_image"})
 KEY_FILE_ENDPOINTS = frozenset({"dashboard.import_keys"})
 
 

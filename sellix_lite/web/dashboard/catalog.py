@@ -116,6 +116,24 @@ def upload_file(product_id):
     return submit(action, url_for("dashboard.product_page", product_id=product_id))
 
 
+@bp.post("/products/<product_id>/image")
+def upload_image(product_id):
+    """The API's image upload: PNG, JPEG or WebP, known by its bytes."""
+    def action():
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            raise InvalidRequest("choose an image to upload", errors={"file": "is required"})
+        products.replace_image(scope(), product_id, upload.stream, runtime().config.files_dir)
+    return submit(action, url_for("dashboard.product_page", product_id=product_id))
+
+
+@bp.post("/products/<product_id>/image/delete")
+def remove_image(product_id):
+    def action():
+        products.remove_image(scope(), product_id, runtime().config.files_dir)
+    return submit(action, url_for("dashboard.product_page", product_id=product_id))
+
+
 def _keys_from_form() -> list:
     """Pasted lines and .txt lines are whole keys; a .csv's first column is the key."""
     keys = request.form.get("keys", "").splitlines()
