@@ -24,7 +24,7 @@ DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True,
          "device_scale_factor": 2}
 RESOURCE_ORDER = ["Products", "Orders", "Coupons", "Customers", "Licenses", "Payouts",
-                  "Webhooks", "API keys", "Events", "Subscriptions", "Blacklist",
+                  "Webhooks", "API keys", "Events", "Subscriptions", "Reports", "Blacklist",
                   "Test helpers"]
 # Every problem slug with its status (docs/api.md, Errors).
 ERROR_SLUGS = {"invalid_request": 400, "unauthenticated": 401, "forbidden_scope": 403,
@@ -125,6 +125,14 @@ def header_lines(text: str) -> dict:
 
 # --- the page itself ------------------------------------------------------------------------
 
+def test_every_operation_is_rendered_whatever_it_answers_with(client):
+    """In process: the page renders each operation, the CSV export's answer included."""
+    response = client.get("/docs")
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    page = response.get_data(as_text=True)
+    assert "/v1/orders/export.csv" in page and "text/csv" in page
+
+
 def test_docs_headers_are_secure(server):
     response = requests.get(server.url + "/docs", timeout=30)
     assert response.status_code == 200
@@ -218,7 +226,11 @@ def test_every_operation_has_an_article_in_resource_order(context, server, spec)
             if parameter["in"] in ("path", "query"):
                 assert parameter["name"] in item["inputs"], (where, parameter["name"])
         assert item["example"] is not None, f"no example response for {where}"
-        json.loads(item["example"])
+        answer = next(iter(operation["responses"].values()))["content"]
+        if "application/json" in answer:
+            json.loads(item["example"])
+        else:  # a streamed file (the CSV export): its media type
+            assert item["example"] == next(iter(answer)), where
         content = operation.get("requestBody", {}).get("content", {})
         if method in ("POST", "PATCH") and "application/json" in content:
             assert item["body"] is not None, f"no editable body for {where}"

@@ -18,7 +18,7 @@ from .context import runtime
 
 bp = Blueprint("reference", __name__)
 TAG_ORDER = ("Products", "Orders", "Coupons", "Customers", "Licenses", "Payouts", "Webhooks",
-             "API keys", "Events", "Subscriptions", "Blacklist", "Test helpers")
+             "API keys", "Events", "Subscriptions", "Reports", "Blacklist", "Test helpers")
 ID_PREFIXES = {"Product": "prod", "Order": "ord", "Customer": "cus", "Refund": "rf",
                "Payout": "po", "WebhookEndpoint": "wh", "NewWebhookEndpoint": "wh",
                "Event": "evt", "ApiKey": "apik", "NewApiKey": "apik", "Subscription": "sub",
@@ -59,11 +59,20 @@ def _endpoint(spec: dict, path: str, method: str, operation: dict) -> dict:
         "summary": operation["summary"], "description": operation["description"],
         "ability": operation["x-ability"], "parameters": operation["parameters"],
         "status": status,
-        "example": _pretty(example(spec, response["content"]["application/json"]["schema"])),
+        "example": _response_example(spec, response["content"]),
         "body": _pretty(example(spec, body["schema"], required_only=True)) if body else None,
         "upload": "application/octet-stream" in operation.get("requestBody", {}).get(
             "content", {}),
     }
+
+
+def _response_example(spec: dict, content: dict) -> str:
+    """What the operation answers: a JSON example, or for another media type (the CSV
+    export) its example if the document gives one, else the type's name."""
+    if "application/json" in content:
+        return _pretty(example(spec, content["application/json"]["schema"]))
+    media_type, described = next(iter(content.items()))
+    return described.get("example") or described["schema"].get("example") or media_type
 
 
 def _pretty(value) -> str:
