@@ -171,3 +171,21 @@ def test_each_currency_has_its_own_rows_and_total(v1, clock):
                                                                           ("USD", 2)]
     assert [(total["currency"], total["net_cents"]) for total in body["totals"]] == [
         ("EUR", 1000), ("USD", 9800)]
+
+
+def test_through_the_real_server_the_export_streams_and_the_server_goes_on(server, api):
+    """The CSV leaves waitress in chunks as the rows are read, on a connection of its own;
+    the connection the request held is handed back, so the server keeps answering."""
+    product, _ = key_product(api, 5)
+    placed = [place_order(api, product["id"])["id"] for _ in range(3)]
+    with api.get("/v1/orders/export.csv", stream=True, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+        assert response.headers.get("Transfer-Encoding") == "chunked"
+        text = b"".join(response.iter_content(chunk_size=None)).decode()
+    header, *rows = csv.reader(io.StringIO(text, newline=""))
+    assert tuple(header) == reports.EXPORT_COLUMNS
+    assert set(placed) <= {row[0] for row in rows}
+    for _ in range(3):  # the server still answers, export after export
+        assert api.get("/v1/orders/export.csv", timeout=30).status_code == 200
+    assert api.get("/v1/orders", params={"limit": 1}, timeout=30).status_code == 200
