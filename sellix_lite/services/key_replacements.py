@@ -70,10 +70,7 @@ def _replaceable_keys(db: sqlite_utils.Database, order: dict, key: str) -> list[
                             codes={"order": "not_delivered"})
     keys = json.loads(order["delivery"])["keys"]
     if key not in keys:
-        burned = query_one(db, "SELECT 1 FROM burned_keys b JOIN license_keys k ON "
-                               "k.id = b.key_id WHERE b.order_id = ? AND k.key = ?",
-                           (order["id"], key))
-        if burned:
+        if licenses.key_was_replaced(db, order["id"], key):
             raise Unprocessable(errors={"key": "was replaced already"},
                                 codes={"key": "burned"})
         raise Unprocessable(errors={"key": "is not one of the order's delivered keys"},

@@ -146,14 +146,17 @@ def lock_reason(db: sqlite_utils.Database, row: dict) -> str | None:
     """`replaced` when the license's key was burned, `refunded` when its order was refunded
     in full, else None: re-enabling either would give back a sale that was taken back (a
     burned key working beside its replacement, or a key the buyer got the money for)."""
-    found = query_one(db, (
-        "SELECT EXISTS (SELECT 1 FROM burned_keys b JOIN license_keys k ON k.id = b.key_id "
-        "WHERE b.order_id = :order AND k.key = :key) AS burned, "
-        "(SELECT status FROM orders WHERE id = :order) AS order_status"),
-        {"order": row["order_id"], "key": row["key"]})
-    if found["burned"]:
+    if key_was_replaced(db, row["order_id"], row["key"]):
         return "replaced"
-    return "refunded" if found["order_status"] == "refunded" else None
+    order = query_one(db, "SELECT status FROM orders WHERE id = ?", (row["order_id"],))
+    return "refunded" if order["status"] == "refunded" else None
+
+
+def key_was_replaced(db: sqlite_utils.Database, order_id: str, key: str) -> bool:
+    """Whether `key`, delivered to the order, was burned and replaced by another."""
+    return query_one(db, "SELECT 1 AS burned FROM burned_keys b JOIN license_keys k ON "
+                         "k.id = b.key_id WHERE b.order_id = ? AND k.key = ?",
+                     (order_id, key)) is not None
 
 
 def _refuse_if_locked(db: sqlite_utils.Database, row: dict) -> None:
